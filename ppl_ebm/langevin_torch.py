@@ -1,0 +1,132 @@
+"""Batched ULA and MALA kernels, torch core (mirrored name for name in :mod:`langevin_jax`).
+
+Pure functions over an explicit state holding every chain at once (``position`` is
+``(chains, dim)``). ``potential_and_grad_fn(position) -> (potential (chains,), grad (chains, dim))``
+returns the potential ``U = -log density`` of each chain and its gradient.
+
+Both kernels use DDLS Eq. 4 / Alg. 1's parametrisation: a step of size ``eps`` moves by
+``-eps/2 * grad U`` plus Gaussian noise of variance ``eps`` (MALA's proposal is exactly that
+step; ULA may set the noise scale apart, as DDLS does with step 0.01 and noise std 0.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["LangevinInfo", "LangevinState", "langevin_init", "mala_step", "ula_step"]
+
+PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class LangevinState(NamedTuple):
+    """State of a batch of Langevin chains.
+
+    position (chains, dim); potential (chains,); grad (chains, dim) at ``position``;
+    active (chains,) bool: False once ULA met a non-finite value (the chain then stays where
+    it was); nonfinite_count (chains,) int: non-finite potentials or gradients met so far.
+    """
+
+    position: torch.Tensor
+    potential: torch.Tensor
+    grad: torch.Tensor
+    active: torch.Tensor
+    nonfinite_count: torch.Tensor
+
+
+class LangevinInfo(NamedTuple):
+    """Per-chain outcome of one step: MH acceptance probability (1 for ULA), whether the
+    move was taken, and whether a non-finite value was met."""
+
+    acceptance_probability: torch.Tensor
+    accepted: torch.Tensor
+    nonfinite: torch.Tensor
+
+
+def _is_finite(potential: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(potential) & torch.isfinite(grad).all(dim=-1)
+
+
+def _column(value: float | torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    # One value or one per chain, shaped (1, 1) or (chains, 1) to broadcast over (chains, dim).
+    return torch.as_tensor(value, dtype=position.dtype, device=position.device).reshape(-1, 1)
+
+
+def langevin_init(position: torch.Tensor, potential_and_grad_fn: PotentialAndGrad) -> LangevinState:
+    """Evaluate the potential and gradient at the starting positions ``(chains, dim)``."""
+    potential, grad = potential_and_grad_fn(position)
+    finite = _is_finite(potential, grad)
+    return LangevinState(
+        position, potential, grad, finite, (~finite).to(torch.int64)
+    )
+
+
+def ula_step(
+    rng: torch.Generator | None,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+    step_size: float | torch.Tensor,
+    noise_scale: float | torch.Tensor,
+) -> tuple[LangevinState, LangevinInfo]:
+    """One unadjusted Langevin step (DDLS Alg. 1): ``z - step/2 * grad U(z) + noise_scale * n``.
+
+    A chain whose new potential or gradient is not finite stays at its last finite position
+    and is marked inactive for the rest of the run; its count in ``nonfinite_count`` grows by one.
+    """
+    step = _column(step_size, state.position)
+    noise = torch.randn(
+        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
+    )
+    proposal = state.position - 0.5 * step * state.grad + _column(noise_scale, noise) * noise
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    move = state.active & finite
+    newly_stopped = state.active & ~finite
+    new_state = LangevinState(
+        torch.where(move.unsqueeze(-1), proposal, state.position),
+        torch.where(move, potential, state.potential),
+        torch.where(move.unsqueeze(-1), grad, state.grad),
+        move,
+        state.nonfinite_count + newly_stopped.to(torch.int64),
+    )
+    return new_state, LangevinInfo(torch.ones_like(potential), move, newly_stopped)
+
+
+def mala_step(
+    rng: torch.Generator | None,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+    step_size: float | torch.Tensor,
+) -> tuple[LangevinState, LangevinInfo]:
+    """One Metropolis-adjusted Langevin step with per-chain accept/reject.
+
+    Proposal ``y = z - step/2 * grad U(z) + sqrt(step) n``; acceptance
+    ``min(1, exp(U(z) - U(y) + log q(z | y) - log q(y | z)))`` with
+    ``log q(y | z) = -|y - z + step/2 grad U(z)|^2 / (2 step)``. A non-finite proposal is rejected.
+    """
+    step = _column(step_size, state.position)
+    noise = torch.randn(
+        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
+    )
+    proposal = state.position - 0.5 * step * state.grad + torch.sqrt(step) * noise
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
+    log_forward = -0.5 * (noise * noise).sum(-1)
+    backward = state.position - proposal + 0.5 * step * grad
+    log_backward = -(backward * backward).sum(-1) / (2.0 * step[:, 0])
+    log_ratio = state.potential - potential + log_backward - log_forward
+    log_ratio = torch.where(finite, log_ratio, torch.full_like(log_ratio, -torch.inf))
+    acceptance_probability = torch.exp(torch.clamp(log_ratio, max=0.0))
+    uniform = torch.rand(log_ratio.shape, generator=rng, dtype=log_ratio.dtype, device=log_ratio.device)
+    accepted = uniform < acceptance_probability
+    new_state = LangevinState(
+        torch.where(accepted.unsqueeze(-1), proposal, state.position),
+        torch.where(accepted, potential, state.potential),
+        torch.where(accepted.unsqueeze(-1), grad, state.grad),
+        state.active,
+        state.nonfinite_count + (~finite).to(torch.int64),
+    )
+    return new_state, LangevinInfo(acceptance_probability, accepted, ~finite)

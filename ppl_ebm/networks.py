@@ -1,0 +1,219 @@
+"""Generator and critic architectures of the model zoo.
+
+The toy networks follow the 2-D experiments of DOT (Tanaka, 2019) and DDLS
+(Che et al., 2020); the convolutional ones follow the "standard CNN" of the
+SN-GAN paper (Miyato et al., 2018), a CIFAR-10 architecture both papers build on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
+
+__all__ = ["mlp", "toy_generator", "toy_critic", "conv_generator", "conv_critic"]
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    # 0.2 is the slope the DOT/DDLS toy critics use.
+    "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.2),
+    "elu": nn.ELU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+
+
+def _activation(name: str) -> nn.Module:
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """Fully connected network with an activation between its Linear layers.
+
+    Parameters
+    ----------
+    in_features, out_features
+        Input and output widths.
+    hidden
+        Widths of the hidden layers, in order (may be empty: a single Linear layer).
+    activation
+        ``"relu"``, ``"leaky_relu"`` (slope 0.2), ``"elu"``, ``"tanh"`` or ``"softplus"``.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        ``Linear, act, Linear, act, ..., Linear``; the output layer has no activation.
+    """
+    widths = [in_features, *hidden, out_features]
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(width_in, width_out))
+        if index < len(widths) - 2:
+            layers.append(_activation(activation))
+    return nn.Sequential(*layers)
+
+
+def toy_generator(
+    latent_dim: int = 2,
+    data_dim: int = 2,
+    width: int = 256,
+    depth: int = 3,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """Toy generator ``latent_dim -> width x depth -> data_dim`` (DOT/DDLS 2-D experiments).
+
+    Parameters
+    ----------
+    latent_dim, data_dim
+        Input and output widths.
+    width, depth
+        Width and number of the hidden layers.
+    activation
+        Hidden activation, see :func:`mlp`.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, latent_dim)`` to ``(batch, data_dim)``.
+    """
+    return mlp(latent_dim, [width] * depth, data_dim, activation)
+
+
+def toy_critic(
+    data_dim: int = 2,
+    width: int = 512,
+    depth: int = 3,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """Toy critic ``data_dim -> width x depth -> 1`` (DOT/DDLS 2-D experiments).
+
+    Parameters
+    ----------
+    data_dim
+        Input width.
+    width, depth
+        Width and number of the hidden layers.
+    activation
+        Hidden activation, see :func:`mlp`.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, data_dim)`` to ``(batch, 1)``; the trailing axis is kept so the
+        critic has the same output shape as the convolutional one.
+    """
+    return mlp(data_dim, [width] * depth, 1, activation)
+
+
+def _upsampling_steps(image_size: int) -> int:
+    # Both conv nets work on a 4x4 feature map at their narrow end, so the image
+    # side must be 4 times a power of two.
+    steps = (image_size // 4).bit_length() - 1
+    if image_size < 8 or 4 * 2**steps != image_size:
+        raise ValueError(f"image_size must be 4 * 2**k with k >= 1 (8, 16, 32, 64, ...), got {image_size}")
+    return steps
+
+
+def conv_generator(
+    latent_dim: int = 128,
+    channels: int = 3,
+    base_width: int = 64,
+    image_size: int = 32,
+) -> nn.Sequential:
+    """DCGAN / SN-GAN "standard CNN" generator.
+
+    ``Linear(latent -> 4*4*8w)``, reshape to ``(8w, 4, 4)``, then
+    ``ConvTranspose2d(4, stride 2, pad 1) + BatchNorm2d + ReLU`` blocks that double the
+    side and halve the width (not below ``w``) up to ``image_size``, then
+    ``Conv2d(3x3, pad 1) + Tanh`` to ``channels``.
+
+    Parameters
+    ----------
+    latent_dim
+        Width of the latent input.
+    channels
+        Channels of the image.
+    base_width
+        ``w`` above; 64 gives the SN-GAN widths 512-256-128-64 at ``image_size=32``.
+    image_size
+        Side of the square output, ``4 * 2**k`` with ``k >= 1``.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, latent_dim)`` to ``(batch, channels, image_size, image_size)`` in ``[-1, 1]``.
+    """
+    width = base_width * 8
+    layers: list[nn.Module] = [nn.Linear(latent_dim, 4 * 4 * width), nn.Unflatten(1, (width, 4, 4))]
+    for _ in range(_upsampling_steps(image_size)):
+        next_width = max(base_width, width // 2)
+        layers += [
+            nn.ConvTranspose2d(width, next_width, kernel_size=4, stride=2, padding=1),
+            nn.BatchNorm2d(next_width),
+            nn.ReLU(),
+        ]
+        width = next_width
+    layers += [nn.Conv2d(width, channels, kernel_size=3, padding=1), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def conv_critic(
+    channels: int = 3,
+    base_width: int = 64,
+    image_size: int = 32,
+    spectral_norm: bool = True,
+) -> nn.Sequential:
+    """SN-GAN "standard CNN" critic.
+
+    Per stage a ``Conv2d(3x3, stride 1)`` and a downsampling ``Conv2d(4x4, stride 2)``,
+    each followed by ``LeakyReLU(0.1)``, doubling the width from ``w`` until the map is
+    4x4; then ``Conv2d(3x3)`` to the next width, ``Flatten`` and ``Linear -> 1``.
+
+    Parameters
+    ----------
+    channels
+        Channels of the image.
+    base_width
+        ``w`` above; 64 gives the SN-GAN widths 64-128-256-512 at ``image_size=32``.
+    image_size
+        Side of the square input, ``4 * 2**k`` with ``k >= 1``.
+    spectral_norm
+        Wrap every Conv2d and Linear in
+        :func:`torch.nn.utils.parametrizations.spectral_norm` (the SN-GAN critic).
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, channels, image_size, image_size)`` to ``(batch, 1)``.
+    """
+    wrap = _spectral_norm if spectral_norm else (lambda layer: layer)
+    layers: list[nn.Module] = []
+    width_in = channels
+    steps = _upsampling_steps(image_size)
+    for step in range(steps):
+        width = base_width * 2**step
+        layers += [
+            wrap(nn.Conv2d(width_in, width, kernel_size=3, stride=1, padding=1)),
+            nn.LeakyReLU(0.1),
+            wrap(nn.Conv2d(width, width, kernel_size=4, stride=2, padding=1)),
+            nn.LeakyReLU(0.1),
+        ]
+        width_in = width
+    final_width = base_width * 2**steps
+    layers += [
+        wrap(nn.Conv2d(width_in, final_width, kernel_size=3, stride=1, padding=1)),
+        nn.LeakyReLU(0.1),
+        nn.Flatten(),
+        wrap(nn.Linear(final_width * 4 * 4, 1)),
+    ]
+    return nn.Sequential(*layers)
