@@ -1,9 +1,11 @@
 """The ``ppl-ebm`` command.
 
-``ppl-ebm compare`` (the main job) samples a latent EBM with every sampler and backend,
-prints an ESS comparison table, and writes ``metrics.json`` and ``report.md`` to an output
-folder. Until the model zoo lands it runs on the analytic Gaussian target (linear generator,
-quadratic critic), where every method's error against the exact answer is shown too.
+``ppl-ebm compare`` (the main job) runs DDLS's synthetic experiment on a zoo model (default:
+the shipped 25-Gaussians WGAN-GP): generator only, DRS, MH-GAN, DOT and DDLS with every
+sampler x backend, scored by exact EMD and DDLS Table 1's mode metrics, with ESS figures for
+the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
+``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
+``ppl-ebm train`` reproduces a zoo checkpoint.
 """
 
 from __future__ import annotations
@@ -24,23 +26,97 @@ _HMC_CHAINS = 4  # Pyro runs NUTS/HMC chains one after another; a few long chain
 def _compare_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "compare",
-        help="compare samplers x backends on a latent EBM (the main job)",
-        description="Sample the analytic Gaussian latent EBM with every sampler and backend and "
-        "compare them by ESS, ESS/s and ESS per gradient, against the exact answer.",
+        help="generator vs baselines vs DDLS samplers on a zoo model (the main job)",
+        description="Run DDLS's synthetic comparison on a zoo model (name or folder), or with "
+        "--model gaussian compare the samplers on the analytic Gaussian target.",
     )
+    parser.add_argument("--model", default=None,
+                        help="zoo name or model folder (default: the shipped 25-Gaussians WGAN-GP), or 'gaussian'")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="zoo runs: any of generator drs mh_gan dot ula/torch ... hmc/jax (default: all)")
+    parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
+    parser.add_argument("--steps", type=int, default=400, help="zoo runs: Langevin steps per chain")
+    parser.add_argument("--sweep", type=float, nargs="*", default=None,
+                        help="zoo runs: ULA step sizes of the EMD sweep (give none to skip it)")
+    parser.add_argument("--sweep-chains", type=int, default=2000)
+    parser.add_argument("--calibrated", action="store_true", help="zoo runs: DDLS on the calibrated critic")
     parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"],
                         choices=["ula", "mala", "nuts", "hmc"])
     parser.add_argument("--backends", nargs="+", default=["torch", "jax"], choices=["torch", "jax"])
-    parser.add_argument("--chains", type=int, default=256, help="chains for ULA/MALA (default 256)")
+    parser.add_argument("--chains", type=int, default=None,
+                        help="chains for ULA/MALA (default: 5000 on a zoo model, 256 on gaussian)")
     parser.add_argument("--hmc-chains", type=int, default=_HMC_CHAINS, help="chains for NUTS/HMC (default 4)")
-    parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=300, help="gaussian runs: warmup per chain")
+    parser.add_argument("--samples", type=int, default=1000, help="gaussian runs: draws per chain")
     parser.add_argument("--step-size", type=float, default=0.05, help="ULA step size (default 0.05)")
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--data-dim", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/compare"), help="output folder")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _train_parser(subparsers) -> None:
+    from ppl_ebm.datasets import DATASETS
+    from ppl_ebm.training import LOSSES, TrainingConfig
+
+    defaults = TrainingConfig(dataset="25gaussians")
+    parser = subparsers.add_parser("train", help="train a toy GAN and save it as a zoo model",
+                                   description="Train, calibrate and save a toy GAN with its model card.")
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--loss", default="wgan-gp", choices=LOSSES)
+    parser.add_argument("--iterations", type=int, default=defaults.iterations)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--activation", default=defaults.activation)
+    parser.add_argument("--name", required=True, help="folder name of the model")
+    parser.add_argument("--output", type=Path, default=Path("models"), help="zoo folder (default models/)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _run_train(args, parser) -> int:
+    from ppl_ebm.training import TrainingConfig
+    from ppl_ebm.zoo_training import train_zoo_model
+
+    try:
+        config = TrainingConfig(dataset=args.dataset, loss=args.loss, iterations=args.iterations,
+                                batch_size=args.batch_size, seed=args.seed, activation=args.activation).validate()
+    except ValueError as error:
+        parser.error(str(error))
+    folder = train_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress)
+    print((folder / "MODEL_CARD.md").read_text())
+    print(f"Wrote {folder}")
+    return 0
+
+
+def _run_zoo_compare(args, parser) -> int:
+    from ppl_ebm.report import format_compare_table, write_report
+    from ppl_ebm.toy_compare import ALL_METHODS, SWEEP_STEPS, CompareConfig, run_compare
+    from ppl_ebm.zoo import DEFAULT_MODEL, model_dir
+
+    try:
+        model_dir(args.model or DEFAULT_MODEL)
+        chains = args.chains if args.chains is not None else max(5000, args.num_samples)
+        config = CompareConfig(
+            model=args.model or DEFAULT_MODEL,
+            methods=tuple(args.methods) if args.methods else ALL_METHODS,
+            num_samples=args.num_samples, langevin_chains=chains, langevin_steps=args.steps,
+            hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
+            sweep_chains=args.sweep_chains, seed=args.seed, calibrated_ddls=args.calibrated,
+            progress_bar=not args.no_progress,
+        ).validate()
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    output = run_compare(config, log=lambda message: print(message, file=sys.stderr, flush=True))
+    print(format_compare_table(output.metrics))
+    if output.sweep:
+        sweep = output.sweep
+        print(f"\nEMD vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
+        print(f"MALA adapted (step {sweep['mala_adapted_step_size']:.3g}): {sweep['mala_adapted_emd']:.4f} = "
+              f"{sweep['mala_over_best']:.2f}x the best fixed step")
+    paths = write_report(output, args.output)
+    print(f"\nWrote {', '.join(str(p) for p in paths.values())}")
+    return 0
 
 
 def _check_positive(parser, args, names) -> None:
@@ -51,6 +127,9 @@ def _check_positive(parser, args, names) -> None:
 
 
 def _run_compare(args, parser) -> int:
+    if args.model != "gaussian":
+        return _run_zoo_compare(args, parser)
+    args.chains = 256 if args.chains is None else args.chains
     _check_positive(parser, args, ["chains", "hmc_chains", "samples", "latent_dim", "data_dim"])
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
@@ -126,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command")
     _compare_parser(subparsers)
+    _train_parser(subparsers)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    code = _run_compare(args, subparsers.choices["compare"])
+    runner = {"compare": _run_compare, "train": _run_train}[args.command]
+    code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code
 

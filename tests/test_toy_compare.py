@@ -1,0 +1,55 @@
+"""`ppl-ebm compare` on a zoo model, at toy size: every method, metrics.json, report, figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ppl_ebm.cli import main
+from ppl_ebm.training import TrainingConfig
+from ppl_ebm.zoo_training import train_zoo_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    config = TrainingConfig(dataset="25gaussians", iterations=30, batch_size=64, generator_width=32,
+                            critic_width=32, depth=2, seed=0)
+    return train_zoo_model(config, "tiny", root, progress_bar=False, command="test", eval_samples=300)
+
+
+def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
+    output = tmp_path / "out"
+    code = main([
+        "compare", "--model", str(tiny_model), "--num-samples", "200", "--chains", "200", "--steps", "20",
+        "--hmc-chains", "2", "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
+        "--no-progress",
+    ])
+    assert code == 0
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["dataset"] == "25gaussians" and metrics["num_samples"] == 200
+    expected = {"data", "generator", "drs", "mh_gan", "dot"} | {
+        f"{s}/{b}" for s in ("ula", "mala", "nuts", "hmc") for b in ("torch", "jax")
+    }
+    assert set(metrics["methods"]) == expected
+    for name, row in metrics["methods"].items():
+        for key in ("emd", "modes_recovered", "high_quality_fraction", "ess_bulk_min", "rhat_max",
+                    "ess_per_second", "ess_per_grad", "grad_evals", "wall_seconds"):
+            assert key in row, (name, key)
+        assert row["emd"] > 0
+    assert metrics["methods"]["mala/jax"]["ess_bulk_min"] > 0
+    assert metrics["methods"]["generator"]["ess_bulk_min"] is None
+    assert len(metrics["sweep"]["emd"]) == 2
+    for name in ("report.md", "samples.png", "emd_vs_step.png", "traces.png"):
+        assert (output / name).stat().st_size > 0
+    assert "mala/jax" in capsys.readouterr().out
+
+
+def test_compare_rejects_bad_options(tiny_model, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--model", str(tiny_model), "--methods", "gibbs"])
+    assert "Unknown method" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--model", "no-such-model"])
+    assert "No model" in capsys.readouterr().err
