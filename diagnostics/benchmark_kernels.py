@@ -44,6 +44,11 @@ How to run
 
 The table is printed and written, with the machine facts, to ``--output``
 (default ``runs/benchmark_kernels.json``).
+
+On a shared machine the timings are noisy (the load average is printed and stored): with torch's
+default two threads on two cores, a second busy process can make every torch step wait a
+scheduler slice (about 0.3 s a step at 100 chains, ours and bare alike); ``--torch-threads 1``
+gives stable torch numbers there.
 """
 
 from __future__ import annotations
@@ -432,6 +437,13 @@ def main(argv=None) -> dict:
     ebm_jax = ebm.to_jax() if "jax" in args.backends else None
     facts = machine_facts()
     log("machine: " + ", ".join(f"{key}={value}" for key, value in facts.items()))
+    load = facts["loadavg_at_start"]
+    if load is not None and facts["usable_cpus"] and load[0] > 0.5 * facts["usable_cpus"]:
+        log(
+            f"warning: load average {load[0]} on {facts['usable_cpus']} CPUs: the machine is busy and the "
+            "timings will be noisy; torch's default threads can stall badly when another process holds "
+            "a core (try --torch-threads 1)."
+        )
     log(
         f"model: LatentEBM(mlp(2, [{args.width}]*3, 2), mlp(2, [{args.width}]*3, 1)), ReLU, seed {args.seed}; "
         f"step size {STEP_SIZE}; repeats {args.repeats} (best kept)"

@@ -33,18 +33,19 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--model", default=None,
                         help="zoo name or model folder (default: the shipped 25-Gaussians WGAN-GP), or 'gaussian'")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="zoo runs: any of generator drs mh_gan dot ula/torch ... hmc/jax (default: all)")
+                        help="zoo runs: any of generator drs mh_gan dot {ula,mala,nuts,hmc}/{torch,jax} "
+                        "(default: the baselines and ULA/MALA on both backends)")
     parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
     parser.add_argument("--steps", type=int, default=400, help="zoo runs: Langevin steps per chain")
     parser.add_argument("--sweep", type=float, nargs="*", default=None,
                         help="zoo runs: ULA step sizes of the EMD sweep (give none to skip it)")
-    parser.add_argument("--sweep-chains", type=int, default=2000)
+    parser.add_argument("--sweep-chains", type=int, default=1000)
     parser.add_argument("--calibrated", action="store_true", help="zoo runs: DDLS on the calibrated critic")
     parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"],
                         choices=["ula", "mala", "nuts", "hmc"])
     parser.add_argument("--backends", nargs="+", default=["torch", "jax"], choices=["torch", "jax"])
     parser.add_argument("--chains", type=int, default=None,
-                        help="chains for ULA/MALA (default: 5000 on a zoo model, 256 on gaussian)")
+                        help="chains for ULA/MALA (default: 1000 on a zoo model, 256 on gaussian)")
     parser.add_argument("--hmc-chains", type=int, default=_HMC_CHAINS, help="chains for NUTS/HMC (default 4)")
     parser.add_argument("--warmup", type=int, default=300, help="gaussian runs: warmup per chain")
     parser.add_argument("--samples", type=int, default=1000, help="gaussian runs: draws per chain")
@@ -91,15 +92,15 @@ def _run_train(args, parser) -> int:
 
 def _run_zoo_compare(args, parser) -> int:
     from ppl_ebm.report import format_compare_table, write_report
-    from ppl_ebm.toy_compare import ALL_METHODS, SWEEP_STEPS, CompareConfig, run_compare
+    from ppl_ebm.toy_compare import DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
     from ppl_ebm.zoo import DEFAULT_MODEL, model_dir
 
     try:
         model_dir(args.model or DEFAULT_MODEL)
-        chains = args.chains if args.chains is not None else max(5000, args.num_samples)
+        chains = args.chains if args.chains is not None else 1000
         config = CompareConfig(
             model=args.model or DEFAULT_MODEL,
-            methods=tuple(args.methods) if args.methods else ALL_METHODS,
+            methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
             num_samples=args.num_samples, langevin_chains=chains, langevin_steps=args.steps,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=args.sweep_chains, seed=args.seed, calibrated_ddls=args.calibrated,

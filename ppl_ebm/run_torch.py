@@ -56,7 +56,8 @@ def run_langevin(
                 draws[sample_index // thinning] = state.z
             if iteration + 1 == num_warmup:
                 warmup_end = time.perf_counter()
-            if (iteration + 1) % update_every == 0 or iteration + 1 == total:
+            # Only with a visible bar: the postfix reads tensors (a device sync on a GPU).
+            if progress_bar and ((iteration + 1) % update_every == 0 or iteration + 1 == total):
                 bar.set_postfix(kernel_logging(state), refresh=False)
                 bar.update(iteration + 1 - bar.n)
     if num_warmup == 0:

@@ -21,8 +21,9 @@ def tiny_model(tmp_path_factory):
 
 def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     output = tmp_path / "out"
+    methods = ["generator", "drs", "mh_gan", "dot"] + [f"{s}/{b}" for s in ("ula", "mala", "nuts", "hmc") for b in ("torch", "jax")]
     code = main([
-        "compare", "--model", str(tiny_model), "--num-samples", "200", "--chains", "200", "--steps", "20",
+        "compare", "--model", str(tiny_model), "--methods", *methods, "--num-samples", "200", "--chains", "200", "--steps", "20",
         "--hmc-chains", "2", "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
         "--no-progress",
     ])
