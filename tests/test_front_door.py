@@ -125,7 +125,7 @@ def test_inverse_problem_example_recovers_exact_posterior():
 def test_cli_compare_at_toy_size(tmp_path, capsys):
     from ppl_ebm.cli import main
 
-    code = main(["compare", "--samplers", "ula", "mala", "--backends", "torch", "--chains", "16",
+    code = main(["compare", "--model", "gaussian", "--samplers", "ula", "mala", "--backends", "torch", "--chains", "16",
                  "--warmup", "20", "--samples", "40", "--output", str(tmp_path), "--no-progress"])
     assert code == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -139,5 +139,8 @@ def test_cli_rejects_bad_numbers(capsys):
     from ppl_ebm.cli import main
 
     with pytest.raises(SystemExit):
-        main(["compare", "--chains", "0"])
+        main(["compare", "--model", "gaussian", "--chains", "0"])
     assert "--chains must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the zoo path validates before loading or sampling anything
+        main(["compare", "--chains", "0"])
+    assert "langevin_chains must be a positive int, got 0" in capsys.readouterr().err
