@@ -28,14 +28,8 @@ EXACT_VARIANCE = 1 / (1 + STRENGTH)
 EXACT_ACCEPTANCE = (1 + STRENGTH) ** -1 * math.exp(-STRENGTH * CENTER @ CENTER / (2 * (1 + STRENGTH)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors: on the 2 shared cores, intra-op threads only wait on each other (a
-    (1000, 2) matmul takes 20 ms with 2 busy threads, 15 us with 1). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: run torch on one thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _identity_generator() -> torch.nn.Linear:

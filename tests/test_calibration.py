@@ -27,14 +27,8 @@ from ppl_ebm.latent_ebm import LatentEBM
 TRUE_WEIGHT, TRUE_BIAS = 0.4, -1.2
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small tensors: on the 2 shared cores, intra-op threads only wait on each other (a
-    (1000, 2) matmul takes 20 ms with 2 busy threads, 15 us with 1). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small tensors: run torch on one thread (see conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class MiscalibratedCritic(torch.nn.Module):
