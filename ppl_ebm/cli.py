@@ -5,7 +5,10 @@ the shipped 25-Gaussians WGAN-GP): generator only, DRS, MH-GAN, DOT and DDLS wit
 sampler x backend, scored by exact EMD and DDLS Table 1's mode metrics, with ESS figures for
 the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
 ``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
-``ppl-ebm train`` reproduces a zoo checkpoint.
+``ppl-ebm train`` reproduces a zoo checkpoint; ``ppl-ebm calibrate`` fine-tunes a zoo model's
+critic into a density-ratio estimator and fits its logistic head (DDLS Sec. 5.2);
+``ppl-ebm mixing`` measures how many Langevin steps the chains need (progression, R-hat, L-lag
+coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time.
 """
 
 from __future__ import annotations
@@ -36,24 +39,30 @@ def _compare_parser(subparsers) -> None:
                         help="zoo runs: any of generator drs mh_gan dot {ula,mala,nuts,hmc}/{torch,jax} "
                         "(default: the baselines and ULA/MALA on both backends)")
     parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
-    parser.add_argument("--steps", type=int, default=400, help="zoo runs: Langevin steps per chain")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="zoo runs: Langevin steps per chain (default 100; half warmup, half draws)")
     parser.add_argument("--sweep", type=float, nargs="*", default=None,
                         help="zoo runs: ULA step sizes of the EMD sweep (give none to skip it)")
     parser.add_argument("--sweep-chains", type=int, default=1000)
-    parser.add_argument("--calibrated", action="store_true", help="zoo runs: DDLS on the calibrated critic")
+    parser.add_argument("--raw-critic", action="store_true",
+                        help="zoo runs: DDLS on the GAN's own critic instead of the calibrated one")
     parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"],
                         choices=["ula", "mala", "nuts", "hmc"])
     parser.add_argument("--backends", nargs="+", default=["torch", "jax"], choices=["torch", "jax"])
     parser.add_argument("--chains", type=int, default=None,
-                        help="chains for ULA/MALA (default: 1000 on a zoo model, 256 on gaussian)")
+                        help="chains for ULA/MALA (default: --num-samples on a zoo model, 256 on gaussian)")
     parser.add_argument("--hmc-chains", type=int, default=_HMC_CHAINS, help="chains for NUTS/HMC (default 4)")
     parser.add_argument("--warmup", type=int, default=300, help="gaussian runs: warmup per chain")
     parser.add_argument("--samples", type=int, default=1000, help="gaussian runs: draws per chain")
-    parser.add_argument("--step-size", type=float, default=0.05, help="ULA step size (default 0.05)")
+    parser.add_argument("--step-size", type=float, default=None,
+                        help="ULA step size (zoo runs: default the sweep's best on validation data, DDLS used "
+                        "0.01; gaussian runs: default 0.05)")
     parser.add_argument("--latent-dim", type=int, default=4)
     parser.add_argument("--data-dim", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/compare"), help="output folder")
+    parser.add_argument("--record-in-card", action="store_true",
+                        help="zoo runs: also store the table in the model's config.json and MODEL_CARD.md")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -72,7 +81,153 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument("--name", required=True, help="folder name of the model")
     parser.add_argument("--output", type=Path, default=Path("models"), help="zoo folder (default models/)")
+    parser.add_argument("--init-from", default=None,
+                        help="zoo name or folder whose weights start the run (continues its training)")
+    _fine_tune_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
+
+
+def _fine_tune_arguments(parser) -> None:
+    from ppl_ebm.critic_tuning import FineTuneConfig
+
+    defaults = FineTuneConfig()
+    parser.add_argument("--fine-tune-steps", type=int, default=defaults.steps,
+                        help=f"BCE fine-tuning steps of the critic (default {defaults.steps}; 0: logistic head only)")
+    parser.add_argument("--fine-tune-lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--fine-tune-batch", type=int, default=defaults.batch_size)
+
+
+def _fine_tune_config(args, parser):
+    from ppl_ebm.critic_tuning import FineTuneConfig
+
+    if args.fine_tune_steps < 0:
+        parser.error(f"--fine-tune-steps must be >= 0, got {args.fine_tune_steps}")
+    if args.fine_tune_steps == 0:
+        return None
+    try:
+        return FineTuneConfig(steps=args.fine_tune_steps, learning_rate=args.fine_tune_lr,
+                              batch_size=args.fine_tune_batch, seed=args.seed).validate()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _calibrate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "calibrate", help="fine-tune a zoo model's critic by BCE and fit its logistic head (DDLS 5.2)",
+        description="Calibrate a zoo model in place: fine-tune its critic by binary cross-entropy "
+        "against the frozen generator, fit the logistic head on held-out samples, report the "
+        "MH-GAN Z statistic, and rewrite config.json and the model card.")
+    parser.add_argument("--model", required=True, help="zoo name or model folder")
+    parser.add_argument("--seed", type=int, default=0)
+    _fine_tune_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _mixing_parser(subparsers) -> None:
+    from ppl_ebm.mixing_study import MixingConfig
+
+    d = MixingConfig()
+    parser = subparsers.add_parser(
+        "mixing", help="mixing time of ULA/MALA on a zoo model: progression, R-hat, L-lag coupling bound",
+        description="How many Langevin steps before draws count: EMD/energy progression from the prior, "
+        "rank and nested R-hat against iteration, and the L-lag coupling upper bound on TV.")
+    parser.add_argument("--model", default=d.model, help="zoo name or model folder")
+    parser.add_argument("--samplers", nargs="+", default=list(d.samplers), choices=["ula", "mala"])
+    parser.add_argument("--chains", type=int, default=d.chains)
+    parser.add_argument("--steps", type=int, default=d.steps)
+    parser.add_argument("--every", type=int, default=d.every, help="checkpoint every this many steps")
+    parser.add_argument("--ula-step", type=float, default=d.ula_step_size)
+    parser.add_argument("--mala-step", type=float, default=None, help="default: adapted in a pilot run")
+    parser.add_argument("--superchains", type=int, default=d.superchains)
+    parser.add_argument("--pairs", type=int, default=d.pairs, help="coupled pairs for the TV bound")
+    parser.add_argument("--lag", type=int, default=d.lag)
+    parser.add_argument("--max-iterations", type=int, default=d.max_iterations)
+    parser.add_argument("--raw-critic", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("runs/mixing"))
+
+
+def _run_mixing(args, parser) -> int:
+    import shlex
+
+    from ppl_ebm.mixing_report import write_mixing_report
+    from ppl_ebm.mixing_study import MixingConfig, run_mixing
+    from ppl_ebm.zoo import model_dir
+
+    try:
+        model_dir(args.model)
+        config = MixingConfig(
+            model=args.model, samplers=tuple(args.samplers), chains=args.chains, steps=args.steps, every=args.every,
+            ula_step_size=args.ula_step, mala_step_size=args.mala_step, superchains=args.superchains,
+            pairs=args.pairs, lag=args.lag, max_iterations=args.max_iterations, raw_critic=args.raw_critic,
+            seed=args.seed,
+        ).validate()
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    study = run_mixing(config, log=lambda message: print(message, file=sys.stderr, flush=True))
+    paths = write_mixing_report(study, args.output, "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
+    print(paths["report"].read_text())
+    print(f"Wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _samplers_parser(subparsers) -> None:
+    from ppl_ebm.sampler_study import METHODS, SamplerStudyConfig
+
+    d = SamplerStudyConfig()
+    parser = subparsers.add_parser(
+        "samplers", help="every sampler x backend by ESS at matched wall time on DDLS targets",
+        description="Compare ULA, MALA, NUTS and HMC on torch and JAX (and Pyro NUTS with one chain) "
+        "by ESS, ESS/s and ESS per gradient at a matched sampling-time budget.")
+    parser.add_argument("--models", nargs="+", default=list(d.models))
+    parser.add_argument("--methods", nargs="+", default=list(d.methods), choices=list(METHODS))
+    parser.add_argument("--budget", type=float, default=d.budget_seconds, help="sampling seconds per method")
+    parser.add_argument("--chains", type=int, default=d.langevin_chains, help="ULA/MALA chains")
+    parser.add_argument("--jax-hmc-chains", type=int, default=d.jax_hmc_chains, help="NumPyro vectorised chains")
+    parser.add_argument("--torch-hmc-chains", type=int, default=d.torch_hmc_chains)
+    parser.add_argument("--warmup", type=int, default=d.warmup)
+    parser.add_argument("--ula-step", type=float, default=d.ula_step_size)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("runs/samplers"))
+
+
+def _run_samplers(args, parser) -> int:
+    import shlex
+
+    from ppl_ebm.sampler_report import write_sampler_report
+    from ppl_ebm.sampler_study import SamplerStudyConfig, run_sampler_study
+    from ppl_ebm.zoo import model_dir
+
+    try:
+        for model in args.models:
+            model_dir(model)
+        config = SamplerStudyConfig(
+            models=tuple(args.models), methods=tuple(args.methods), budget_seconds=args.budget,
+            langevin_chains=args.chains, jax_hmc_chains=args.jax_hmc_chains, torch_hmc_chains=args.torch_hmc_chains,
+            warmup=args.warmup, ula_step_size=args.ula_step, seed=args.seed,
+        ).validate()
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    study = run_sampler_study(config, log=lambda message: print(message, file=sys.stderr, flush=True))
+    paths = write_sampler_report(study, args.output, "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
+    print(paths["report"].read_text())
+    print(f"Wrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _run_calibrate(args, parser) -> int:
+    from ppl_ebm.zoo import model_dir
+    from ppl_ebm.zoo_training import calibrate_zoo_model
+
+    try:
+        folder = model_dir(args.model)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    fine_tune = _fine_tune_config(args, parser)
+    folder = calibrate_zoo_model(folder, fine_tune, progress_bar=not args.no_progress)
+    print((folder / "MODEL_CARD.md").read_text())
+    print(f"Wrote {folder}")
+    return 0
 
 
 def _run_train(args, parser) -> int:
@@ -84,7 +239,16 @@ def _run_train(args, parser) -> int:
                                 batch_size=args.batch_size, seed=args.seed, activation=args.activation).validate()
     except ValueError as error:
         parser.error(str(error))
-    folder = train_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress)
+    fine_tune = _fine_tune_config(args, parser)
+    if args.init_from is not None:
+        from ppl_ebm.zoo import model_dir
+
+        try:
+            model_dir(args.init_from)
+        except FileNotFoundError as error:
+            parser.error(str(error))
+    folder = train_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress, fine_tune=fine_tune,
+                             init_from=args.init_from)
     print((folder / "MODEL_CARD.md").read_text())
     print(f"Wrote {folder}")
     return 0
@@ -97,14 +261,14 @@ def _run_zoo_compare(args, parser) -> int:
 
     try:
         model_dir(args.model or DEFAULT_MODEL)
-        chains = args.chains if args.chains is not None else 1000
+        steps = {} if args.steps is None else {"langevin_steps": args.steps}
         config = CompareConfig(
             model=args.model or DEFAULT_MODEL,
             methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
-            num_samples=args.num_samples, langevin_chains=chains, langevin_steps=args.steps,
+            num_samples=args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
-            sweep_chains=args.sweep_chains, seed=args.seed, calibrated_ddls=args.calibrated,
-            progress_bar=not args.no_progress,
+            sweep_chains=args.sweep_chains, seed=args.seed, raw_critic=args.raw_critic,
+            progress_bar=not args.no_progress, **steps,
         ).validate()
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
@@ -116,6 +280,13 @@ def _run_zoo_compare(args, parser) -> int:
         print(f"MALA adapted (step {sweep['mala_adapted_step_size']:.3g}): {sweep['mala_adapted_emd']:.4f} = "
               f"{sweep['mala_over_best']:.2f}x the best fixed step")
     paths = write_report(output, args.output)
+    if args.record_in_card:
+        import shlex
+
+        from ppl_ebm.zoo_training import record_compare_in_card
+
+        command = "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv)
+        record_compare_in_card(model_dir(config.model), output.to_json(), command)
     print(f"\nWrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -134,6 +305,7 @@ def _run_compare(args, parser) -> int:
     _check_positive(parser, args, ["chains", "hmc_chains", "samples", "latent_dim", "data_dim"])
     if args.warmup < 0:
         parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    args.step_size = 0.05 if args.step_size is None else args.step_size
     if not args.step_size > 0:
         parser.error(f"--step-size must be > 0, got {args.step_size}")
     args.output.mkdir(parents=True, exist_ok=True)
@@ -207,12 +379,16 @@ def main(argv: list[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command")
     _compare_parser(subparsers)
     _train_parser(subparsers)
+    _calibrate_parser(subparsers)
+    _mixing_parser(subparsers)
+    _samplers_parser(subparsers)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = {"compare": _run_compare, "train": _run_train}[args.command]
+    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

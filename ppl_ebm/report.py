@@ -12,6 +12,8 @@ matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ppl_ebm.toy_compare import PAPER_STEP_SIZE  # noqa: E402
+
 __all__ = ["format_compare_table", "write_report"]
 
 _COLUMNS = (
@@ -81,6 +83,7 @@ def _plot_sweep(sweep: dict, path: Path) -> None:
     axis.axhline(sweep["mala_adapted_emd"], color="tab:green", ls="--",
                  label=f"MALA adapted (step {sweep['mala_adapted_step_size']:.2g})")
     axis.axhline(sweep["generator_emd"], color="0.5", ls=":", label="generator only")
+    axis.axvline(PAPER_STEP_SIZE, color="tab:red", lw=0.6, ls="-.", label=f"DDLS paper's step ({PAPER_STEP_SIZE:g})")
     axis.set_xlabel("Langevin step size")
     axis.set_ylabel("EMD to data")
     axis.set_title(f"EMD vs step size ({sweep['steps']} steps, {sweep['num_samples']} samples)", fontsize=9)
@@ -135,8 +138,10 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         sweep_text = (
             "\n## EMD against the Langevin step size (seed 002's sweep)\n\n"
             f"ULA on JAX, noise sqrt(step), {sweep['steps']} steps from prior draws, "
-            f"{sweep['num_samples']} samples.\n\n| step | EMD |\n|---|---|\n{rows}\n\n"
-            f"Best fixed step {sweep['best_step_size']:g} (EMD {sweep['best_emd']:.4f}); MALA with its "
+            f"{sweep['num_samples']} samples scored against a validation data sample (not the test "
+            f"sample of the table above).\n\n| step | EMD |\n|---|---|\n{rows}\n\n"
+            f"Best fixed step {sweep['best_step_size']:g} (EMD {sweep['best_emd']:.4f}), used by the ULA rows "
+            f"unless a step was given; MALA with its "
             f"adapted step {sweep['mala_adapted_step_size']:.3g}: EMD {sweep['mala_adapted_emd']:.4f} "
             f"({sweep['mala_over_best']:.2f}x the best); generator only {sweep['generator_emd']:.4f}.\n\n"
             "![EMD vs step](emd_vs_step.png)\n"
@@ -151,7 +156,9 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         "method can reach at this sample size. Modes and HQ follow DDLS Table 1 (a sample is high "
         "quality within 4 std of its nearest mode). ESS columns: ArviZ bulk ESS (min over latent "
         "dims), per second of the whole run and per gradient evaluation; ULA/MALA keep their final "
-        "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws.\n\n"
+        "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws. DDLS uses the "
+        f"{'GAN critic as trained' if config.raw_critic else 'calibrated critic (fine-tuned by BCE, DDLS Sec. 5.2)'}"
+        ", DRS and MH-GAN the calibrated critic, DOT the GAN's own critic.\n\n"
         f"{format_compare_table(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
         f"{sweep_text}\n## Traces\n\n![traces](traces.png)\n"
     )

@@ -139,6 +139,10 @@ def sample(
     model_kwargs: dict | None = None,
     return_generated: bool = False,
     progress_bar: bool = True,
+    until: str | None = None,
+    target_rhat: float = 1.01,
+    target_ess: float = 400.0,
+    max_samples: int = 20_000,
     **sampler_options,
 ) -> SampleResult:
     """Sample a latent EBM or a model with ULA, MALA, NUTS or HMC on torch (Pyro) or JAX (NumPyro).
@@ -164,6 +168,12 @@ def sample(
         DDLS), Uniform(-2, 2) in unconstrained space for a model.
     return_generated
         Also push every draw through the generator (``result.generated``); latent EBMs only.
+    until, target_rhat, target_ess, max_samples
+        ``until="converged"`` (ULA/MALA): after the first ``num_samples`` draws, keep sampling
+        blocks of ``num_samples`` from the last state until rank R-hat < ``target_rhat`` and
+        bulk/tail ESS >= ``target_ess`` (ArviZ, over all post-warmup draws), or
+        ``max_samples`` draws per chain; ``stats["converged"]``, ``stats["steps_taken"]`` and
+        ``stats["convergence_history"]`` report it (see :mod:`ppl_ebm.convergence`).
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
@@ -176,6 +186,17 @@ def sample(
         ``posterior`` per site; ``stats``; ``to_arviz()``.
     """
     _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thinning, sampler_options)
+    if until is not None:
+        if until != "converged":
+            raise ValueError(f"until must be None or 'converged', got {until!r}.")
+        from ppl_ebm.convergence import sample_until_converged
+
+        return sample_until_converged(
+            sample, target, sampler, backend, num_chains, num_warmup, num_samples, seed,
+            target_rhat=target_rhat, target_ess=target_ess, max_samples=max_samples, progress_bar=progress_bar,
+            options=sampler_options, thinning=thinning, initial_params=initial_params, model_args=model_args,
+            model_kwargs=model_kwargs, return_generated=return_generated,
+        )
     if return_generated and not isinstance(target, LatentEBM) and not hasattr(target, "generate"):
         raise ValueError("return_generated=True needs a latent EBM target.")
     model_kwargs = {} if model_kwargs is None else model_kwargs

@@ -5,6 +5,14 @@ baselines (DRS, MH-GAN, DOT) and with DDLS under every sampler x backend, and sc
 against fresh data: exact EMD (W1, Euclidean cost), the mode metrics of DDLS Table 1, and for
 the MCMC methods ESS, R-hat, ESS/s and ESS per gradient. A ULA step-size sweep shows how the
 step decides the result, with MALA's adapted step beside it.
+
+Protocol (DDLS Sec. 5.1 and Alg. 1): every Langevin chain starts from a prior draw and the
+final state of each of ``num_samples`` chains is one sample. DRS, MH-GAN and DDLS use the
+model's calibrated critic (DDLS Sec. 5.2: fine-tuned by BCE against the frozen generator, then a
+logistic head) when it has one; DOT uses the GAN's own critic, as Tanaka does. ULA's step is
+chosen by the sweep against a *validation* data sample (never the test sample the table is
+scored on), because seed 002 found that the step decides everything and the paper's 0.01 is not
+good for every model; the paper's setting stays visible in the sweep.
 """
 
 from __future__ import annotations
@@ -29,27 +37,29 @@ ALL_METHODS = BASELINES + MCMC_METHODS
 # NUTS/HMC build deep trees on these rough critic landscapes (Pyro's NUTS took minutes per
 # chain here), so the few-minute default leaves them out; name them in ``methods`` to add them.
 DEFAULT_METHODS = BASELINES + ("ula/torch", "mala/torch", "ula/jax", "mala/jax")
-SWEEP_STEPS = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+SWEEP_STEPS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
+PAPER_STEP_SIZE = 0.01  # DDLS Alg. 1 / App. B.2 (noise std 0.1 = sqrt(step))
 
 
 @dataclass
 class CompareConfig:
     """What ``ppl-ebm compare`` runs; the defaults finish in a few minutes on 2 cores.
 
-    ULA uses DDLS's settings (step 0.01, noise std 0.1, Alg. 1 from prior draws). When there
-    are at least ``num_samples`` chains each contributes its final state (as DDLS does);
-    otherwise the post-warmup draws of all chains are pooled and thinned evenly to
-    ``num_samples`` (always so for NUTS/HMC's few long chains), which keeps 5000 samples
-    affordable on 2 cores.
+    ``langevin_chains`` (default: ``num_samples``) Langevin chains of ``langevin_steps`` steps
+    start from prior draws; with at least ``num_samples`` chains each contributes its final
+    state (DDLS Alg. 1); with fewer, their post-warmup draws are pooled and thinned evenly to
+    ``num_samples`` (always so for NUTS/HMC's few long chains). ``ula_step_size=None`` takes
+    the sweep's best step on validation data (noise std sqrt(step)); a number fixes it (the
+    paper's is 0.01). ``raw_critic=True`` runs DDLS on the GAN's critic instead of the
+    calibrated one.
     """
 
     model: str = DEFAULT_MODEL
     methods: tuple[str, ...] = DEFAULT_METHODS
     num_samples: int = 5000
-    langevin_chains: int = 1000
-    langevin_steps: int = 400
-    ula_step_size: float = 0.01
-    ula_noise_scale: float = 0.1
+    langevin_chains: int | None = None
+    langevin_steps: int = 100
+    ula_step_size: float | None = None
     hmc_chains: int = 4
     hmc_warmup: int = 200
     hmc_draws: int = 1250
@@ -57,23 +67,35 @@ class CompareConfig:
     sweep_steps: tuple[float, ...] = SWEEP_STEPS
     sweep_chains: int = 1000
     seed: int = 0
-    calibrated_ddls: bool = False
+    raw_critic: bool = False
     diagnostics_max_chains: int = 500
     progress_bar: bool = True
+
+    @property
+    def chains(self) -> int:
+        return self.num_samples if self.langevin_chains is None else self.langevin_chains
 
     def validate(self) -> "CompareConfig":
         unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}; choose from {list(ALL_METHODS)}.")
-        for name in ("num_samples", "langevin_chains", "langevin_steps", "hmc_chains", "hmc_draws",
+        if self.langevin_steps < 2:
+            raise ValueError(f"langevin_steps must be >= 2 (warmup and draws), got {self.langevin_steps!r}.")
+        if self.ula_step_size is None and not self.sweep_steps and any(m.startswith("ula/") for m in self.methods):
+            raise ValueError("ULA needs a step size: give ula_step_size or a non-empty sweep to choose it.")
+        if self.ula_step_size is not None and not self.ula_step_size > 0:
+            raise ValueError(f"ula_step_size must be > 0, got {self.ula_step_size!r}.")
+        if self.langevin_chains is not None and not (isinstance(self.langevin_chains, int) and self.langevin_chains > 0):
+            raise ValueError(f"langevin_chains must be a positive int, got {self.langevin_chains!r}.")
+        for name in ("num_samples", "langevin_steps", "hmc_chains", "hmc_draws",
                      "mh_gan_chain_length", "sweep_chains", "diagnostics_max_chains"):
             value = getattr(self, name)
             if not (isinstance(value, int) and value > 0):
                 raise ValueError(f"{name} must be a positive int, got {value!r}.")
         langevin_draws = self.langevin_steps - self.langevin_steps // 2
-        if self.langevin_chains * langevin_draws < self.num_samples:
+        if self.chains * langevin_draws < self.num_samples:
             raise ValueError(
-                f"langevin_chains x post-warmup steps ({self.langevin_chains} x {langevin_draws}) must be "
+                f"langevin_chains x post-warmup steps ({self.chains} x {langevin_draws}) must be "
                 f">= num_samples ({self.num_samples})."
             )
         if self.hmc_chains * self.hmc_draws < self.num_samples:
@@ -146,18 +168,15 @@ def _mcmc_samples(result, num_samples: int) -> np.ndarray:
     return pooled[index]
 
 
-def _run_mcmc(method: str, ebm, config: CompareConfig):
+def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | None):
     sampler, backend = method.split("/")
     if sampler in ("ula", "mala"):
         # DDLS Alg. 1 runs a fixed number of steps from prior draws and keeps the last state;
         # we split those steps into warmup (MALA adapts there) and draws for the diagnostics.
         warmup = config.langevin_steps // 2
-        options = (
-            {"step_size": config.ula_step_size, "noise_scale": config.ula_noise_scale}
-            if sampler == "ula" else {}
-        )
+        options = {"step_size": ula_step_size} if sampler == "ula" else {}
         return sample(
-            ebm, sampler, backend, num_chains=config.langevin_chains, num_warmup=warmup,
+            ebm, sampler, backend, num_chains=config.chains, num_warmup=warmup,
             num_samples=config.langevin_steps - warmup, seed=config.seed, progress_bar=config.progress_bar,
             **options,
         )
@@ -185,7 +204,9 @@ def _run_baseline(method: str, ebm, calibrated_ebm, config: CompareConfig):
 
 def _sweep(ebm, data: np.ndarray, config: CompareConfig, log) -> dict[str, Any]:
     """seed 002's sweep: EMD of ULA's final states against the step size (noise sqrt(step)),
-    beside MALA with its adapted step, all at ``sweep_chains`` samples."""
+    beside MALA with its adapted step, all at ``sweep_chains`` samples against ``data`` (the
+    validation sample)."""
+    data = data[: config.sweep_chains]
     emds = []
     for step in config.sweep_steps:
         log(f"  sweep: ULA step {step:g}")
@@ -193,17 +214,18 @@ def _sweep(ebm, data: np.ndarray, config: CompareConfig, log) -> dict[str, Any]:
             ebm, "ula", "jax", num_chains=config.sweep_chains, num_warmup=0,
             num_samples=config.langevin_steps, seed=config.seed, step_size=step, progress_bar=False,
         )
-        emds.append(metrics.emd(_generate(ebm, result.latents[:, -1]), data[: config.sweep_chains], seed=config.seed))
+        emds.append(metrics.emd(_generate(ebm, result.latents[:, -1]), data, seed=config.seed))
     log("  sweep: MALA adapted")
     mala = sample(
         ebm, "mala", "jax", num_chains=config.sweep_chains, num_warmup=config.langevin_steps // 2,
         num_samples=config.langevin_steps - config.langevin_steps // 2, seed=config.seed, progress_bar=False,
     )
-    mala_emd = metrics.emd(_generate(ebm, mala.latents[:, -1]), data[: config.sweep_chains], seed=config.seed)
+    mala_emd = metrics.emd(_generate(ebm, mala.latents[:, -1]), data, seed=config.seed)
     generator = baselines.generator_only(ebm, config.sweep_chains, config.seed + 1)
     best = int(np.argmin(emds))
     return {
         "sampler": "ula (jax), noise sqrt(step)",
+        "data": "validation sample (not the test sample of the table)",
         "num_samples": config.sweep_chains,
         "steps": config.langevin_steps,
         "step_sizes": list(config.sweep_steps),
@@ -213,7 +235,7 @@ def _sweep(ebm, data: np.ndarray, config: CompareConfig, log) -> dict[str, Any]:
         "mala_adapted_step_size": float(np.median(mala.stats["step_size"])),
         "mala_adapted_emd": mala_emd,
         "mala_over_best": mala_emd / emds[best],
-        "generator_emd": metrics.emd(generator.samples, data[: config.sweep_chains], seed=config.seed),
+        "generator_emd": metrics.emd(generator.samples, data, seed=config.seed),
     }
 
 
@@ -224,15 +246,21 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
     dataset = model.dataset
     ebm = latent_ebm_of(model)
     calibrated = latent_ebm_of(model, calibrated=True) if "calibration" in model.config else ebm
-    ddls_ebm = calibrated if config.calibrated_ddls else ebm
-    # Fresh evaluation data under a seed no training batch used.
+    ddls_ebm = ebm if config.raw_critic else calibrated
+    # Fresh test, floor and validation data under seeds that no training or calibration used.
     data = datasets.sample_dataset(dataset, config.num_samples, seed=10_000 + config.seed)
     reference = datasets.sample_dataset(dataset, config.num_samples, seed=20_000 + config.seed)
+    validation = datasets.sample_dataset(dataset, config.sweep_chains, seed=60_000 + config.seed)
     results: dict[str, dict[str, Any]] = {}
     samples: dict[str, np.ndarray] = {"data": reference}
     traces: dict[str, np.ndarray] = {}
     results["data"] = {**_score(reference, data, dataset, config.seed), **_NULL_MCMC,
                        "grad_evals": None, "wall_seconds": None, "note": "a second fresh data sample: the EMD floor"}
+    sweep: dict[str, Any] = {}
+    if config.sweep_steps:
+        log("[sweep] ULA step sizes and adapted MALA on validation data")
+        sweep = _sweep(ddls_ebm, validation, config, log)
+    ula_step = config.ula_step_size if config.ula_step_size is not None else sweep.get("best_step_size")
     for index, method in enumerate(config.methods, start=1):
         log(f"[{index}/{len(config.methods)}] {method}")
         if method in BASELINES:
@@ -244,7 +272,7 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
                 "proposals": out.stats.get("proposals"), "acceptance_mean": out.stats.get("acceptance_rate"),
             }
             continue
-        result = _run_mcmc(method, ddls_ebm, config)
+        result = _run_mcmc(method, ddls_ebm, config, ula_step)
         x = _generate(ebm, _mcmc_samples(result, config.num_samples))
         samples[method] = x
         traces[method] = result.latents[:4]
@@ -260,8 +288,8 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
             "grad_evals": int(np.sum(result.stats["grad_evals"])),
             "wall_seconds": float(result.stats["wall_seconds"]),
             "step_size": float(np.median(result.stats["step_size"])),
+            "critic": "raw" if config.raw_critic else "calibrated",
             "chains": result.num_chains,
             "draws_per_chain": result.num_draws,
         }
-    sweep = _sweep(ddls_ebm, data, config, log) if config.sweep_steps else {}
     return CompareOutput(config, model.config, results, samples, data, sweep, traces)

@@ -79,22 +79,22 @@ def build_networks(config: TrainingConfig, data_dim: int = 2) -> tuple[torch.nn.
     return generator, critic
 
 
-def _adam_init(params):
+def adam_init(params):
     zeros = jax.tree.map(jnp.zeros_like, params)
     return (zeros, zeros, jnp.zeros((), jnp.int32))
 
 
-def _adam_update(params, grads, state, config: TrainingConfig):
-    # torch.optim.Adam's update (eps 1e-8, bias-corrected), written out so the whole training
-    # step compiles into one XLA program.
+def adam_update(params, grads, state, learning_rate: float, beta1: float, beta2: float):
+    """torch.optim.Adam's update (eps 1e-8, bias-corrected), written out so a whole training
+    step compiles into one XLA program (also used by :mod:`ppl_ebm.critic_tuning`)."""
     first, second, count = state
     count = count + 1
-    first = jax.tree.map(lambda m, g: config.beta1 * m + (1 - config.beta1) * g, first, grads)
-    second = jax.tree.map(lambda v, g: config.beta2 * v + (1 - config.beta2) * g * g, second, grads)
-    correction1 = 1 - config.beta1**count
-    correction2 = 1 - config.beta2**count
+    first = jax.tree.map(lambda m, g: beta1 * m + (1 - beta1) * g, first, grads)
+    second = jax.tree.map(lambda v, g: beta2 * v + (1 - beta2) * g * g, second, grads)
+    correction1 = 1 - beta1**count
+    correction2 = 1 - beta2**count
     params = jax.tree.map(
-        lambda p, m, v: p - config.learning_rate * (m / correction1) / (jnp.sqrt(v / correction2) + 1e-8),
+        lambda p, m, v: p - learning_rate * (m / correction1) / (jnp.sqrt(v / correction2) + 1e-8),
         params, first, second,
     )
     return params, (first, second, count)
@@ -131,6 +131,7 @@ def train_gan(
     progress_bar: bool = True,
     log_every: int = 100,
     pool_size: int = 1_000_000,
+    initial: tuple[torch.nn.Module, torch.nn.Module] | None = None,
 ) -> TrainedGAN:
     """Train a toy GAN and return it as torch modules.
 
@@ -138,19 +139,28 @@ def train_gan(
     :func:`ppl_ebm.torch_to_jax.torch_to_jax`, trained there (one compiled program per
     ``log_every`` iterations: XLA runs these nets ~2.4x faster than torch on the CPU), and the
     trained weights are written back into the torch modules. Real batches are drawn with
-    replacement from ``pool_size`` fresh samples of ``sample_data(n, seed)``.
+    replacement from ``pool_size`` fresh samples of ``sample_data(n, seed)``. ``initial`` (a
+    generator and critic of ``config``'s architecture) continues an earlier run from its weights
+    (fresh Adam state); those modules are not modified.
     """
     from ppl_ebm.torch_to_jax import torch_to_jax
 
     config = config.validate()
     torch.manual_seed(config.seed)
     generator, critic = build_networks(config)
+    if initial is not None:
+        try:
+            generator.load_state_dict(initial[0].state_dict())
+            critic.load_state_dict(initial[1].state_dict())
+        except RuntimeError as error:
+            raise ValueError(f"initial networks do not fit the config's architecture: {error}") from error
     generator_fn, generator_params = torch_to_jax(generator, torch.zeros(2, config.latent_dim))
     critic_fn, critic_params = torch_to_jax(critic, torch.zeros(2, 2))
     # A seed of its own for the data, so real batches never meet evaluation seeds.
     pool = jnp.asarray(sample_data(pool_size, config.seed * 1_000_003 + 17))
     critic_loss, generator_loss = _losses(generator_fn, critic_fn, config)
     critic_steps = config.critic_steps if config.loss == "wgan-gp" else 1
+    hyper = (config.learning_rate, config.beta1, config.beta2)
 
     def iteration(carry, key):
         generator_params, critic_params, generator_adam, critic_adam = carry
@@ -161,7 +171,7 @@ def train_gan(
             data_key, loss_key = jax.random.split(keys[index])
             real = pool[jax.random.randint(data_key, (config.batch_size,), 0, pool.shape[0])]
             loss, grads = jax.value_and_grad(critic_loss)(params, generator_params, real, loss_key)
-            params, adam = _adam_update(params, grads, adam, config)
+            params, adam = adam_update(params, grads, adam, *hyper)
             return params, adam
 
         critic_params, critic_adam = jax.lax.fori_loop(
@@ -170,14 +180,14 @@ def train_gan(
         real = pool[jax.random.randint(keys[0], (config.batch_size,), 0, pool.shape[0])]
         c_loss = critic_loss(critic_params, generator_params, real, keys[-1])
         g_loss, grads = jax.value_and_grad(generator_loss)(generator_params, critic_params, keys[-1])
-        generator_params, generator_adam = _adam_update(generator_params, grads, generator_adam, config)
+        generator_params, generator_adam = adam_update(generator_params, grads, generator_adam, *hyper)
         return (generator_params, critic_params, generator_adam, critic_adam), (c_loss, g_loss)
 
     @jax.jit
     def chunk(carry, keys):
         return jax.lax.scan(iteration, carry, keys)
 
-    carry = (generator_params, critic_params, _adam_init(generator_params), _adam_init(critic_params))
+    carry = (generator_params, critic_params, adam_init(generator_params), adam_init(critic_params))
     key = jax.random.key(config.seed)
     history: dict[str, list[float]] = {"iteration": [], "critic_loss": [], "generator_loss": []}
     start = time.perf_counter()

@@ -1,7 +1,9 @@
 """The model zoo: small trained checkpoints loaded by name, safely.
 
 A model is a folder with ``config.json`` (architecture, training config, critic output kind,
-calibration head), ``generator.safetensors``, ``critic.safetensors`` and ``MODEL_CARD.md``.
+calibration), ``generator.safetensors``, ``critic.safetensors`` (the critic as GAN training left
+it), optionally ``critic_calibrated.safetensors`` (the critic fine-tuned by BCE against the frozen
+generator, DDLS Sec. 5.2; see :mod:`ppl_ebm.critic_tuning`) and ``MODEL_CARD.md``.
 Weights load through safetensors only: nothing is unpickled. Folders are looked up in
 ``$PPL_EBM_MODELS`` (if set) and then in the repository's ``models/``.
 """
@@ -27,20 +29,26 @@ __all__ = [
     "load_latent_ebm",
     "load_model",
     "model_dir",
+    "save_calibrated_critic",
     "save_model",
 ]
 
 DEFAULT_MODEL = "25gaussians-wgan-gp"
 _REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+CALIBRATED_CRITIC_FILE = "critic_calibrated.safetensors"
 
 
 class ZooModel(NamedTuple):
-    """A loaded model: networks in eval mode, the parsed config and its folder."""
+    """A loaded model: networks in eval mode, the parsed config and its folder.
+
+    ``calibrated_critic`` is the fine-tuned critic (None when the folder has none); the
+    logistic head fitted on top of it is ``config["calibration"]``."""
 
     generator: torch.nn.Module
     critic: torch.nn.Module
     config: dict[str, Any]
     directory: Path
+    calibrated_critic: torch.nn.Module | None = None
 
     @property
     def name(self) -> str:
@@ -97,14 +105,20 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> ZooModel:
     generator, critic = build_networks(training, data_dim=config.get("data_dim", 2))
     _load_weights(generator, directory / "generator.safetensors")
     _load_weights(critic, directory / "critic.safetensors")
-    return ZooModel(generator.eval(), critic.eval(), config, directory)
+    calibrated_critic = None
+    if (config.get("calibration") or {}).get("fine_tune") is not None:
+        _, calibrated_critic = build_networks(training, data_dim=config.get("data_dim", 2))
+        _load_weights(calibrated_critic, directory / CALIBRATED_CRITIC_FILE)
+        calibrated_critic.eval()
+    return ZooModel(generator.eval(), critic.eval(), config, directory, calibrated_critic)
 
 
 def load_latent_ebm(
     name_or_path: str | Path = DEFAULT_MODEL, calibrated: bool = False, **ebm_options: Any
 ) -> LatentEBM:
-    """The zoo model as a :class:`LatentEBM`; ``calibrated=True`` puts the stored logistic head
-    (fitted on held-out data, DDLS Sec. 5.2) on the critic."""
+    """The zoo model as a :class:`LatentEBM`; ``calibrated=True`` uses the calibrated critic
+    (DDLS Sec. 5.2: the fine-tuned critic when the model has one, with the logistic head
+    fitted on held-out data on top)."""
     model = load_model(name_or_path)
     return latent_ebm_of(model, calibrated, **ebm_options)
 
@@ -117,7 +131,10 @@ def latent_ebm_of(model: ZooModel, calibrated: bool = False, **ebm_options: Any)
         head = model.config.get("calibration")
         if head is None:
             raise ValueError(f"Model {model.name!r} has no calibration head in its config.json.")
-        critic = CalibratedCritic(critic, head["weight"], head["bias"], model.config["critic_output"])
+        if model.calibrated_critic is not None:  # fine-tuned by BCE: its output is a logit
+            critic = CalibratedCritic(model.calibrated_critic, head["weight"], head["bias"], "logit")
+        else:
+            critic = CalibratedCritic(critic, head["weight"], head["bias"], model.config["critic_output"])
         return LatentEBM(model.generator, critic, critic_output="logit", **ebm_options)
     return LatentEBM(model.generator, critic, critic_output=model.config["critic_output"], **ebm_options)
 
@@ -143,5 +160,15 @@ def save_model(
         "training": training._asdict(),
         **(extra or {}),
     }
+    (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return directory
+
+
+def save_calibrated_critic(directory: Path, critic: torch.nn.Module, calibration: dict[str, Any]) -> Path:
+    """Add a fine-tuned critic and its calibration record to an existing model folder."""
+    directory = model_dir(directory)
+    save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(directory / CALIBRATED_CRITIC_FILE))
+    config = json.loads((directory / "config.json").read_text())
+    config["calibration"] = calibration
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from ppl_ebm.cli import main
+from ppl_ebm.critic_tuning import FineTuneConfig
 from ppl_ebm.training import TrainingConfig
 from ppl_ebm.zoo_training import train_zoo_model
 
@@ -16,7 +17,8 @@ def tiny_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("zoo")
     config = TrainingConfig(dataset="25gaussians", iterations=30, batch_size=64, generator_width=32,
                             critic_width=32, depth=2, seed=0)
-    return train_zoo_model(config, "tiny", root, progress_bar=False, command="test", eval_samples=300)
+    return train_zoo_model(config, "tiny", root, progress_bar=False, command="test", eval_samples=300,
+                           fine_tune=FineTuneConfig(steps=20, batch_size=64, pool_size=10_000))
 
 
 def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
@@ -42,6 +44,9 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert metrics["methods"]["mala/jax"]["ess_bulk_min"] > 0
     assert metrics["methods"]["generator"]["ess_bulk_min"] is None
     assert len(metrics["sweep"]["emd"]) == 2
+    # ULA runs at the step the sweep chose on validation data; DDLS used the calibrated critic.
+    assert metrics["methods"]["ula/jax"]["step_size"] == pytest.approx(metrics["sweep"]["best_step_size"])
+    assert metrics["methods"]["mala/torch"]["critic"] == "calibrated"
     for name in ("report.md", "samples.png", "emd_vs_step.png", "traces.png"):
         assert (output / name).stat().st_size > 0
     assert "mala/jax" in capsys.readouterr().out
@@ -54,3 +59,13 @@ def test_compare_rejects_bad_options(tiny_model, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--model", "no-such-model"])
     assert "No model" in capsys.readouterr().err
+
+
+def test_compare_fixed_step_on_the_raw_critic(tiny_model, tmp_path):
+    output = tmp_path / "raw"
+    code = main(["compare", "--model", str(tiny_model), "--methods", "generator", "ula/jax", "--num-samples", "100",
+                 "--steps", "4", "--step-size", "0.02", "--sweep", "--raw-critic", "--output", str(output),
+                 "--no-progress"])
+    assert code == 0
+    row = json.loads((output / "metrics.json").read_text())["methods"]["ula/jax"]
+    assert row["step_size"] == pytest.approx(0.02) and row["critic"] == "raw" and row["chains"] == 100

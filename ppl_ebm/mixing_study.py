@@ -1,0 +1,161 @@
+"""How many Langevin steps before the draws count: the mixing-time study (``ppl-ebm mixing``).
+
+Three views, for ULA and MALA on a zoo model's DDLS target (JAX kernels, the fast CPU path):
+
+1. progression (DDLS Fig. 5): many chains from the prior; every ``every`` steps the EMD of
+   ``G(z)`` to fresh data and the mean energy, with the step where each plateaus;
+2. R-hat against iteration: rank R-hat over the second half of the draws so far, and nested
+   R-hat (Margossian et al. 2022) of the current states of superchains that share their start;
+3. the L-lag coupling bound on TV(pi_t, pi) (Biswas, Jacob & Vanetti 2019) from meeting times
+   of coupled pairs started from the prior (for ULA, pi is its own biased stationary law).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ppl_ebm import arviz_compat, datasets, metrics
+from ppl_ebm.mixing import mixing_time, nested_rhat, tv_upper_bound
+from ppl_ebm.zoo import DEFAULT_MODEL, latent_ebm_of, load_model
+
+__all__ = ["MixingConfig", "plateau_step", "run_mixing"]
+
+
+@dataclass
+class MixingConfig:
+    model: str = DEFAULT_MODEL
+    samplers: tuple[str, ...] = ("ula", "mala")
+    chains: int = 1000
+    steps: int = 1000
+    every: int = 20
+    ula_step_size: float = 0.003
+    mala_step_size: float | None = None  # None: the median adapted step of a 200-step pilot
+    superchains: int = 50
+    pairs: int = 200
+    lag: int = 100
+    max_iterations: int = 5000
+    raw_critic: bool = False
+    seed: int = 0
+
+    def validate(self) -> "MixingConfig":
+        for name in ("chains", "steps", "every", "superchains", "pairs", "lag", "max_iterations"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value > 0):
+                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if set(self.samplers) - {"ula", "mala"} or not self.samplers:
+            raise ValueError(f"samplers must be a non-empty subset of ('ula', 'mala'), got {self.samplers!r}.")
+        if self.steps % self.every:
+            raise ValueError(f"steps ({self.steps}) must be a multiple of every ({self.every}).")
+        if self.chains % self.superchains or self.chains // self.superchains < 2:
+            raise ValueError(f"chains ({self.chains}) must split into {self.superchains} superchains of >= 2.")
+        if self.max_iterations <= self.lag:
+            raise ValueError(f"max_iterations ({self.max_iterations}) must exceed the lag ({self.lag}).")
+        return self
+
+
+def plateau_step(steps: np.ndarray, values: np.ndarray, tail: float = 0.2) -> int:
+    """First checkpoint from which the series stays within the band it keeps at the end:
+    the last ``tail`` fraction's mean +- max(3 of its std, 2% of |mean|)."""
+    steps, values = np.asarray(steps), np.asarray(values, dtype=np.float64)
+    last = values[-max(2, int(round(tail * len(values)))):]
+    centre, width = last.mean(), max(3.0 * last.std(ddof=1), 0.02 * abs(last.mean()))
+    outside = np.nonzero(np.abs(values - centre) > width)[0]
+    return int(steps[0] if outside.size == 0 else steps[min(outside[-1] + 1, len(steps) - 1)])
+
+
+def _progression(ebm_jax, sampler, step, config, data, log) -> dict[str, Any]:
+    import jax
+    import jax.numpy as jnp
+
+    from ppl_ebm.sampling import sample
+
+    # Superchains: groups of chains sharing one prior draw as start, for nested R-hat.
+    group = config.chains // config.superchains
+    starts = np.asarray(ebm_jax.prior_sample(jax.random.key(config.seed + 1), config.superchains))
+    initial = np.repeat(starts, group, axis=0)
+    options = {"step_size": step} if sampler == "ula" else {"step_size": step, "adapt_step_size": False}
+    start = time.perf_counter()
+    result = sample(ebm_jax, sampler, "jax", num_chains=config.chains, num_warmup=0, num_samples=config.steps,
+                    seed=config.seed, thinning=config.every, initial_params=initial, progress_bar=False, **options)
+    seconds = time.perf_counter() - start
+    latents = result.latents  # (chains, steps / every, dim)
+    checkpoints = np.arange(1, latents.shape[1] + 1) * config.every
+    generate = jax.jit(ebm_jax.generate)
+    potential = jax.jit(ebm_jax.potential)
+    emd, energy, rhat, rhat_nested = [], [], [], []
+    for index in range(latents.shape[1]):
+        z = jnp.asarray(latents[:, index])
+        emd.append(metrics.emd(np.asarray(generate(z)), data, seed=config.seed))
+        energy.append(float(jnp.mean(potential(z))))
+        window = latents[:, index // 2 : index + 1]
+        rhat.append(float(np.max(arviz_compat.rhat(window))) if window.shape[1] >= 4 else float("nan"))
+        rhat_nested.append(float(np.max(nested_rhat(latents[:, index : index + 1], config.superchains))))
+    log(f"  {sampler}: {config.chains} chains x {config.steps} steps in {seconds:.1f} s")
+    return {
+        "step_size": step, "steps": checkpoints.tolist(), "emd": emd, "mean_energy": energy, "rhat": rhat,
+        "nested_rhat": rhat_nested, "emd_plateau_step": plateau_step(checkpoints, emd),
+        "energy_plateau_step": plateau_step(checkpoints, energy),
+        "acceptance_mean": float(np.mean(result.stats["acceptance"])), "seconds": seconds,
+    }
+
+
+def _coupling(ebm_jax, sampler, step, config, log) -> dict[str, Any]:
+    import jax
+
+    from ppl_ebm.coupling_jax import lagged_meeting_times
+
+    keys = jax.random.split(jax.random.key(config.seed + 2), 3)
+    x0 = ebm_jax.prior_sample(keys[0], config.pairs)
+    y0 = ebm_jax.prior_sample(keys[1], config.pairs)
+    start = time.perf_counter()
+    tau = np.asarray(lagged_meeting_times(keys[2], x0, y0, ebm_jax.potential_and_grad, sampler, step, config.lag,
+                                          config.max_iterations))
+    seconds = time.perf_counter() - start
+    met = tau > 0
+    out: dict[str, Any] = {"lag": config.lag, "pairs": config.pairs, "max_iterations": config.max_iterations,
+                           "met_fraction": float(met.mean()), "seconds": seconds,
+                           "meeting_time_median": float(np.median(tau[met])) if met.any() else None}
+    log(f"  {sampler} coupling: {met.mean():.0%} of {config.pairs} pairs met within {config.max_iterations} "
+        f"steps ({seconds:.1f} s)")
+    if met.all():
+        bound = tv_upper_bound(tau, config.lag, np.arange(0, int(tau.max()) + 1, max(1, config.every // 2)))
+        out.update(iterations=bound.iterations.tolist(), tv_bound=bound.bound.tolist(),
+                   tv_bound_se=bound.standard_error.tolist(), mixing_time_tv_quarter=mixing_time(bound, 0.25))
+    else:
+        # Unmet pairs: the bound is unknown; tau > max_iterations for them, so the chain has
+        # not provably mixed by then (a lower estimate of the bound is still shown).
+        censored = np.where(met, tau, config.max_iterations + 1)
+        bound = tv_upper_bound(censored, config.lag, np.arange(0, config.max_iterations + 1, config.every))
+        out.update(iterations=bound.iterations.tolist(), tv_bound_lower_estimate=bound.bound.tolist(),
+                   mixing_time_tv_quarter=None)
+    return out
+
+
+def run_mixing(config: MixingConfig, log=print) -> dict[str, Any]:
+    """Run the three views for each sampler; returns a JSON-ready dict (see module docstring)."""
+    from ppl_ebm.sampling import sample
+
+    config = config.validate()
+    model = load_model(config.model)
+    ebm = latent_ebm_of(model, calibrated=not config.raw_critic and "calibration" in model.config)
+    ebm_jax = ebm.to_jax()
+    data = datasets.sample_dataset(model.dataset, config.chains, seed=10_000 + config.seed)
+    out: dict[str, Any] = {"model": model.name, "dataset": model.dataset, "config": asdict(config), "samplers": {}}
+    for sampler in config.samplers:
+        step = config.ula_step_size
+        if sampler == "mala":
+            step = config.mala_step_size
+            if step is None:  # a short pilot run adapts it (target acceptance 0.574)
+                pilot = sample(ebm_jax, "mala", "jax", num_chains=min(config.chains, 500), num_warmup=200,
+                               num_samples=10, seed=config.seed + 3, progress_bar=False)
+                step = float(np.median(pilot.stats["step_size"]))
+        log(f"[{sampler}] step {step:.3g}")
+        out["samplers"][sampler] = {
+            "progression": _progression(ebm_jax, sampler, step, config, data, log),
+            "coupling": _coupling(ebm_jax, sampler, step, config, log),
+        }
+    return out

@@ -1,0 +1,54 @@
+"""The mixing-time and sampler-comparison studies from their commands, at toy size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ppl_ebm.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_mixing_command_writes_its_report(tmp_path, capsys):
+    output = tmp_path / "mixing"
+    code = main(["mixing", "--model", "swissroll-nsgan", "--chains", "20", "--superchains", "4", "--steps", "20",
+                 "--every", "10", "--pairs", "8", "--lag", "5", "--max-iterations", "60", "--mala-step", "0.05",
+                 "--output", str(output)])
+    assert code == 0
+    study = json.loads((output / "mixing.json").read_text())
+    for sampler in ("ula", "mala"):
+        progression = study["samplers"][sampler]["progression"]
+        assert progression["steps"] == [10, 20] and len(progression["emd"]) == 2
+        assert all(value > 0 for value in progression["emd"] + progression["nested_rhat"])
+        coupling = study["samplers"][sampler]["coupling"]
+        assert 0.0 <= coupling["met_fraction"] <= 1.0 and len(coupling["iterations"]) > 0
+    assert (output / "mixing.png").stat().st_size > 0
+    assert "TV <= 1/4 from" in capsys.readouterr().out
+
+
+def test_samplers_command_writes_its_report(tmp_path, capsys):
+    output = tmp_path / "samplers"
+    code = main(["samplers", "--models", "swissroll-nsgan", "--methods", "pyro-nuts-1", "nuts/jax", "hmc/jax",
+                 "ula/jax", "mala/torch", "--budget", "0.3", "--chains", "16", "--jax-hmc-chains", "4",
+                 "--torch-hmc-chains", "2", "--warmup", "10", "--output", str(output)])
+    assert code == 0
+    study = json.loads((output / "samplers.json").read_text())
+    rows = study["models"]["swissroll-nsgan"]["methods"]
+    assert set(rows) == {"pyro-nuts-1", "nuts/jax", "hmc/jax", "ula/jax", "mala/torch"}
+    assert rows["pyro-nuts-1"]["chains"] == 1 and rows["nuts/jax"]["chains"] == 4
+    for row in rows.values():
+        assert row["draws_per_chain"] >= 20 and row["grad_evals"] > 0 and row["ess_bulk_min"] > 0
+    ratios = study["models"]["swissroll-nsgan"]["ratios"]
+    assert set(ratios) == {"best_over_pyro-nuts-1", "best_over_nuts/jax"}
+    assert "ESS/s (sampling)" in capsys.readouterr().out
+
+
+def test_study_commands_reject_bad_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["mixing", "--steps", "25", "--every", "10"])
+    assert "multiple of every" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["samplers", "--models", "no-such-model"])
+    assert "No model" in capsys.readouterr().err
