@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_ebm.training import adam_init, adam_update
+from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["FineTuneConfig", "FineTunedCritic", "fine_tune_critic"]
 
@@ -44,10 +45,7 @@ class FineTuneConfig(NamedTuple):
     pool_size: int = 500_000
 
     def validate(self) -> "FineTuneConfig":
-        for name in ("steps", "batch_size", "pool_size"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("steps", "batch_size", "pool_size"))
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         for name in ("beta1", "beta2"):

@@ -20,6 +20,7 @@ import numpy as np
 
 from ppl_ebm import arviz_compat, datasets, metrics
 from ppl_ebm.mixing import mixing_time, nested_rhat, tv_upper_bound
+from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo import DEFAULT_MODEL, latent_ebm_of, load_model
 
 __all__ = ["MixingConfig", "plateau_step", "run_mixing"]
@@ -42,10 +43,7 @@ class MixingConfig:
     seed: int = 0
 
     def validate(self) -> "MixingConfig":
-        for name in ("chains", "steps", "every", "superchains", "pairs", "lag", "max_iterations"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("chains", "steps", "every", "superchains", "pairs", "lag", "max_iterations"))
         if set(self.samplers) - {"ula", "mala"} or not self.samplers:
             raise ValueError(f"samplers must be a non-empty subset of ('ula', 'mala'), got {self.samplers!r}.")
         if self.steps % self.every:

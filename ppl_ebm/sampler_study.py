@@ -19,6 +19,7 @@ import numpy as np
 
 from ppl_ebm.diagnostics import summarize
 from ppl_ebm.sampling import sample
+from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo import latent_ebm_of, load_model
 
 __all__ = ["METHODS", "SamplerStudyConfig", "run_sampler_study"]
@@ -49,11 +50,8 @@ class SamplerStudyConfig:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}; choose from {list(METHODS)}.")
         if not self.budget_seconds > 0:
             raise ValueError(f"budget_seconds must be > 0, got {self.budget_seconds!r}.")
-        for name in ("langevin_chains", "torch_hmc_chains", "jax_hmc_chains", "pilot_draws", "max_draws",
-                     "diagnostics_max_chains"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("langevin_chains", "torch_hmc_chains", "jax_hmc_chains", "pilot_draws",
+                                   "max_draws", "diagnostics_max_chains"))
         if not (isinstance(self.warmup, int) and self.warmup >= 0):
             raise ValueError(f"warmup must be an int >= 0, got {self.warmup!r}.")
         return self

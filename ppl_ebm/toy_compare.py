@@ -27,6 +27,7 @@ import torch
 from ppl_ebm import baselines, datasets, metrics
 from ppl_ebm.diagnostics import summarize
 from ppl_ebm.sampling import sample
+from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo import DEFAULT_MODEL, latent_ebm_of, load_model
 
 __all__ = ["ALL_METHODS", "DEFAULT_METHODS", "CompareConfig", "CompareOutput", "run_compare"]
@@ -79,19 +80,16 @@ class CompareConfig:
         unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}; choose from {list(ALL_METHODS)}.")
+        check_positive_ints(self, ("num_samples", "langevin_steps", "hmc_chains", "hmc_draws", "mh_gan_chain_length",
+                                   "sweep_chains", "diagnostics_max_chains"))
         if self.langevin_steps < 2:
             raise ValueError(f"langevin_steps must be >= 2 (warmup and draws), got {self.langevin_steps!r}.")
         if self.ula_step_size is None and not self.sweep_steps and any(m.startswith("ula/") for m in self.methods):
             raise ValueError("ULA needs a step size: give ula_step_size or a non-empty sweep to choose it.")
         if self.ula_step_size is not None and not self.ula_step_size > 0:
             raise ValueError(f"ula_step_size must be > 0, got {self.ula_step_size!r}.")
-        if self.langevin_chains is not None and not (isinstance(self.langevin_chains, int) and self.langevin_chains > 0):
-            raise ValueError(f"langevin_chains must be a positive int, got {self.langevin_chains!r}.")
-        for name in ("num_samples", "langevin_steps", "hmc_chains", "hmc_draws",
-                     "mh_gan_chain_length", "sweep_chains", "diagnostics_max_chains"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        if self.langevin_chains is not None:
+            check_positive_ints(self, ("langevin_chains",))
         langevin_draws = self.langevin_steps - self.langevin_steps // 2
         if self.chains * langevin_draws < self.num_samples:
             raise ValueError(

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ppl_ebm import networks
+from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["TrainingConfig", "TrainedGAN", "train_gan"]
 
@@ -49,11 +50,8 @@ class TrainingConfig(NamedTuple):
     def validate(self) -> "TrainingConfig":
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}.")
-        for name in ("iterations", "batch_size", "critic_steps", "latent_dim", "generator_width",
-                     "critic_width", "depth"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}.")
+        check_positive_ints(self, ("iterations", "batch_size", "critic_steps", "latent_dim", "generator_width",
+                                   "critic_width", "depth"))
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         return self

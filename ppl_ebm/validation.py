@@ -1,0 +1,18 @@
+"""One check for the configs' integer fields, so every config says the same thing the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["check_positive_ints"]
+
+
+def check_positive_ints(config: Any, names: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming the first of ``config``'s attributes ``names`` that is not an
+    int >= 1 (bools are refused: ``True`` is an int to Python, never a count to a user)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}.")
