@@ -23,15 +23,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ppl_ebm.langevin_jax import LangevinState, langevin_init, mala_step, ula_step
+from ppl_ebm.langevin_jax import LangevinState, _column, _is_finite, langevin_init, mala_step, ula_step
 
 __all__ = ["coupled_mala_step", "coupled_ula_step", "lagged_meeting_times", "reflection_maximal_coupling"]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
-
-
-def _column(value, like: jax.Array) -> jax.Array:
-    return jnp.reshape(jnp.asarray(value, dtype=like.dtype), (-1, 1))
 
 
 def reflection_maximal_coupling(
@@ -65,10 +61,6 @@ def _evaluate_pair(potential_and_grad_fn: PotentialAndGrad, x: jax.Array, y: jax
     return (potential[:pairs], grad[:pairs]), (potential[pairs:], grad[pairs:])
 
 
-def _finite(potential: jax.Array, grad: jax.Array) -> jax.Array:
-    return jnp.isfinite(potential) & jnp.all(jnp.isfinite(grad), axis=-1)
-
-
 def _move(state: LangevinState, accept: jax.Array, position, potential, grad, nonfinite) -> LangevinState:
     return LangevinState(
         jnp.where(accept[:, None], position, state.position),
@@ -95,7 +87,7 @@ def coupled_ula_step(
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, met = reflection_maximal_coupling(rng_key, mean_x, mean_y, noise_scale)
     (ux, gx), (uy, gy) = _evaluate_pair(potential_and_grad_fn, x, y)
-    fx, fy = _finite(ux, gx), _finite(uy, gy)
+    fx, fy = _is_finite(ux, gx), _is_finite(uy, gy)
     # A non-finite proposal stops that chain where it is (as ula_step does); it cannot meet.
     new_x = _move(state_x, fx, x, ux, gx, ~fx)
     new_y = _move(state_y, fy, y, uy, gy, ~fy)
@@ -107,7 +99,7 @@ def _mala_log_ratio(state: LangevinState, proposal, potential, grad, step) -> ja
     backward = state.position - proposal + 0.5 * step * grad
     log_q = (jnp.sum(forward * forward, axis=-1) - jnp.sum(backward * backward, axis=-1)) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_q
-    return jnp.where(_finite(potential, grad), log_ratio, -jnp.inf)
+    return jnp.where(_is_finite(potential, grad), log_ratio, -jnp.inf)
 
 
 def coupled_mala_step(
@@ -129,8 +121,8 @@ def coupled_mala_step(
     log_uniform = jnp.log(jax.random.uniform(accept_key, ux.shape, dtype=ux.dtype))
     accept_x = log_uniform < _mala_log_ratio(state_x, x, ux, gx, step)
     accept_y = log_uniform < _mala_log_ratio(state_y, y, uy, gy, step)
-    new_x = _move(state_x, accept_x, x, ux, gx, ~_finite(ux, gx))
-    new_y = _move(state_y, accept_y, y, uy, gy, ~_finite(uy, gy))
+    new_x = _move(state_x, accept_x, x, ux, gx, ~_is_finite(ux, gx))
+    new_y = _move(state_y, accept_y, y, uy, gy, ~_is_finite(uy, gy))
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 

@@ -11,15 +11,11 @@ from collections.abc import Callable
 
 import torch
 
-from ppl_ebm.langevin_torch import LangevinState, langevin_init, mala_step, ula_step
+from ppl_ebm.langevin_torch import LangevinState, _column, _is_finite, langevin_init, mala_step, ula_step
 
 __all__ = ["coupled_mala_step", "coupled_ula_step", "lagged_meeting_times", "reflection_maximal_coupling"]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _column(value, like: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1, 1)
 
 
 def reflection_maximal_coupling(
@@ -46,10 +42,6 @@ def _evaluate_pair(potential_and_grad_fn: PotentialAndGrad, x: torch.Tensor, y: 
     return (potential[:pairs], grad[:pairs]), (potential[pairs:], grad[pairs:])
 
 
-def _finite(potential: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(potential) & torch.isfinite(grad).all(-1)
-
-
 def _move(state: LangevinState, accept, position, potential, grad, nonfinite) -> LangevinState:
     return LangevinState(
         torch.where(accept[:, None], position, state.position),
@@ -74,7 +66,7 @@ def coupled_ula_step(
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, met = reflection_maximal_coupling(rng, mean_x, mean_y, noise_scale)
     (ux, gx), (uy, gy) = _evaluate_pair(potential_and_grad_fn, x, y)
-    fx, fy = _finite(ux, gx), _finite(uy, gy)
+    fx, fy = _is_finite(ux, gx), _is_finite(uy, gy)
     new_x = _move(state_x, fx, x, ux, gx, ~fx)
     new_y = _move(state_y, fy, y, uy, gy, ~fy)
     return new_x, new_y, met & fx & fy
@@ -85,7 +77,7 @@ def _mala_log_ratio(state: LangevinState, proposal, potential, grad, step) -> to
     backward = state.position - proposal + 0.5 * step * grad
     log_q = ((forward * forward).sum(-1) - (backward * backward).sum(-1)) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_q
-    return torch.where(_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
+    return torch.where(_is_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
 
 
 def coupled_mala_step(
@@ -104,8 +96,8 @@ def coupled_mala_step(
     log_uniform = torch.log(torch.rand(ux.shape, generator=rng, dtype=ux.dtype, device=ux.device))
     accept_x = log_uniform < _mala_log_ratio(state_x, x, ux, gx, step)
     accept_y = log_uniform < _mala_log_ratio(state_y, y, uy, gy, step)
-    new_x = _move(state_x, accept_x, x, ux, gx, ~_finite(ux, gx))
-    new_y = _move(state_y, accept_y, y, uy, gy, ~_finite(uy, gy))
+    new_x = _move(state_x, accept_x, x, ux, gx, ~_is_finite(ux, gx))
+    new_y = _move(state_y, accept_y, y, uy, gy, ~_is_finite(uy, gy))
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
