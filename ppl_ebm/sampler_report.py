@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from ppl_ebm.report import _cell  # noqa: E402  (one table-cell formatter for every report)
 
 __all__ = ["format_sampler_table", "write_sampler_report"]
 
@@ -21,12 +22,6 @@ _COLUMNS = (
     ("ess_per_second_sampling", "ESS/s (sampling)", "{:.3g}"), ("ess_per_grad", "ESS/grad", "{:.2g}"),
     ("acceptance_mean", "accept", "{:.2f}"), ("divergences", "div", "{:d}"), ("wall_seconds", "wall s", "{:.1f}"),
 )
-
-
-def _cell(value, fmt):
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "-"
-    return str(int(value)) if fmt == "{:d}" else fmt.format(value)
 
 
 def format_sampler_table(rows: dict[str, dict]) -> str:
