@@ -6,6 +6,19 @@ pass as a graph of module calls, functions and tensor methods, and every node is
 mapped to a ``jax.numpy`` / ``jax.lax`` equivalent. The weights are read once, at
 translation time, in eval mode; the result is a pure function of ``(params, x)``
 that ``jax.jit``, ``jax.grad`` and ``jax.vmap`` can transform.
+
+Layout: the function takes and returns torch (channels-first, NCHW) arrays, but computes
+its convolutions channels-last (NHWC activations, HWIO kernels). XLA:CPU runs NCHW
+convolutions and their gradients inside a ``lax.scan``/``while`` body tens of times slower
+than outside one (jax-ml/jax#12868), and the samplers evaluate the potential in such a
+loop. A convolution's output is kept as a :class:`_ChannelsLast` value (an NHWC array
+standing for the NCHW tensor torch has there); operations that do not care about the
+layout (element-wise ones, BatchNorm/GroupNorm, convolutions, channel concatenation,
+reductions, shape queries) work on it directly, and every other operation (view, flatten,
+Linear, indexing, the output, ...) first gets it back in torch layout, so each
+translation stays exact whatever the graph does between convolutions. The convolutions'
+derivative is spelled out (:func:`_channels_last_conv`) so that the input gradient's
+convolutions are NHWC x HWIO as well.
 """
 
 from __future__ import annotations
@@ -18,10 +31,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import torch
 import torch.fx
 import torch.nn.functional as F
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm as _OldSpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm as _OldWeightNorm
@@ -32,7 +47,6 @@ Array = jax.Array
 # fp32 matmuls/convs on TPU/GPU default to reduced precision in XLA; torch's CPU
 # results are full fp32, and energies and their gradients must match them.
 _PRECISION = lax.Precision.HIGHEST
-_CONV_DIMENSIONS = ("NCHW", "OIHW", "NCHW")
 # env key of the forward's result; not a valid Python identifier, so no fx node has it.
 _OUTPUT = "<output>"
 _TORCH_BACKEND_HINT = "rewrite the module with supported operations or use backend='torch'"
@@ -67,6 +81,110 @@ def _axes(dim: int | Sequence[int] | None) -> int | tuple[int, ...] | None:
     return tuple(dim) if isinstance(dim, (tuple, list)) else dim
 
 
+# ------------------------------------------------------------------- channels-last layout
+
+
+class _ChannelsLast:
+    """A torch-layout ``(*batch, C, H, W)`` tensor stored channels-last as ``(*batch, H, W, C)``.
+
+    ``shape`` and ``ndim`` are those of the torch tensor it stands for (3-D, unbatched, or
+    4-D), so shape queries need no transpose. Only apply functions and translations marked
+    :func:`_layout_aware` ever see one; all others get :meth:`torch_layout`.
+    """
+
+    __slots__ = ("data", "_torch")
+
+    def __init__(self, data: Array) -> None:
+        self.data = data
+        self._torch: Array | None = None
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        *batch, height, width, channels = self.data.shape
+        return (*batch, channels, height, width)
+
+    def torch_layout(self) -> Array:
+        # Cached: a value read by several layout-dependent operations is transposed once.
+        if self._torch is None:
+            self._torch = jnp.moveaxis(self.data, -1, -3)
+        return self._torch
+
+
+def _layout_aware(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``function`` as taking :class:`_ChannelsLast` arguments as they are."""
+    function._channels_last = True  # type: ignore[attr-defined]
+    return function
+
+
+def _is_layout_aware(function: Callable[..., Any]) -> bool:
+    return getattr(function, "_channels_last", False)
+
+
+def _torch_layout(value: Any) -> Any:
+    """``value`` (an argument, possibly a tuple/list/dict of them) with every array in torch layout."""
+    if isinstance(value, _ChannelsLast):
+        return value.torch_layout()
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple output
+        return type(value)(*(_torch_layout(item) for item in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_torch_layout(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _torch_layout(item) for key, item in value.items()}
+    return value
+
+
+def _channels_last_data(input: Array | _ChannelsLast) -> Array:
+    """The channels-last array of a 3-D ``(C, H, W)`` or 4-D ``(N, C, H, W)`` torch tensor."""
+    if isinstance(input, _ChannelsLast):
+        return input.data
+    return jnp.moveaxis(input, -3, -1)
+
+
+def _stored_axis(axis: int, ndim: int) -> int:
+    """Where torch axis ``axis`` of a ``ndim``-D tensor lies in its channels-last array."""
+    axis %= ndim
+    if axis < ndim - 3:
+        return axis  # batch
+    return ndim - 1 if axis == ndim - 3 else axis - 1  # C goes last, H and W move up
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (jax.Array, np.ndarray))
+
+
+def _pointwise(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Layout-aware form of an element-wise ``function`` (broadcasting its array arguments).
+
+    With a :class:`_ChannelsLast` argument, the other arrays are broadcast to its rank and
+    moved channels-last too (an element-wise operation commutes with a transpose applied
+    to all its broadcast operands) and the result stays channels-last; anything else (mixed
+    ranks, arrays of higher rank) runs in torch layout.
+    """
+
+    def apply(*args: Any, **kwargs: Any) -> Any:
+        values = [*args, *kwargs.values()]
+        ranks = {value.ndim for value in values if isinstance(value, _ChannelsLast)}
+        if len(ranks) != 1 or any(_is_array(value) and value.ndim > min(ranks) for value in values):
+            return function(*_torch_layout(args), **_torch_layout(kwargs))
+        ndim = ranks.pop()
+
+        def stored(value: Any) -> Any:
+            if isinstance(value, _ChannelsLast):
+                return value.data
+            if _is_array(value) and value.ndim > 0:
+                return jnp.moveaxis(jnp.reshape(value, (1,) * (ndim - value.ndim) + value.shape), -3, -1)
+            return value  # Python numbers, 0-d arrays, flags, strings
+
+        output = function(*[stored(arg) for arg in args], **{key: stored(arg) for key, arg in kwargs.items()})
+        return _ChannelsLast(output)
+
+    return _layout_aware(apply)
+
+
 # ------------------------------------------------------------- functional building blocks
 # Each mirrors the torch signature, so fx's recorded args/kwargs can be passed as they are;
 # tensor methods share them because fx passes ``self`` as the first argument.
@@ -93,43 +211,83 @@ def _conv_padding(
     return [(p, p) for p in _pair(padding)]
 
 
-def _batched_conv(convolve: Callable[[Array], Array], input: Array) -> Array:
-    # torch convolutions also take one unbatched (C, H, W) image; lax needs NCHW.
-    if input.ndim == 3:
-        return convolve(input[None])[0]
-    return convolve(input)
+def _channels_last_conv(batch: Array, kernel: Array, **settings: Any) -> Array:
+    """``lax.conv_general_dilated`` of an NHWC batch with an HWIO kernel, differentiable in both.
+
+    Same values as the plain call; only the derivative is written out. JAX transposes the
+    input tangent's convolution into the input gradient's with the kernel's I and O labels
+    swapped: from an HWIO forward that gives an HWOI ("01oi") convolution, which XLA:CPU
+    leaves to its slow generic loop inside a ``scan``/``while`` body (outside one it
+    relabels it). The input tangent is therefore convolved with the explicitly transposed
+    kernel labelled HWOI, so the input gradient comes out an HWIO convolution with a
+    (constant-folded) flipped kernel. A ``custom_jvp`` keeps forward mode working too.
+    """
+
+    def convolve(lhs: Array, rhs: Array, rhs_spec: str) -> Array:
+        return lax.conv_general_dilated(
+            lhs, rhs, dimension_numbers=("NHWC", rhs_spec, "NHWC"), precision=_PRECISION, **settings
+        )
+
+    @jax.custom_jvp
+    def conv(batch: Array, kernel: Array) -> Array:
+        return convolve(batch, kernel, "HWIO")
+
+    def conv_jvp(primals: tuple[Array, Array], tangents: tuple[Any, Any]) -> tuple[Array, Array]:
+        batch, kernel = primals
+        batch_tangent, kernel_tangent = tangents
+        output = convolve(batch, kernel, "HWIO")
+        terms = []
+        if not isinstance(batch_tangent, SymbolicZero):
+            terms.append(convolve(batch_tangent, jnp.swapaxes(kernel, 2, 3), "HWOI"))
+        if not isinstance(kernel_tangent, SymbolicZero):
+            terms.append(convolve(batch, kernel_tangent, "HWIO"))
+        tangent = sum(terms[1:], terms[0]) if terms else lax.zeros_like_array(output)
+        return output, tangent
+
+    conv.defjvp(conv_jvp, symbolic_zeros=True)
+    return conv(batch, kernel)
 
 
+def _batched_conv(convolve: Callable[[Array], Array], input: Array | _ChannelsLast) -> _ChannelsLast:
+    # torch convolutions also take one unbatched (C, H, W) image; lax needs a batch axis.
+    data = _channels_last_data(input)
+    if data.ndim == 3:
+        return _ChannelsLast(convolve(data[None])[0])
+    return _ChannelsLast(convolve(data))
+
+
+@_layout_aware
 def _conv2d(
-    input: Array,
+    input: Array | _ChannelsLast,
     weight: Array,
     bias: Array | None = None,
     stride: int | Sequence[int] = 1,
     padding: str | int | Sequence[int] = 0,
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
-) -> Array:
+) -> _ChannelsLast:
+    weight, bias = _torch_layout(weight), _torch_layout(bias)
     dilation = _pair(dilation)
     pads = _conv_padding(padding, weight.shape[2:], dilation)
+    kernel = jnp.transpose(weight, (2, 3, 1, 0))  # OIHW -> HWIO
 
     def convolve(batch: Array) -> Array:
-        output = lax.conv_general_dilated(
+        output = _channels_last_conv(
             batch,
-            weight,
+            kernel,
             window_strides=_pair(stride),
             padding=pads,
             rhs_dilation=dilation,
-            dimension_numbers=_CONV_DIMENSIONS,
             feature_group_count=groups,
-            precision=_PRECISION,
         )
-        return output if bias is None else output + bias[None, :, None, None]
+        return output if bias is None else output + bias
 
     return _batched_conv(convolve, input)
 
 
+@_layout_aware
 def _conv_transpose2d(
-    input: Array,
+    input: Array | _ChannelsLast,
     weight: Array,
     bias: Array | None = None,
     stride: int | Sequence[int] = 1,
@@ -137,7 +295,8 @@ def _conv_transpose2d(
     output_padding: int | Sequence[int] = 0,
     groups: int = 1,
     dilation: int | Sequence[int] = 1,
-) -> Array:
+) -> _ChannelsLast:
+    weight, bias = _torch_layout(weight), _torch_layout(bias)
     # A transposed convolution is the gradient of a convolution: dilate the input by
     # the stride, pad by dilation*(k-1)-padding (plus output_padding at the high end)
     # and convolve with the spatially flipped kernel whose in/out axes are swapped.
@@ -147,7 +306,7 @@ def _conv_transpose2d(
         .transpose(0, 2, 1, 3, 4)
         .reshape(groups * out_per_group, in_channels // groups, kernel_h, kernel_w)
     )
-    kernel = jnp.flip(kernel, axis=(2, 3))
+    kernel = jnp.flip(kernel, axis=(2, 3)).transpose(2, 3, 1, 0)  # OIHW -> HWIO
     dilation = _pair(dilation)
     pads = [
         (d * (k - 1) - p, d * (k - 1) - p + extra)
@@ -155,18 +314,16 @@ def _conv_transpose2d(
     ]
 
     def convolve(batch: Array) -> Array:
-        output = lax.conv_general_dilated(
+        output = _channels_last_conv(
             batch,
             kernel,
             window_strides=(1, 1),
             padding=pads,
             lhs_dilation=_pair(stride),
             rhs_dilation=dilation,
-            dimension_numbers=_CONV_DIMENSIONS,
             feature_group_count=groups,
-            precision=_PRECISION,
         )
-        return output if bias is None else output + bias[None, :, None, None]
+        return output if bias is None else output + bias
 
     return _batched_conv(convolve, input)
 
@@ -421,6 +578,86 @@ _METHODS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _channels_last_reduction(reduce: Callable[..., Array]) -> Callable[..., Any]:
+    """Layout-aware form of ``torch.sum``/``torch.mean``: reduces the channels-last array."""
+
+    @_layout_aware
+    def apply(
+        input: Array | _ChannelsLast,
+        dim: int | Sequence[int] | None = None,
+        keepdim: bool = False,
+        *,
+        dtype: Any = None,
+    ) -> Any:
+        if not isinstance(input, _ChannelsLast):
+            return reduce(input, dim, keepdim, dtype=dtype)
+        if dim is None:  # a full reduction (all-ones shape with keepdim) has no layout
+            return reduce(input.data, None, keepdim, dtype=dtype)
+        ndim = input.ndim
+        dims = sorted({d % ndim for d in ((dim,) if isinstance(dim, int) else dim)})
+        if not dims:
+            return reduce(input.torch_layout(), dim, keepdim, dtype=dtype)
+        output = reduce(input.data, tuple(_stored_axis(d, ndim) for d in dims), keepdim, dtype=dtype)
+        if keepdim:
+            return _ChannelsLast(output)
+        # The kept axes come out in channels-last order; put them back in torch order
+        # (e.g. a global pool (N, C, H, W).mean((2, 3)) is already (N, C)).
+        kept = [_stored_axis(axis, ndim) for axis in range(ndim) if axis not in dims]
+        order = sorted(kept)
+        return jnp.transpose(output, [order.index(axis) for axis in kept])
+
+    return apply
+
+
+@_layout_aware
+def _channels_last_cat(tensors: Sequence[Array | _ChannelsLast], dim: int = 0) -> Any:
+    tensors = list(tensors)
+    ranks = {tensor.ndim for tensor in tensors}
+    if len(ranks) != 1 or not any(isinstance(tensor, _ChannelsLast) for tensor in tensors):
+        return _cat(_torch_layout(tensors), dim)
+    ndim = ranks.pop()
+    return _ChannelsLast(
+        jnp.concatenate([_channels_last_data(tensor) for tensor in tensors], axis=_stored_axis(dim, ndim))
+    )
+
+
+# Operations that take _ChannelsLast values as they are. Everything else in _FUNCTIONS and
+# _METHODS gets its arguments in torch layout.
+for _table, _names in (
+    (
+        _FUNCTIONS,
+        [
+            *(operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv),
+            *(operator.neg, operator.pow),
+            *(torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.pow, torch.tanh, torch.sigmoid),
+            *(torch.relu, torch.exp, torch.log, torch.sqrt, torch.abs, torch.clamp, torch.clip),
+            *(F.relu, F.leaky_relu, F.elu, F.gelu, F.silu, F.softplus, F.sigmoid, F.tanh),
+        ],
+    ),
+    (
+        _METHODS,
+        [
+            *("add", "sub", "mul", "div", "neg", "pow", "tanh", "sigmoid", "relu", "exp", "log"),
+            *("sqrt", "abs", "clamp", "clip"),
+        ],
+    ),
+):
+    for _name in _names:
+        _table[_name] = _pointwise(_table[_name])
+for _table, _sum_key, _mean_key, _cat_keys in (
+    (_FUNCTIONS, torch.sum, torch.mean, (torch.cat, torch.concat)),
+    (_METHODS, "sum", "mean", ()),
+):
+    _table[_sum_key] = _channels_last_reduction(_sum)
+    _table[_mean_key] = _channels_last_reduction(_mean)
+    for _name in _cat_keys:
+        _table[_name] = _channels_last_cat
+# Shape queries read the torch shape a _ChannelsLast reports; contiguous()/float() pass it on.
+for _function in (_size, _dim, _getattr, _same):
+    _layout_aware(_function)
+del _table, _names, _name, _sum_key, _mean_key, _cat_keys, _function
+
+
 # ------------------------------------------------------------------- module translators
 # Each takes (qualified name, module) and returns (fn(params, *args, **kwargs), params).
 
@@ -466,7 +703,8 @@ def _translate_conv2d(name: str, module: nn.Conv2d) -> _ModuleTranslation:
     params = _weights(name, module, "weight", "bias")
     settings = dict(stride=module.stride, padding=module.padding, dilation=module.dilation, groups=module.groups)
 
-    def apply(params: dict[str, Array], input: Array) -> Array:
+    @_layout_aware
+    def apply(params: dict[str, Array], input: Array | _ChannelsLast) -> _ChannelsLast:
         return _conv2d(input, params[_key(name, "weight")], params.get(_key(name, "bias")), **settings)
 
     return apply, params
@@ -483,7 +721,8 @@ def _translate_conv_transpose2d(name: str, module: nn.ConvTranspose2d) -> _Modul
         dilation=module.dilation,
     )
 
-    def apply(params: dict[str, Array], input: Array) -> Array:
+    @_layout_aware
+    def apply(params: dict[str, Array], input: Array | _ChannelsLast) -> _ChannelsLast:
         return _conv_transpose2d(input, params[_key(name, "weight")], params.get(_key(name, "bias")), **settings)
 
     return apply, params
@@ -493,16 +732,17 @@ def _translate_batch_norm(name: str, module: nn.modules.batchnorm._BatchNorm) ->
     params = _weights(name, module, "weight", "bias", "running_mean", "running_var")
     epsilon = module.eps
 
-    def apply(params: dict[str, Array], input: Array) -> Array:
-        # Statistics broadcast over the channel axis 1 of (N, C) or (N, C, *spatial).
-        shape = (1, -1) + (1,) * (input.ndim - 2)
+    def normalize(params: dict[str, Array], input: Array, channel_axis: int) -> Array:
+        # Statistics broadcast over the channel axis: 1 of (N, C) or (N, C, *spatial) in
+        # torch layout, the last one of channels-last (N, H, W, C).
+        shape = tuple(-1 if axis == channel_axis else 1 for axis in range(input.ndim))
         if _key(name, "running_mean") in params:
             mean = params[_key(name, "running_mean")].reshape(shape)
             variance = params[_key(name, "running_var")].reshape(shape)
         else:
             # track_running_stats=False: torch normalises with the batch's own statistics
             # even in eval mode.
-            axes = (0, *range(2, input.ndim))
+            axes = tuple(axis for axis in range(input.ndim) if axis != channel_axis)
             mean = jnp.mean(input, axis=axes, keepdims=True)
             variance = jnp.var(input, axis=axes, keepdims=True)
         output = (input - mean) * lax.rsqrt(variance + epsilon)
@@ -511,6 +751,12 @@ def _translate_batch_norm(name: str, module: nn.modules.batchnorm._BatchNorm) ->
         if _key(name, "bias") in params:
             output = output + params[_key(name, "bias")].reshape(shape)
         return output
+
+    @_layout_aware
+    def apply(params: dict[str, Array], input: Array | _ChannelsLast) -> Array | _ChannelsLast:
+        if isinstance(input, _ChannelsLast) and input.ndim == 4:  # BatchNorm2d after a conv
+            return _ChannelsLast(normalize(params, input.data, channel_axis=3))
+        return normalize(params, _torch_layout(input), channel_axis=1)
 
     return apply, params
 
@@ -537,27 +783,48 @@ def _translate_group_norm(name: str, module: nn.GroupNorm) -> _ModuleTranslation
     params = _weights(name, module, "weight", "bias")
     groups, epsilon = module.num_groups, module.eps
 
-    def apply(params: dict[str, Array], input: Array) -> Array:
-        grouped = input.reshape(input.shape[0], groups, -1)
-        mean = jnp.mean(grouped, axis=-1, keepdims=True)
-        variance = jnp.var(grouped, axis=-1, keepdims=True)
-        output = ((grouped - mean) * lax.rsqrt(variance + epsilon)).reshape(input.shape)
-        shape = (1, -1) + (1,) * (input.ndim - 2)
+    def affine(params: dict[str, Array], output: Array, shape: tuple[int, ...]) -> Array:
         if _key(name, "weight") in params:
             output = output * params[_key(name, "weight")].reshape(shape)
         if _key(name, "bias") in params:
             output = output + params[_key(name, "bias")].reshape(shape)
         return output
 
+    @_layout_aware
+    def apply(params: dict[str, Array], input: Array | _ChannelsLast) -> Array | _ChannelsLast:
+        if isinstance(input, _ChannelsLast) and input.ndim == 4:
+            # Channels-last (N, H, W, C): group g holds channels g*C/G ... (g+1)*C/G - 1.
+            data = input.data
+            grouped = data.reshape(*data.shape[:3], groups, -1)
+            mean = jnp.mean(grouped, axis=(1, 2, 4), keepdims=True)
+            variance = jnp.var(grouped, axis=(1, 2, 4), keepdims=True)
+            output = ((grouped - mean) * lax.rsqrt(variance + epsilon)).reshape(data.shape)
+            return _ChannelsLast(affine(params, output, (1, 1, 1, -1)))
+        input = _torch_layout(input)
+        grouped = input.reshape(input.shape[0], groups, -1)
+        mean = jnp.mean(grouped, axis=-1, keepdims=True)
+        variance = jnp.var(grouped, axis=-1, keepdims=True)
+        output = ((grouped - mean) * lax.rsqrt(variance + epsilon)).reshape(input.shape)
+        return affine(params, output, (1, -1) + (1,) * (input.ndim - 2))
+
     return apply, params
 
 
-def _stateless(function: Callable[[nn.Module], Callable[[Array], Array]]) -> Callable[..., _ModuleTranslation]:
-    """Translator for a weightless module whose JAX form depends only on its settings."""
+def _stateless(
+    function: Callable[[nn.Module], Callable[[Array], Array]], pointwise: bool = True
+) -> Callable[..., _ModuleTranslation]:
+    """Translator for a weightless module whose JAX form depends only on its settings.
+
+    ``pointwise`` ones (activations, identities) take a channels-last input and return
+    their result channels-last as well.
+    """
 
     def translate(name: str, module: nn.Module) -> _ModuleTranslation:
         elementwise = function(module)
-        return (lambda params, input: elementwise(input)), {}
+        if pointwise:
+            elementwise = _pointwise(elementwise)
+        apply = lambda params, input: elementwise(input)  # noqa: E731
+        return (_layout_aware(apply) if pointwise else apply), {}
 
     return translate
 
@@ -585,8 +852,8 @@ _MODULES: list[tuple[type[nn.Module], Callable[..., _ModuleTranslation]]] = [
         (dropout, _stateless(lambda m: lambda x: x))
         for dropout in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
     ],
-    (nn.Flatten, _stateless(lambda m: lambda x: _flatten(x, m.start_dim, m.end_dim))),
-    (nn.Unflatten, _stateless(lambda m: lambda x: _unflatten(x, m.dim, m.unflattened_size))),
+    (nn.Flatten, _stateless(lambda m: lambda x: _flatten(x, m.start_dim, m.end_dim), pointwise=False)),
+    (nn.Unflatten, _stateless(lambda m: lambda x: _unflatten(x, m.dim, m.unflattened_size), pointwise=False)),
 ]
 
 
@@ -773,21 +1040,28 @@ def _step(
         apply, module_params = _module_translator(module)(node.target, module)
         params.update(module_params)
 
+        aware = _is_layout_aware(apply)
+
         def step(params: dict[str, Array], env: dict[str, Any], input: Array) -> None:
             args, kwargs = arguments(env)
+            if not aware:
+                args, kwargs = _torch_layout(args), _torch_layout(kwargs)
             env[name] = apply(params, *args, **kwargs)
 
     elif node.op in ("call_function", "call_method"):
         function = _FUNCTIONS[node.target] if node.op == "call_function" else _METHODS[node.target]
+        aware = _is_layout_aware(function)
 
         def step(params: dict[str, Array], env: dict[str, Any], input: Array) -> None:
             args, kwargs = arguments(env)
+            if not aware:
+                args, kwargs = _torch_layout(args), _torch_layout(kwargs)
             env[name] = function(*args, **kwargs)
 
     elif node.op == "output":
 
         def step(params: dict[str, Array], env: dict[str, Any], input: Array) -> None:
-            env[_OUTPUT] = arguments(env)[0][0]
+            env[_OUTPUT] = _torch_layout(arguments(env)[0][0])
 
     else:  # pragma: no cover - fx has no other opcodes
         raise UnsupportedOperationError(f"fx node kind {node.op!r}; {_TORCH_BACKEND_HINT}")
