@@ -60,8 +60,8 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
     config = study["config"]
     text = (f"# Samplers by ESS at matched wall time\n\n" + (f"```bash\n{command}\n```\n\n" if command else "")
             + f"Sampling budget {config['budget_seconds']:g} s per method after {config['warmup']} warmup steps "
-            f"(a pilot run sizes the draws); ESS from ArviZ (rank-normalised), min/median over latent dims, "
-            f"on at most {config['diagnostics_max_chains']} chains (scaled to all chains). ULA's ESS is for its own "
+            "(a pilot run sizes the draws); ESS by ArviZ's estimators (rank-normalised; ppl_ebm.diagnostics_fast), "
+            "min/median over latent dims, on every chain. ULA's ESS is for its own "
             "step-biased law.\n")
     for name, entry in study["models"].items():
         text += f"\n## {name}\n\n{format_sampler_table(entry['methods'])}\n"

@@ -1,0 +1,73 @@
+"""The fast diagnostics equal ArviZ's on the same draws: ties, odd draw counts, constant
+dimensions, one chain, memory-mapped input, and through summarize(engine="fast")."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ppl_ebm.diagnostics import summarize
+from ppl_ebm.diagnostics_fast import KEYS, arviz_reference, diagnose
+
+
+def _ar1(chains: int, draws: int, dims: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    coefficient = np.linspace(0.0, 0.95, dims)
+    out = np.empty((chains, draws, dims))
+    state = rng.standard_normal((chains, dims))
+    for t in range(draws):
+        state = coefficient * state + np.sqrt(1 - coefficient**2) * rng.standard_normal((chains, dims))
+        out[:, t] = state
+    return out
+
+
+def _assert_equal_to_arviz(draws: np.ndarray) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # ArviZ and we both divide 0/0 on a constant dim
+        got, want = diagnose(draws), arviz_reference(draws)
+    for key in KEYS:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
+
+
+@pytest.mark.parametrize("shape", [(4, 101, 5), (16, 200, 4), (50, 64, 3), (1, 80, 2)])
+def test_equal_to_arviz_float32_with_ties(shape):
+    draws = _ar1(*shape, seed=sum(shape)).astype(np.float32)
+    draws[:, :, 0] = np.round(draws[:, :, 0] * 2) / 2  # heavy ties: average ranks
+    _assert_equal_to_arviz(draws)
+
+
+def test_equal_to_arviz_float64_and_constant_dimension():
+    draws = _ar1(6, 90, 3, seed=5)
+    draws[:, :, 1] = 2.5
+    _assert_equal_to_arviz(draws)
+
+
+def test_memory_mapped_input_in_small_blocks(tmp_path):
+    draws = _ar1(30, 60, 7, seed=2).astype(np.float32)
+    np.save(tmp_path / "draws.npy", draws)
+    mapped = np.load(tmp_path / "draws.npy", mmap_mode="r")
+    got = diagnose(mapped, workers=2, block_bytes=30 * 60 * 4 * 2)  # two dimensions per block
+    want = diagnose(draws, workers=1)
+    for key in KEYS:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_summarize_fast_engine_matches_arviz_engine():
+    draws = _ar1(12, 100, 3, seed=9).astype(np.float32)
+    fast = summarize(draws, engine="fast", max_chains=None, wall_seconds=1.0, grad_evals=10)
+    slow = summarize(draws, engine="arviz", max_chains=None, wall_seconds=1.0, grad_evals=10)
+    for key in ("ess_bulk_min", "ess_tail_min", "rhat_max", "mcse_mean_max", "iat_max", "ess_per_second"):
+        assert fast[key] == pytest.approx(slow[key], rel=1e-12), key
+
+
+def test_refuses_bad_input():
+    with pytest.raises(ValueError, match="4 draws"):
+        diagnose(np.zeros((3, 3, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="non-finite"):
+        bad = np.ones((3, 10, 2), dtype=np.float32)
+        bad[1, 2, 0] = np.nan
+        diagnose(bad)
+    with pytest.raises(ValueError, match="engine"):
+        summarize(np.zeros((2, 10, 1)), engine="numba")
