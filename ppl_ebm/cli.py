@@ -61,6 +61,9 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--data-dim", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/compare"), help="output folder")
+    parser.add_argument("--device", default=None,
+                        help="zoo runs: cpu, cuda (gpu) or cuda:N for the samplers of both backends "
+                        "(default: CPU / JAX's default device)")
     parser.add_argument("--record-in-card", action="store_true",
                         help="zoo runs: also store the table in the model's config.json and MODEL_CARD.md")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -268,7 +271,7 @@ def _run_zoo_compare(args, parser) -> int:
             num_samples=args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=args.sweep_chains, seed=args.seed, raw_critic=args.raw_critic,
-            progress_bar=not args.no_progress, **steps,
+            progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))

@@ -219,6 +219,12 @@ class LatentEBM:
         # Drawn on the CPU so that a CPU generator gives the same draws on every device.
         return torch.randn(*shape, self.latent_dim, generator=generator).to(self.device)
 
+    def to(self, device) -> "LatentEBM":
+        """Move the generator and critic to ``device`` in place (as ``nn.Module.to``); returns self."""
+        self.generator.to(device)
+        self.critic.to(device)
+        return self
+
     def to_jax(self):
         """The same model, with the same weights, evaluated in JAX (see :class:`LatentEBMJax`)."""
         from ppl_ebm.latent_ebm_jax import LatentEBMJax

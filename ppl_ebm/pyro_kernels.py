@@ -82,6 +82,7 @@ class _BatchedLangevin(MCMCKernel):
         )
         self._constrain = None
         self._site_shapes = None
+        self._seed = seed
         self._rng = None if seed is None else torch.Generator().manual_seed(int(seed))
         self._initial_params = initial_params
         self.state: LangevinKernelState | None = None
@@ -118,6 +119,9 @@ class _BatchedLangevin(MCMCKernel):
     def _init(self, rng, num_warmup, init_params, model_args, model_kwargs, step_size):
         self._num_warmup = int(num_warmup)
         position = self._initial_position(init_params, model_args, model_kwargs)
+        if rng is not None and rng.device != position.device and self._seed is not None:
+            # Noise is drawn where the chains live: a CPU generator cannot fill a CUDA tensor.
+            rng = self._rng = torch.Generator(device=position.device).manual_seed(int(self._seed))
         langevin = langevin_init(position, self._potential_and_grad)
         step = torch.full((self.num_chains,), step_size, dtype=position.dtype, device=position.device)
         return langevin, step, rng

@@ -30,7 +30,10 @@ class SampleResult:
         - ``grad_evals`` (chain,): potential-gradient evaluations, warmup included;
         - ``wall_seconds``: whole run, compile and warmup included;
         - ``compile_seconds``, ``warmup_seconds``, ``sampling_seconds``: its parts
-          (``compile_seconds`` is the first call's tracing/JIT time; 0 where nothing compiles).
+          (``compile_seconds`` is the first call's tracing/JIT time; 0 where nothing compiles);
+          summed over sessions when a ``draws_dir`` run was resumed;
+        - ``resumed_at_iteration`` (ULA/MALA): the iteration this call started from (0 unless
+          a ``draws_dir`` run was resumed).
     sampler, backend
         What produced the draws (``"ula"``, ``"mala"``, ``"nuts"``, ``"hmc"``;
         ``"torch"`` or ``"jax"``).

@@ -15,11 +15,12 @@ import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 from tqdm.auto import tqdm
 
+from ppl_ebm.draw_store import (
+    CHUNK_STEPS, DrawStore, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
+)
 from ppl_ebm.numpyro_kernels import _BatchedLangevin
 
 __all__ = ["run_langevin", "run_hmc"]
-
-_CHUNK_STEPS = 100
 
 
 def _progress(total: int, enabled: bool, description: str):
@@ -62,38 +63,57 @@ def run_langevin(
     model_args: tuple = (),
     model_kwargs: dict | None = None,
     progress_bar: bool = True,
+    store: DrawStore | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Drive a NumPyro ULA/MALA kernel's pure ``transition`` in jitted ``lax.scan`` chunks."""
+    """Drive a NumPyro ULA/MALA kernel's pure ``transition`` in jitted ``lax.scan`` chunks.
+
+    Draws are handed over a chunk at a time: to memory, or to ``store`` (a
+    :class:`~ppl_ebm.draw_store.DrawStore`), which also receives the kernel state after every
+    chunk and, when it holds a checkpoint, is resumed from it (the returned draws are then
+    its memory map).
+    """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     start = time.perf_counter()
     state = kernel.init_state(rng_key, num_warmup, init_params, model_args, model_kwargs)
     state = jax.block_until_ready(state)
-    runner = _ChunkRunner(kernel)
+    num_chains, dim = state.z.shape
     num_draws = num_samples // thinning
-    draws = np.empty((num_draws, *state.z.shape), dtype=np.float32)
+    sink = MemoryDraws(num_chains, num_draws, dim) if store is None else store
+    state, previous = resume(state, sink, _restore_state)
+    resumed_at = int(state.i)
+    runner = _ChunkRunner(kernel)
+    per_chunk = chunk_draws(thinning, num_chains, dim)
     description = f"{type(kernel).__name__} (jax)"
     with _progress(num_warmup + num_draws * thinning, progress_bar, description) as bar:
-        done = 0
+        bar.update(resumed_at)
+        done = resumed_at
         while done < num_warmup:
-            steps = min(_CHUNK_STEPS, num_warmup - done)
+            steps = min(CHUNK_STEPS - done % CHUNK_STEPS, num_warmup - done)
             state, _ = runner(state, steps, 1, False)
             done += steps
+            if sink.resumable:
+                progress = progress_record(previous, start, None, done, runner.compile_seconds)
+                sink.checkpoint(_state_arrays(state), progress)
             bar.set_postfix(_logging(state), refresh=False)
             bar.update(steps)
+        # Sampling time starts here: init_state (and any warmup) is warmup, as before streaming.
         warmup_end = time.perf_counter()
         warmup_compile = runner.compile_seconds
-        done = 0
-        draws_per_chunk = max(1, _CHUNK_STEPS // thinning)
-        while done < num_draws:
-            count = min(draws_per_chunk, num_draws - done)
+        kept = (done - num_warmup) // thinning
+        while kept < num_draws:
+            count = min(per_chunk, num_draws - kept)
             state, chunk = runner(state, count, thinning, True)
-            draws[done : done + count] = np.asarray(chunk)
-            done += count
+            sink.write(kept, np.asarray(chunk))
+            kept += count
+            if sink.resumable:
+                progress = progress_record(previous, start, warmup_end, num_warmup + kept * thinning,
+                                           runner.compile_seconds)
+                sink.checkpoint(_state_arrays(state), progress)
             bar.set_postfix(_logging(state), refresh=False)
             bar.update(count * thinning)
     end = time.perf_counter()
-    num_chains = state.z.shape[0]
     total = num_warmup + num_draws * thinning
+    warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
     stats = {
         "acceptance": np.asarray(state.mean_acceptance),
         "step_size": np.asarray(state.step_size),
@@ -101,12 +121,39 @@ def run_langevin(
         "nonfinite": np.asarray(state.langevin.nonfinite_count).astype(np.int64),
         "stopped": ~np.asarray(state.langevin.active),
         "grad_evals": np.full(num_chains, 1 + total, dtype=np.int64),
-        "wall_seconds": end - start,
-        "compile_seconds": runner.compile_seconds,
-        "warmup_seconds": warmup_end - start - warmup_compile,
-        "sampling_seconds": end - warmup_end - (runner.compile_seconds - warmup_compile),
+        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
+        "compile_seconds": previous.get("compile_seconds", 0.0) + runner.compile_seconds,
+        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
+        "sampling_seconds": previous.get("sampling_seconds", 0.0)
+        + sampling_seconds - (runner.compile_seconds - warmup_compile),
+        "resumed_at_iteration": resumed_at,
     }
-    return np.swapaxes(draws, 0, 1), stats
+    return sink.draws(), stats
+
+
+def _state_arrays(state) -> dict[str, np.ndarray]:
+    """The kernel state's leaves as numpy arrays (typed PRNG keys as their key data)."""
+    leaves = jax.tree_util.tree_leaves(state)
+    return {
+        f"leaf{i}": np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        for i, leaf in enumerate(leaves)
+    }
+
+
+def _restore_state(template, arrays: dict[str, np.ndarray]):
+    """Inverse of :func:`_state_arrays`, with ``template``'s tree structure and dtypes."""
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    restored = [
+        jax.random.wrap_key_data(jnp.asarray(arrays[f"leaf{i}"]), impl=jax.random.key_impl(leaf))
+        if _is_key(leaf)
+        else jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype)
+        for i, leaf in enumerate(leaves)
+    ]
+    return jax.tree_util.tree_unflatten(treedef, restored)
+
+
+def _is_key(leaf) -> bool:
+    return hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
 def _logging(state) -> dict[str, str]:

@@ -16,6 +16,9 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS
 from tqdm.auto import tqdm
 
+from ppl_ebm.draw_store import (
+    CHUNK_STEPS, DrawStore, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
+)
 from ppl_ebm.pyro_kernels import _BatchedLangevin
 
 __all__ = ["run_langevin", "run_hmc"]
@@ -34,37 +37,55 @@ def run_langevin(
     model_args: tuple = (),
     model_kwargs: dict | None = None,
     progress_bar: bool = True,
+    store: DrawStore | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Drive a Pyro ULA/MALA kernel's pure ``transition`` without Pyro's per-step overhead.
 
-    ``init_params`` (chains, dim) defaults to the kernel's own ``initial_params``.
+    ``init_params`` (chains, dim) defaults to the kernel's own ``initial_params``. Draws are
+    handed over in chunks: to memory, or to ``store`` (a :class:`~ppl_ebm.draw_store.DrawStore`),
+    which also receives the kernel state after every chunk and, when it holds a checkpoint,
+    is resumed from it (the returned draws are then its memory map).
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     init_params = kernel._initial_params if init_params is None else init_params
     start = time.perf_counter()
     state = kernel.init_state(kernel._rng, num_warmup, init_params, model_args, model_kwargs)
+    num_chains, dim = state.z.shape
     num_draws = num_samples // thinning
-    draws = torch.empty(num_draws, *state.z.shape, dtype=state.z.dtype, device=state.z.device)
+    sink = MemoryDraws(num_chains, num_draws, dim) if store is None else store
+    state, previous = resume(state, sink, _restore_state)
+    resumed_at = state.i
+    per_chunk = chunk_draws(thinning, num_chains, dim)
+    buffer = torch.empty(per_chunk, num_chains, dim, dtype=state.z.dtype, device=state.z.device)
+    held = 0
     total = num_warmup + num_samples
     update_every = max(1, total // 200)
-    warmup_end = start
+    warmup_end = start if resumed_at >= num_warmup else None
     with torch.no_grad(), _progress(total, progress_bar, f"{type(kernel).__name__} (torch)") as bar:
-        for iteration in range(total):
+        bar.update(resumed_at)
+        for iteration in range(resumed_at, total):
             state = kernel.transition(state)
-            sample_index = iteration - num_warmup
-            if sample_index >= 0 and (sample_index + 1) % thinning == 0:
-                draws[sample_index // thinning] = state.z
-            if iteration + 1 == num_warmup:
+            done = iteration + 1
+            if done > num_warmup and (done - num_warmup) % thinning == 0:
+                buffer[held] = state.z
+                held += 1
+            if done == num_warmup:
                 warmup_end = time.perf_counter()
+            in_warmup_boundary = done <= num_warmup and (done % CHUNK_STEPS == 0 or done == num_warmup)
+            if held == per_chunk or done == total or in_warmup_boundary:
+                kept = max(0, done - num_warmup) // thinning
+                if held:
+                    sink.write(kept - held, buffer[:held].cpu().numpy())
+                    held = 0
+                if sink.resumable:
+                    sink.checkpoint(_state_arrays(state), progress_record(previous, start, warmup_end, done))
             # Only with a visible bar: the postfix reads tensors (a device sync on a GPU).
-            if progress_bar and ((iteration + 1) % update_every == 0 or iteration + 1 == total):
+            if progress_bar and (done % update_every == 0 or done == total):
                 bar.set_postfix(kernel_logging(state), refresh=False)
-                bar.update(iteration + 1 - bar.n)
-    if num_warmup == 0:
-        warmup_end = start
+                bar.update(done - bar.n)
     end = time.perf_counter()
     kernel.state = state
-    num_chains = state.z.shape[0]
+    warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
     stats = {
         "acceptance": state.mean_acceptance.cpu().numpy(),
         "step_size": state.step_size.cpu().numpy(),
@@ -72,12 +93,52 @@ def run_langevin(
         "nonfinite": state.langevin.nonfinite_count.cpu().numpy(),
         "stopped": (~state.langevin.active).cpu().numpy(),
         "grad_evals": np.full(num_chains, 1 + total, dtype=np.int64),
-        "wall_seconds": end - start,
+        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
         "compile_seconds": 0.0,
-        "warmup_seconds": warmup_end - start,
-        "sampling_seconds": end - warmup_end,
+        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds,
+        "sampling_seconds": previous.get("sampling_seconds", 0.0) + sampling_seconds,
+        "resumed_at_iteration": int(resumed_at),
     }
-    return draws.transpose(0, 1).cpu().numpy(), stats
+    return sink.draws(), stats
+
+
+def _state_arrays(state) -> dict[str, np.ndarray]:
+    """The kernel state as named numpy arrays (NamedTuples walked, the Generator's bytes kept)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def walk(value, name):
+        if value is None:
+            return
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            for field in value._fields:
+                walk(getattr(value, field), f"{name}.{field}")
+        elif isinstance(value, torch.Generator):
+            arrays[name] = value.get_state().numpy()
+        elif isinstance(value, torch.Tensor):
+            arrays[name] = value.detach().cpu().numpy()
+        else:
+            arrays[name] = np.asarray(value)
+
+    walk(state, "state")
+    return arrays
+
+
+def _restore_state(template, arrays: dict[str, np.ndarray]):
+    """Inverse of :func:`_state_arrays`, shaped, typed and placed like ``template``."""
+
+    def build(value, name):
+        if value is None:
+            return None
+        if isinstance(value, tuple) and hasattr(value, "_fields"):
+            return type(value)(*(build(getattr(value, field), f"{name}.{field}") for field in value._fields))
+        if isinstance(value, torch.Generator):
+            value.set_state(torch.from_numpy(arrays[name].copy()))
+            return value
+        if isinstance(value, torch.Tensor):
+            return torch.from_numpy(arrays[name].copy()).to(device=value.device, dtype=value.dtype)
+        return type(value)(arrays[name].item())
+
+    return build(template, "state")
 
 
 def kernel_logging(state) -> dict[str, str]:

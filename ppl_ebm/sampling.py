@@ -7,6 +7,7 @@ NumPyro (NUTS/HMC) and our JAX kernels on the JAX translation of the same torch 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -118,7 +119,8 @@ def _initial(initial_params, prepared: _Target, num_chains: int, backend: str):
     if backend == "torch":
         import torch
 
-        return torch.from_numpy(array)
+        device = prepared.initial_position.device if prepared.initial_position is not None else "cpu"
+        return torch.from_numpy(array).to(device)
     import jax.numpy as jnp
 
     return jnp.asarray(array)
@@ -143,6 +145,8 @@ def sample(
     target_rhat: float = 1.01,
     target_ess: float = 400.0,
     max_samples: int = 20_000,
+    draws_dir: str | os.PathLike | None = None,
+    device: str | None = None,
     **sampler_options,
 ) -> SampleResult:
     """Sample a latent EBM or a model with ULA, MALA, NUTS or HMC on torch (Pyro) or JAX (NumPyro).
@@ -174,6 +178,18 @@ def sample(
         bulk/tail ESS >= ``target_ess`` (ArviZ, over all post-warmup draws), or
         ``max_samples`` draws per chain; ``stats["converged"]``, ``stats["steps_taken"]`` and
         ``stats["convergence_history"]`` report it (see :mod:`ppl_ebm.convergence`).
+    draws_dir
+        ULA/MALA: write the draws to this directory as they are produced (``draws.npy``,
+        float32 in draw order, ``(draw, chain, dim)``) with the kernel state after every chunk, so a run
+        larger than memory fits and a killed run started again with the same call resumes
+        from its last chunk (see :mod:`ppl_ebm.draw_store`). ``result.latents`` is then a
+        read-only memory map of the file; calling again on a finished run returns it
+        without sampling. A directory holding a different run is refused.
+    device
+        ``"cpu"``, ``"cuda"`` (``"gpu"``) or ``"cuda:N"``; None: where the target already is
+        (torch) or JAX's default device. torch moves a latent EBM's networks there in place
+        (``LatentEBM.to``); JAX runs the whole sampler under ``jax.default_device``. A GPU the
+        machine lacks is refused before any work.
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
@@ -186,6 +202,17 @@ def sample(
         ``posterior`` per site; ``stats``; ``to_arviz()``.
     """
     _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thinning, sampler_options)
+    if draws_dir is not None and (sampler not in _LANGEVIN_OPTIONS or until is not None):
+        raise ValueError(
+            "draws_dir streams and resumes our ULA/MALA kernels; NUTS/HMC run inside the PPL's own "
+            f"MCMC driver and until='converged' samples in blocks (got sampler={sampler!r}, until={until!r})."
+        )
+    if device is not None:
+        return _on_device(device, target, backend, sampler, num_chains, num_warmup, num_samples, seed,
+                          thinning=thinning, initial_params=initial_params, model_args=model_args,
+                          model_kwargs=model_kwargs, return_generated=return_generated, progress_bar=progress_bar,
+                          until=until, target_rhat=target_rhat, target_ess=target_ess, max_samples=max_samples,
+                          draws_dir=draws_dir, **sampler_options)
     if until is not None:
         if until != "converged":
             raise ValueError(f"until must be None or 'converged', got {until!r}.")
@@ -203,10 +230,13 @@ def sample(
     make_target = _torch_target if backend == "torch" else _jax_target
     prepared = make_target(target, num_chains, seed, initial_params, model_args, model_kwargs)
     position = _initial(initial_params, prepared, num_chains, backend)
-    if backend == "torch":
-        latents, stats = _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, sampler_options)
-    else:
-        latents, stats = _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, sampler_options)
+    store = None
+    if draws_dir is not None:
+        store = _open_store(draws_dir, target, prepared, position, initial_params, sampler, backend, num_chains,
+                            num_warmup, num_samples, thinning, seed, sampler_options)
+    run = _run_torch if backend == "torch" else _run_jax
+    latents, stats = run(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar,
+                         sampler_options, store)
     posterior = _posterior(latents, prepared, backend)
     generated = _generated(latents, prepared, backend) if return_generated else None
     return SampleResult(
@@ -221,7 +251,39 @@ def sample(
     )
 
 
-def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options):
+def _on_device(device, target, backend, sampler, *args, **kwargs) -> SampleResult:
+    """``sample`` again with ``device=None``, the target (torch) or the default device (JAX) set."""
+    from ppl_ebm import devices
+
+    if backend == "torch":
+        resolved = devices.torch_device(device)
+        if isinstance(target, LatentEBM):
+            target.to(resolved)
+        elif resolved.type != "cpu":
+            raise ValueError("device= moves a latent EBM's networks; a Pyro model's tensors stay where the "
+                             "model creates them, so put them on the GPU in the model and leave device=None.")
+        return sample(target, sampler, backend, *args, **kwargs)
+    import jax
+
+    with jax.default_device(devices.jax_device(device)):
+        return sample(target, sampler, backend, *args, **kwargs)
+
+
+def _open_store(draws_dir, target, prepared, position, initial_params, sampler, backend, num_chains, num_warmup,
+                num_samples, thinning, seed, options):
+    from ppl_ebm.draw_store import DrawStore, fingerprint
+
+    dim = int(position.shape[1])
+    settings = {
+        "sampler": sampler, "backend": backend, "num_chains": num_chains, "num_warmup": num_warmup,
+        "num_samples": num_samples, "thinning": thinning, "seed": seed, "dim": dim,
+        "options": {key: options[key] for key in sorted(options)},
+        "target": fingerprint(target, initial_params),
+    }
+    return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
+
+
+def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store):
     from ppl_ebm import pyro_kernels, run_torch
 
     if sampler in ("nuts", "hmc"):
@@ -230,10 +292,12 @@ def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinn
         )
     kernel_class = pyro_kernels.ULA if sampler == "ula" else pyro_kernels.MALA
     kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], seed=seed, **options)
-    return run_torch.run_langevin(kernel, num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar)
+    return run_torch.run_langevin(
+        kernel, num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar, store=store
+    )
 
 
-def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options):
+def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store):
     import jax
 
     from ppl_ebm import numpyro_kernels, run_jax
@@ -245,7 +309,8 @@ def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinnin
     kernel_class = numpyro_kernels.ULA if sampler == "ula" else numpyro_kernels.MALA
     kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], **options)
     return run_jax.run_langevin(
-        kernel, jax.random.key(seed), num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar
+        kernel, jax.random.key(seed), num_warmup, num_samples, thinning, init_params=position,
+        progress_bar=progress_bar, store=store,
     )
 
 

@@ -71,6 +71,7 @@ class CompareConfig:
     raw_critic: bool = False
     diagnostics_max_chains: int = 500
     progress_bar: bool = True
+    device: str | None = None
 
     @property
     def chains(self) -> int:
@@ -103,6 +104,12 @@ class CompareConfig:
             )
         if any(step <= 0 for step in self.sweep_steps):
             raise ValueError(f"sweep_steps must be > 0, got {self.sweep_steps}.")
+        if self.device is not None:
+            # Both backends are checked here, before any sampling, so a missing GPU fails at once.
+            from ppl_ebm.devices import jax_device, torch_device
+
+            torch_device(self.device)
+            jax_device(self.device)
         return self
 
 
@@ -176,11 +183,11 @@ def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | No
         return sample(
             ebm, sampler, backend, num_chains=config.chains, num_warmup=warmup,
             num_samples=config.langevin_steps - warmup, seed=config.seed, progress_bar=config.progress_bar,
-            **options,
+            device=config.device, **options,
         )
     return sample(
         ebm, sampler, backend, num_chains=config.hmc_chains, num_warmup=config.hmc_warmup,
-        num_samples=config.hmc_draws, seed=config.seed, progress_bar=config.progress_bar,
+        num_samples=config.hmc_draws, seed=config.seed, progress_bar=config.progress_bar, device=config.device,
     )
 
 
@@ -211,12 +218,14 @@ def _sweep(ebm, data: np.ndarray, config: CompareConfig, log) -> dict[str, Any]:
         result = sample(
             ebm, "ula", "jax", num_chains=config.sweep_chains, num_warmup=0,
             num_samples=config.langevin_steps, seed=config.seed, step_size=step, progress_bar=False,
+            device=config.device,
         )
         emds.append(metrics.emd(_generate(ebm, result.latents[:, -1]), data, seed=config.seed))
     log("  sweep: MALA adapted")
     mala = sample(
         ebm, "mala", "jax", num_chains=config.sweep_chains, num_warmup=config.langevin_steps // 2,
         num_samples=config.langevin_steps - config.langevin_steps // 2, seed=config.seed, progress_bar=False,
+        device=config.device,
     )
     mala_emd = metrics.emd(_generate(ebm, mala.latents[:, -1]), data, seed=config.seed)
     generator = baselines.generator_only(ebm, config.sweep_chains, config.seed + 1)
@@ -245,6 +254,11 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
     ebm = latent_ebm_of(model)
     calibrated = latent_ebm_of(model, calibrated=True) if "calibration" in model.config else ebm
     ddls_ebm = ebm if config.raw_critic else calibrated
+    if config.device is not None:  # the torch baselines follow the networks' device
+        from ppl_ebm.devices import torch_device
+
+        for target in {id(ebm): ebm, id(calibrated): calibrated}.values():
+            target.to(torch_device(config.device))
     # Fresh test, floor and validation data under seeds that no training or calibration used.
     data = datasets.sample_dataset(dataset, config.num_samples, seed=10_000 + config.seed)
     reference = datasets.sample_dataset(dataset, config.num_samples, seed=20_000 + config.seed)
