@@ -67,6 +67,13 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
         text += f"\n## {name}\n\n{format_sampler_table(entry['methods'])}\n"
         for key, ratio in entry["ratios"].items():
             text += f"\n- {key.replace('_', ' ')}: {ratio['best']} at {ratio['ratio']:.1f}x ESS/s (warmup and compile included)"
+        converged = [m for m, row in entry["methods"].items() if row.get("converged")]
+        unchecked = [m for m, row in entry["methods"].items() if row.get("converged") is None]
+        text += (f"\n- R-hat < 1.01 reached by: {', '.join(converged) or 'none'}"
+                 + (f"; not checkable (one chain): {', '.join(unchecked)}" if unchecked else "") + ".")
+        if len(converged) < len(entry["methods"]) - len(unchecked):
+            text += ("\n  An unconverged run's ESS mostly counts its chains' starting points (about one draw per "
+                     "chain stuck in its mode); its ESS/s is not evidence of faster mixing. See `ppl-ebm mixing`.")
         text += "\n"
     text += "\n![ESS per second](samplers.png)\n"
     paths["report"].write_text(text)

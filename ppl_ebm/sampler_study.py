@@ -73,6 +73,10 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
     return sampler, backend, config.torch_hmc_chains if backend == "torch" else config.jax_hmc_chains, options
 
 
+#: R-hat below which a multi-chain run's ESS is reported as meaningful (Vehtari et al. 2021).
+RHAT_CONVERGED = 1.01
+
+
 def _run(ebm, method: str, config: SamplerStudyConfig, log) -> dict[str, Any]:
     sampler, backend, chains, options = _settings(method, config)
     run = lambda draws: sample(ebm, sampler, backend, num_chains=chains, num_warmup=config.warmup,  # noqa: E731
@@ -96,6 +100,8 @@ def _run(ebm, method: str, config: SamplerStudyConfig, log) -> dict[str, Any]:
         "grad_evals": int(np.sum(stats["grad_evals"])), "wall_seconds": float(stats["wall_seconds"]),
         "sampling_seconds": float(stats["sampling_seconds"]), "compile_seconds": float(stats["compile_seconds"]),
         "subsampled_chains": bool(summary.get("subsampled", False)),
+        # ESS is only meaningful once the chains agree; one chain cannot be checked by R-hat.
+        "converged": None if chains < 2 else bool(summary["rhat_max"] < RHAT_CONVERGED),
     }
 
 
@@ -117,6 +123,7 @@ def run_sampler_study(config: SamplerStudyConfig, log=print) -> dict[str, Any]:
             if baseline in rows and rows[baseline]["ess_per_second"]:
                 best = max(rows, key=lambda m: rows[m]["ess_per_second"] or 0.0)
                 ratios[f"best_over_{baseline}"] = {
-                    "best": best, "ratio": rows[best]["ess_per_second"] / rows[baseline]["ess_per_second"]}
+                    "best": best, "ratio": rows[best]["ess_per_second"] / rows[baseline]["ess_per_second"],
+                    "best_converged": rows[best]["converged"], "baseline_converged": rows[baseline]["converged"]}
         out["models"][name] = {"methods": rows, "ratios": ratios}
     return out

@@ -42,6 +42,12 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
         assert row["draws_per_chain"] >= 20 and row["grad_evals"] > 0 and row["ess_bulk_min"] > 0
     ratios = study["models"]["swissroll-nsgan"]["ratios"]
     assert set(ratios) == {"best_over_pyro-nuts-1", "best_over_nuts/jax"}
+    assert rows["pyro-nuts-1"]["converged"] is None  # one chain: R-hat cannot check it
+    for name, row in rows.items():
+        if name != "pyro-nuts-1":
+            assert row["converged"] == (row["rhat_max"] < 1.01)
+    assert ratios["best_over_pyro-nuts-1"]["baseline_converged"] is None
+    assert "R-hat < 1.01 reached by" in (output / "samplers.md").read_text()
     assert "ESS/s (sampling)" in capsys.readouterr().out
 
 
