@@ -160,7 +160,8 @@ def _score(samples: np.ndarray, data: np.ndarray, dataset: str, seed: int) -> di
 
 def _generate(ebm, latents: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return ebm.generate(torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32))).cpu().numpy()
+        z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).to(ebm.device)
+        return ebm.generate(z).cpu().numpy()
 
 
 def _mcmc_samples(result, num_samples: int) -> np.ndarray:
