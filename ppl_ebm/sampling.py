@@ -332,9 +332,11 @@ def _generated(latents: np.ndarray, prepared: _Target, backend: str, batch: int 
     if backend == "torch":
         import torch
 
+        device = prepared.initial_position.device  # where the networks are (return_generated needs a latent EBM)
         with torch.no_grad():
             for start in range(0, len(flat), batch):
-                pieces.append(prepared.generate(torch.from_numpy(flat[start : start + batch])).cpu().numpy())
+                z = torch.from_numpy(np.ascontiguousarray(flat[start : start + batch])).to(device)
+                pieces.append(prepared.generate(z).cpu().numpy())
     else:
         import jax
 
