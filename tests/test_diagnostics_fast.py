@@ -71,3 +71,46 @@ def test_refuses_bad_input():
         diagnose(bad)
     with pytest.raises(ValueError, match="engine"):
         summarize(np.zeros((2, 10, 1)), engine="numba")
+
+
+def test_packed_key_sort_orders_every_kind_of_float32():
+    """The (key << 31 | position)-as-float64 sort equals a stable argsort on extremes:
+    +-0, subnormals, the largest finite values, and many ties."""
+    from ppl_ebm.diagnostics_fast import _sort_with_permutation, _Workspace
+
+    tiny = np.finfo(np.float32).smallest_subnormal
+    big = np.finfo(np.float32).max
+    special = np.array([0.0, -0.0, tiny, -tiny, 2 * tiny, big, -big, 1.0, -1.0, 1.0, 0.0], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    values = np.concatenate([special, np.round(rng.standard_normal(5000), 1).astype(np.float32), special])
+    values = values[rng.permutation(values.size)]
+    sorted_values, order = _sort_with_permutation(values, _Workspace())
+    want = np.argsort(values, kind="stable")
+    np.testing.assert_array_equal(sorted_values, values[want].astype(np.float64))
+    # A permutation that sorts (ties, 0.0 and -0.0 included, in either order).
+    assert sorted(order.tolist()) == list(range(values.size))
+    assert np.all(np.diff(values[order].astype(np.float64)) >= 0)
+
+
+def test_tail_quantile_compared_in_float64():
+    """A 5% quantile between two adjacent float32 values that rounds up to the upper one:
+    ArviZ (float64) counts that draw above the quantile, and so must we."""
+    draws = _ar1(4, 100, 1, seed=3).astype(np.float32)
+    flat = draws.ravel()
+    order = np.argsort(flat, kind="stable")
+    # 400 draws: type-7 quantile 0.05 = 0.05 * x_(20) + 0.95 * x_(21) (1-based order statistics).
+    flat[order[20]] = np.nextafter(flat[order[19]], np.float32(np.inf))
+    assert flat[order[19]] < flat[order[20]] < flat[order[21]]
+    _assert_equal_to_arviz(flat.reshape(draws.shape))
+
+
+def test_ess_does_not_depend_on_the_first_lag_guess():
+    """Strongly autocorrelated chains make Geyer's sequence run past a short guess: the
+    autocovariances are then recomputed to every lag, giving the same ESS."""
+    from ppl_ebm.diagnostics_fast import _ess
+
+    chains = np.cumsum(np.random.default_rng(4).standard_normal((8, 400)), axis=1)  # random walks
+    full, full_lag, _ = _ess(chains, lags=400)
+    short, short_lag, _ = _ess(chains, lags=8)
+    assert full_lag > 8  # the short guess really was too short
+    assert short == full and short_lag == full_lag
