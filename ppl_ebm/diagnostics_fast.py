@@ -97,6 +97,7 @@ class _Workspace:
 
     def __init__(self) -> None:
         self._arrays: dict[str, np.ndarray] = {}
+        self._padded_shape: tuple[int, int, int] | None = None
 
     def array(self, name: str, size: int, dtype) -> np.ndarray:
         array = self._arrays.get(name)
@@ -106,12 +107,10 @@ class _Workspace:
 
     def padded(self, rows: int, draws: int, size: int) -> np.ndarray:
         """A zeroed ``(rows, size)`` FFT input of which only ``[:, :draws]`` is ever written."""
-        key = ("padded", rows, draws, size)
-        array = self._arrays.get("padded")
-        if array is None or self._arrays.get("padded_key") != key:
-            array = self._arrays["padded"] = np.zeros((rows, size))
-            self._arrays["padded_key"] = key  # type: ignore[assignment]
-        return array
+        if self._padded_shape != (rows, draws, size):
+            self._arrays["padded"] = np.zeros((rows, size))
+            self._padded_shape = (rows, draws, size)
+        return self._arrays["padded"]
 
 
 def _workspace() -> _Workspace:
@@ -441,6 +440,9 @@ def diagnose(
         while running:
             running.popleft().result()
             bar.update(1)
+    # The score tables are ~120 MB at 5000 x 1000 draws: not worth holding between calls.
+    for cached in (_score_table, _untied_scores, _positions):
+        cached.cache_clear()
     return out
 
 

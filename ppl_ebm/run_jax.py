@@ -64,13 +64,15 @@ def run_langevin(
     model_kwargs: dict | None = None,
     progress_bar: bool = True,
     store: DrawStore | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Drive a NumPyro ULA/MALA kernel's pure ``transition`` in jitted ``lax.scan`` chunks.
 
     Draws are handed over a chunk at a time: to memory, or to ``store`` (a
     :class:`~ppl_ebm.draw_store.DrawStore`), which also receives the kernel state after every
     chunk and, when it holds a checkpoint, is resumed from it (the returned draws are then
-    its memory map).
+    its memory map). ``max_seconds`` ends sampling at the first chunk boundary past that
+    many seconds after warmup.
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     start = time.perf_counter()
@@ -111,8 +113,10 @@ def run_langevin(
                 sink.checkpoint(_state_arrays(state), progress)
             bar.set_postfix(_logging(state), refresh=False)
             bar.update(count * thinning)
+            if max_seconds is not None and time.perf_counter() - warmup_end >= max_seconds:
+                break
     end = time.perf_counter()
-    total = num_warmup + num_draws * thinning
+    total = num_warmup + kept * thinning
     warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
     stats = {
         "acceptance": np.asarray(state.mean_acceptance),
@@ -127,8 +131,9 @@ def run_langevin(
         "sampling_seconds": previous.get("sampling_seconds", 0.0)
         + sampling_seconds - (runner.compile_seconds - warmup_compile),
         "resumed_at_iteration": resumed_at,
+        "budget_stopped": kept < num_draws,
     }
-    return sink.draws(), stats
+    return (sink.draws()[:, :kept] if kept < num_draws else sink.draws()), stats
 
 
 def _state_arrays(state) -> dict[str, np.ndarray]:
@@ -172,12 +177,16 @@ def run_hmc(
     seed: int,
     thinning: int = 1,
     progress_bar: bool = True,
+    max_seconds: float | None = None,
     **kernel_kwargs,
 ) -> tuple[np.ndarray, dict]:
     """NumPyro's NUTS or HMC on a batched potential, all chains vectorised in one program
     (``chain_method="vectorized"``). Gradient evaluations are NumPyro's ``num_steps``.
 
     Compilation is part of NumPyro's warmup and sampling calls; it is not reported apart.
+    ``max_seconds``: sampling runs in segments of <= 10 draws, each continuing from the
+    last state (NumPyro's ``post_warmup_state = last_state``), until that many seconds
+    have passed after warmup.
     """
 
     def one_chain_potential(position):
@@ -186,10 +195,11 @@ def run_hmc(
     kernel_class = {"nuts": NUTS, "hmc": HMC}[sampler]
     num_chains = initial_position.shape[0]
     fields = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
+    segment = num_samples if max_seconds is None else thinning * max(1, min(num_samples // thinning, 10))
     mcmc = MCMC(
         kernel_class(potential_fn=one_chain_potential, **kernel_kwargs),
         num_warmup=num_warmup,
-        num_samples=num_samples,
+        num_samples=segment,
         thinning=thinning,
         num_chains=num_chains,
         chain_method="vectorized",
@@ -206,10 +216,19 @@ def run_hmc(
     else:
         init = initial_position
     warmup_end = time.perf_counter()
-    mcmc.run(rng_key, init_params=init, extra_fields=fields)
+    pieces, extras, generated = [], [], 0
+    while generated < num_samples:
+        mcmc.run(rng_key, init_params=init, extra_fields=fields)
+        pieces.append(np.asarray(mcmc.get_samples(group_by_chain=True)))
+        extras.append({name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()})
+        generated += segment
+        if max_seconds is None or time.perf_counter() - warmup_end >= max_seconds:
+            break
+        mcmc.post_warmup_state = mcmc.last_state  # the next segment continues this one
+        rng_key, init = mcmc.post_warmup_state.rng_key, None
     end = time.perf_counter()
-    extra = {name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()}
-    draws = np.asarray(mcmc.get_samples(group_by_chain=True))
+    draws = np.concatenate(pieces, axis=1)[:, : num_samples // thinning]
+    extra = {name: np.concatenate([piece[name] for piece in extras], axis=1)[:, : draws.shape[1]] for name in fields}
     stats = {
         "acceptance": extra["accept_prob"].mean(axis=1),
         "step_size": extra["adapt_state.step_size"][:, -1],
@@ -222,5 +241,6 @@ def run_hmc(
         "compile_seconds": float("nan"),
         "warmup_seconds": warmup_end - start,
         "sampling_seconds": end - warmup_end,
+        "budget_stopped": draws.shape[1] < num_samples // thinning,
     }
     return draws.reshape(num_chains, draws.shape[1], -1), stats

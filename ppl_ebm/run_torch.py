@@ -38,13 +38,15 @@ def run_langevin(
     model_kwargs: dict | None = None,
     progress_bar: bool = True,
     store: DrawStore | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Drive a Pyro ULA/MALA kernel's pure ``transition`` without Pyro's per-step overhead.
 
     ``init_params`` (chains, dim) defaults to the kernel's own ``initial_params``. Draws are
     handed over in chunks: to memory, or to ``store`` (a :class:`~ppl_ebm.draw_store.DrawStore`),
     which also receives the kernel state after every chunk and, when it holds a checkpoint,
-    is resumed from it (the returned draws are then its memory map).
+    is resumed from it (the returned draws are then its memory map). ``max_seconds`` ends
+    sampling at the first chunk boundary past that many seconds after warmup.
     """
     model_kwargs = {} if model_kwargs is None else model_kwargs
     init_params = kernel._initial_params if init_params is None else init_params
@@ -61,6 +63,7 @@ def run_langevin(
     total = num_warmup + num_samples
     update_every = max(1, total // 200)
     warmup_end = start if resumed_at >= num_warmup else None
+    done = resumed_at
     with torch.no_grad(), _progress(total, progress_bar, f"{type(kernel).__name__} (torch)") as bar:
         bar.update(resumed_at)
         for iteration in range(resumed_at, total):
@@ -79,6 +82,8 @@ def run_langevin(
                     held = 0
                 if sink.resumable:
                     sink.checkpoint(_state_arrays(state), progress_record(previous, start, warmup_end, done))
+                if max_seconds is not None and done > num_warmup and time.perf_counter() - warmup_end >= max_seconds:
+                    break
             # Only with a visible bar: the postfix reads tensors (a device sync on a GPU).
             if progress_bar and (done % update_every == 0 or done == total):
                 bar.set_postfix(kernel_logging(state), refresh=False)
@@ -92,14 +97,16 @@ def run_langevin(
         "divergences": np.zeros(num_chains, dtype=np.int64),
         "nonfinite": state.langevin.nonfinite_count.cpu().numpy(),
         "stopped": (~state.langevin.active).cpu().numpy(),
-        "grad_evals": np.full(num_chains, 1 + total, dtype=np.int64),
+        "grad_evals": np.full(num_chains, 1 + done, dtype=np.int64),
         "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
         "compile_seconds": 0.0,
         "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds,
         "sampling_seconds": previous.get("sampling_seconds", 0.0) + sampling_seconds,
         "resumed_at_iteration": int(resumed_at),
+        "budget_stopped": done < total,
     }
-    return sink.draws(), stats
+    kept = max(0, done - num_warmup) // thinning
+    return sink.draws()[:, :kept] if done < total else sink.draws(), stats
 
 
 def _state_arrays(state) -> dict[str, np.ndarray]:
@@ -170,6 +177,7 @@ def run_hmc(
     seed: int,
     thinning: int = 1,
     progress_bar: bool = True,
+    max_seconds: float | None = None,
     **kernel_kwargs,
 ) -> tuple[np.ndarray, dict]:
     """Pyro's NUTS or HMC on a batched potential, one chain after another in this process.
@@ -178,6 +186,10 @@ def run_hmc(
     no plan to vectorise); on a 2-core machine processes only add start-up cost, so chains run
     sequentially, chain ``c`` seeded with ``seed + c``. ``potential_fn`` is batched
     ``(chains, dim) -> (chains,)``; ``initial_position`` is ``(chains, dim)``.
+
+    ``max_seconds``: each chain samples for at most ``max_seconds / chains`` after its warmup
+    (Pyro's MCMC has no stopping rule, so a hook keeps the draws and ends the run); every
+    chain then keeps as many draws as the shortest.
     """
 
     def one_chain_potential(params):
@@ -187,14 +199,21 @@ def run_hmc(
     num_chains = initial_position.shape[0]
     chains, rows = [], []
     start = time.perf_counter()
+    chain_budget = None if max_seconds is None else max_seconds / num_chains
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
         counting = _CountingPotential(one_chain_potential)
-        warmup_done = []
+        warmup_done, kept = [], []
 
-        def note_warmup_end(kernel, params, stage, iteration):
-            if stage.startswith("Warmup") and iteration == num_warmup - 1:
-                warmup_done.append(time.perf_counter())
+        def hook(kernel, params, stage, iteration):
+            if stage.startswith("Warmup"):
+                if iteration == num_warmup - 1:
+                    warmup_done.append(time.perf_counter())
+                return
+            if chain_budget is not None:
+                kept.append(params["z"].detach().clone())
+                if time.perf_counter() - (warmup_done[0] if warmup_done else chain_start) >= chain_budget:
+                    raise _BudgetReached
 
         mcmc = MCMC(
             kernel_class(potential_fn=counting, **kernel_kwargs),
@@ -202,20 +221,25 @@ def run_hmc(
             warmup_steps=num_warmup,
             initial_params={"z": initial_position[chain]},
             transforms={},
-            hook_fn=note_warmup_end,
+            hook_fn=hook,
             disable_progbar=not progress_bar,
         )
         chain_start = time.perf_counter()
-        mcmc.run()
+        try:
+            mcmc.run()
+            draws = mcmc.get_samples()["z"].reshape(num_samples, -1)
+            finished = mcmc.diagnostics()
+            diagnostics = {key: finished.get(key, {}).get("chain 0") for key in ("acceptance rate", "divergences")}
+        except _BudgetReached:
+            draws = torch.stack(kept)
+            diagnostics = mcmc.kernel.diagnostics()  # the run's tallies so far (MCMC's need a finished run)
         chain_end = time.perf_counter()
-        draws = mcmc.get_samples()["z"].reshape(num_samples, -1)
         chains.append(draws[thinning - 1 :: thinning].detach().cpu().numpy())
-        diagnostics = mcmc.diagnostics()
         rows.append(
             (
-                float(diagnostics.get("acceptance rate", {}).get("chain 0", np.nan)),
+                float(diagnostics["acceptance rate"] if diagnostics["acceptance rate"] is not None else np.nan),
                 float(mcmc.kernel.step_size),
-                len(diagnostics.get("divergences", {}).get("chain 0", [])),
+                len(diagnostics["divergences"] or []),
                 counting.calls,
                 (warmup_done[0] if warmup_done else chain_start) - chain_start,
                 chain_end - chain_start,
@@ -236,5 +260,11 @@ def run_hmc(
         "compile_seconds": 0.0,
         "warmup_seconds": float(np.sum(warmup)),
         "sampling_seconds": float(np.sum(seconds - warmup)),
+        "budget_stopped": any(len(draws) < num_samples // thinning for draws in chains),
     }
-    return np.stack(chains), stats
+    shortest = min(len(draws) for draws in chains)
+    return np.stack([draws[:shortest] for draws in chains]), stats
+
+
+class _BudgetReached(Exception):
+    """Raised from Pyro's per-iteration hook to end a chain at its time budget."""

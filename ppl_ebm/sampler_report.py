@@ -60,7 +60,7 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
     config = study["config"]
     text = (f"# Samplers by ESS at matched wall time\n\n" + (f"```bash\n{command}\n```\n\n" if command else "")
             + f"Sampling budget {config['budget_seconds']:g} s per method after {config['warmup']} warmup steps "
-            "(a pilot run sizes the draws); ESS by ArviZ's estimators (rank-normalised; ppl_ebm.diagnostics_fast), "
+            "(each samples until the budget has passed); ESS by ArviZ's estimators (rank-normalised; ppl_ebm.diagnostics_fast), "
             "min/median over latent dims, on every chain. ULA's ESS is for its own "
             "step-biased law.\n")
     for name, entry in study["models"].items():

@@ -147,6 +147,7 @@ def sample(
     max_samples: int = 20_000,
     draws_dir: str | os.PathLike | None = None,
     device: str | None = None,
+    max_seconds: float | None = None,
     **sampler_options,
 ) -> SampleResult:
     """Sample a latent EBM or a model with ULA, MALA, NUTS or HMC on torch (Pyro) or JAX (NumPyro).
@@ -190,6 +191,15 @@ def sample(
         (torch) or JAX's default device. torch moves a latent EBM's networks there in place
         (``LatentEBM.to``); JAX runs the whole sampler under ``jax.default_device``. A GPU the
         machine lacks is refused before any work.
+    max_seconds
+        Stop sampling once this many seconds have passed after warmup (compilation
+        included), keeping every chain's draws so far: the same number for every chain (the
+        fewest any chain reached), ``num_samples`` at most. For comparisons at matched wall
+        time: a pilot's time per draw misleads NUTS/HMC, whose trajectories lengthen as
+        chains move. Our kernels stop between chunks of <= 100 steps; Pyro's chains, run one
+        after another, get ``max_seconds / num_chains`` each; NumPyro samples in segments of
+        <= 10 draws. ``stats["budget_stopped"]`` says whether it cut the run. Not with
+        ``draws_dir`` or ``until``.
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
@@ -207,12 +217,18 @@ def sample(
             "draws_dir streams and resumes our ULA/MALA kernels; NUTS/HMC run inside the PPL's own "
             f"MCMC driver and until='converged' samples in blocks (got sampler={sampler!r}, until={until!r})."
         )
+    if max_seconds is not None:
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
+            raise ValueError(f"max_seconds must be a number of seconds > 0 (or None), got {max_seconds!r}.")
+        if draws_dir is not None or until is not None:
+            raise ValueError("max_seconds cuts one in-memory run; it cannot be combined with draws_dir "
+                             "(a resumable run) or until='converged' (which decides its own length).")
     if device is not None:
         return _on_device(device, target, backend, sampler, num_chains, num_warmup, num_samples, seed,
                           thinning=thinning, initial_params=initial_params, model_args=model_args,
                           model_kwargs=model_kwargs, return_generated=return_generated, progress_bar=progress_bar,
                           until=until, target_rhat=target_rhat, target_ess=target_ess, max_samples=max_samples,
-                          draws_dir=draws_dir, **sampler_options)
+                          draws_dir=draws_dir, max_seconds=max_seconds, **sampler_options)
     if until is not None:
         if until != "converged":
             raise ValueError(f"until must be None or 'converged', got {until!r}.")
@@ -236,7 +252,7 @@ def sample(
                             num_warmup, num_samples, thinning, seed, sampler_options)
     run = _run_torch if backend == "torch" else _run_jax
     latents, stats = run(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar,
-                         sampler_options, store)
+                         sampler_options, store, max_seconds)
     posterior = _posterior(latents, prepared, backend)
     generated = _generated(latents, prepared, backend) if return_generated else None
     return SampleResult(
@@ -283,34 +299,39 @@ def _open_store(draws_dir, target, prepared, position, initial_params, sampler, 
     return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
 
 
-def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store):
+def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
+               max_seconds=None):
     from ppl_ebm import pyro_kernels, run_torch
 
     if sampler in ("nuts", "hmc"):
         return run_torch.run_hmc(
-            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar, **options
+            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar,
+            max_seconds=max_seconds, **options
         )
     kernel_class = pyro_kernels.ULA if sampler == "ula" else pyro_kernels.MALA
     kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], seed=seed, **options)
     return run_torch.run_langevin(
-        kernel, num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar, store=store
+        kernel, num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar, store=store,
+        max_seconds=max_seconds,
     )
 
 
-def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store):
+def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
+               max_seconds=None):
     import jax
 
     from ppl_ebm import numpyro_kernels, run_jax
 
     if sampler in ("nuts", "hmc"):
         return run_jax.run_hmc(
-            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar, **options
+            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar,
+            max_seconds=max_seconds, **options
         )
     kernel_class = numpyro_kernels.ULA if sampler == "ula" else numpyro_kernels.MALA
     kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], **options)
     return run_jax.run_langevin(
         kernel, jax.random.key(seed), num_warmup, num_samples, thinning, init_params=position,
-        progress_bar=progress_bar, store=store,
+        progress_bar=progress_bar, store=store, max_seconds=max_seconds,
     )
 
 
