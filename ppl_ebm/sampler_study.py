@@ -72,7 +72,8 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
     # (5 steps at the step Pyro adapts to there, 0.15; 150 iterations ~18 s a chain).
     options = {}
     if sampler == "hmc":
-        options = {"num_steps": 16, "trajectory_length": None} if backend == "jax" else {"num_steps": 16, "step_size": 0.05}
+        options = {"num_steps": 16, "trajectory_length": None} if backend == "jax" else {"num_steps": 16,
+                                                                                          "step_size": 0.05}
     return sampler, backend, config.torch_hmc_chains if backend == "torch" else config.jax_hmc_chains, options
 
 

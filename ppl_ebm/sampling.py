@@ -317,7 +317,7 @@ def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinn
 
 
 def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
-               max_seconds=None):
+             max_seconds=None):
     import jax
 
     from ppl_ebm import numpyro_kernels, run_jax
