@@ -344,8 +344,6 @@ def _one_dimension(column: np.ndarray) -> dict[str, float]:
     lags = max(64, 2 * bulk_lag)
     # ArviZ needs two chains for R-hat (before splitting).
     if column.shape[0] > 1:
-        if bulk_lag == 0:  # constant scores: _ess skipped the sums
-            rhat_bulk = _rhat(scores.reshape(split.shape), ws)
         _folded_scores(flat_sorted, order, ws, out=scores)
         out["rhat"] = max(rhat_bulk, _rhat(scores.reshape(split.shape), ws))
     else:
