@@ -180,8 +180,9 @@ def _samplers_parser(subparsers) -> None:
     d = SamplerStudyConfig()
     parser = subparsers.add_parser(
         "samplers", help="every sampler x backend by ESS at matched wall time on DDLS targets",
-        description="Compare ULA, MALA, NUTS and HMC on torch and JAX (and Pyro NUTS with one chain) "
-        "by ESS, ESS/s and ESS per gradient at a matched sampling-time budget.")
+        description="Compare ULA, MALA, NUTS and HMC on torch and JAX (and Pyro NUTS with one chain, and MALA "
+        "with independence steps from the prior, mala-imh) by ESS, ESS/s and ESS per gradient at a matched "
+        "sampling-time budget.")
     parser.add_argument("--models", nargs="+", default=list(d.models))
     parser.add_argument("--methods", nargs="+", default=list(d.methods), choices=list(METHODS))
     parser.add_argument("--budget", type=float, default=d.budget_seconds, help="sampling seconds per method")
@@ -190,6 +191,10 @@ def _samplers_parser(subparsers) -> None:
     parser.add_argument("--torch-hmc-chains", type=int, default=d.torch_hmc_chains)
     parser.add_argument("--warmup", type=int, default=d.warmup)
     parser.add_argument("--ula-step", type=float, default=d.ula_step_size)
+    parser.add_argument("--independence-every", type=int, default=d.independence_every,
+                        help="mala-imh: every k-th step an independence step from the prior (k >= 2)")
+    parser.add_argument("--no-target-check", action="store_true",
+                        help="skip the search for a highest density beyond the prior (~5 s a model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/samplers"))
 
@@ -208,6 +213,7 @@ def _run_samplers(args, parser) -> int:
             models=tuple(args.models), methods=tuple(args.methods), budget_seconds=args.budget,
             langevin_chains=args.chains, jax_hmc_chains=args.jax_hmc_chains, torch_hmc_chains=args.torch_hmc_chains,
             warmup=args.warmup, ula_step_size=args.ula_step, seed=args.seed,
+            independence_every=args.independence_every, check_target=not args.no_target_check,
         ).validate()
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
@@ -279,7 +285,7 @@ def _run_zoo_compare(args, parser) -> int:
     print(format_compare_table(output.metrics))
     if output.sweep:
         sweep = output.sweep
-        print(f"\nEMD vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
+        print("\nEMD vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
         print(f"MALA adapted (step {sweep['mala_adapted_step_size']:.3g}): {sweep['mala_adapted_emd']:.4f} = "
               f"{sweep['mala_over_best']:.2f}x the best fixed step")
     paths = write_report(output, args.output)

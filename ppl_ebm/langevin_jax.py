@@ -12,7 +12,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LangevinInfo", "LangevinState", "langevin_init", "mala_step", "ula_step"]
+__all__ = ["LangevinInfo", "LangevinState", "independence_step", "langevin_init", "mala_step", "ula_step"]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -94,9 +94,30 @@ def mala_step(
     backward = state.position - proposal + 0.5 * step * grad
     log_backward = -jnp.sum(backward * backward, axis=-1) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_backward - log_forward
+    return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+
+
+def independence_step(
+    rng_key: jax.Array,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.langevin_torch.independence_step`."""
+    proposal_key, accept_key = jax.random.split(rng_key)
+    proposal = jax.random.normal(proposal_key, state.position.shape, dtype=state.position.dtype)
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    # log q(z) - log q(y) for q = N(0, I); the normalising constants cancel.
+    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1) - jnp.sum(state.position * state.position, axis=-1))
+    log_ratio = state.potential - potential + log_proposal_ratio
+    return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+
+
+def _metropolis(rng_key, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.langevin_torch._metropolis`."""
     log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
     acceptance_probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
-    uniform = jax.random.uniform(accept_key, log_ratio.shape, dtype=log_ratio.dtype)
+    uniform = jax.random.uniform(rng_key, log_ratio.shape, dtype=log_ratio.dtype)
     accepted = uniform < acceptance_probability
     new_state = LangevinState(
         jnp.where(accepted[:, None], proposal, state.position),

@@ -7,6 +7,7 @@ returns the potential ``U = -log density`` of each chain and its gradient.
 Both kernels use DDLS Eq. 4 / Alg. 1's parametrisation: a step of size ``eps`` moves by
 ``-eps/2 * grad U`` plus Gaussian noise of variance ``eps`` (MALA's proposal is exactly that
 step; ULA may set the noise scale apart, as DDLS does with step 0.01 and noise std 0.1).
+``independence_step`` proposes from N(0, I) instead: MALA interleaves it to jump between modes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["LangevinInfo", "LangevinState", "langevin_init", "mala_step", "ula_step"]
+__all__ = ["LangevinInfo", "LangevinState", "independence_step", "langevin_init", "mala_step", "ula_step"]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -118,6 +119,35 @@ def mala_step(
     backward = state.position - proposal + 0.5 * step * grad
     log_backward = -(backward * backward).sum(-1) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_backward - log_forward
+    return _metropolis(rng, state, proposal, potential, grad, finite, log_ratio)
+
+
+def independence_step(
+    rng: torch.Generator | None,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+) -> tuple[LangevinState, LangevinInfo]:
+    """One independence Metropolis-Hastings step proposing ``y ~ N(0, I)`` for every chain.
+
+    For a latent EBM that is its prior ``p0``, so the acceptance
+    ``min(1, exp(U(z) - U(y) + |y|^2/2 - |z|^2/2))`` is ``min(1, exp(d(G(y)) - d(G(z))))``:
+    MH-GAN's move in latent space. It jumps between modes that Langevin steps cannot cross;
+    its acceptance is the overlap of the target with N(0, I), so it suits targets near the prior.
+    """
+    proposal = torch.randn(
+        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
+    )
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    # log q(z) - log q(y) for q = N(0, I); the normalising constants cancel.
+    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
+    log_ratio = state.potential - potential + log_proposal_ratio
+    return _metropolis(rng, state, proposal, potential, grad, finite, log_ratio)
+
+
+def _metropolis(rng, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:
+    """Accept each chain's proposal with probability ``min(1, exp(log_ratio))``; a non-finite
+    proposal is rejected and counted."""
     log_ratio = torch.where(finite, log_ratio, torch.full_like(log_ratio, -torch.inf))
     acceptance_probability = torch.exp(torch.clamp(log_ratio, max=0.0))
     uniform = torch.rand(log_ratio.shape, generator=rng, dtype=log_ratio.dtype, device=log_ratio.device)

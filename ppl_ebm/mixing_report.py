@@ -35,7 +35,7 @@ def _plot(study: dict, path: Path) -> None:
     axes[2].set_title("R-hat against iteration (line: 1.01)", fontsize=9)
     axes[3].set_ylim(0, 1.5)
     axes[3].axhline(0.25, color="0.5", lw=0.6)
-    axes[3].set_title(f"L-lag TV upper bound", fontsize=9)
+    axes[3].set_title("L-lag TV upper bound", fontsize=9)
     for axis in axes:
         axis.set_xlabel("Langevin step")
         axis.legend(fontsize=7)

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 from numpyro.infer.mcmc import MCMCKernel
 
 from ppl_ebm.dual_averaging import DualAveragingState, dual_averaging_init, dual_averaging_update
-from ppl_ebm.langevin_jax import LangevinState, langevin_init, mala_step, ula_step
+from ppl_ebm.independence_schedule import check_independence_every, phase_counts, running_mean
+from ppl_ebm.langevin_jax import LangevinState, independence_step, langevin_init, mala_step, ula_step
 from ppl_ebm.numpyro_potential import batched_potential_from_model, initial_positions
 from ppl_ebm.step_schedule import StepSchedule
 
@@ -29,8 +30,9 @@ __all__ = ["MALA", "ULA", "LangevinKernelState"]
 class LangevinKernelState(NamedTuple):
     """iteration (warmup included); z: positions (chains, dim), the sample field;
     langevin: the core state; step_size (chains,) used by the last step; adaptation: dual
-    averaging state (MALA) or None; mean_acceptance (chains,) over the current phase;
-    rng_key."""
+    averaging state (MALA) or None; mean_acceptance (chains,) over the current phase (MALA:
+    over its Langevin steps); rng_key; mean_independence_acceptance (chains,) over the
+    current phase's independence steps (MALA with ``independence_every``), else None."""
 
     i: jax.Array
     z: jax.Array
@@ -39,6 +41,7 @@ class LangevinKernelState(NamedTuple):
     adaptation: DualAveragingState | None
     mean_acceptance: jax.Array
     rng_key: jax.Array
+    mean_independence_acceptance: jax.Array | None = None
 
 
 def _check_target(model, potential_fn) -> None:
@@ -114,12 +117,6 @@ class _BatchedLangevin(MCMCKernel):
         step = jnp.full((self.num_chains,), step_size, dtype=position.dtype)
         return langevin, step, rng_key
 
-    def _phase_mean(self, state: LangevinKernelState, acceptance: jax.Array) -> jax.Array:
-        # Running mean over the current phase; it restarts when sampling begins.
-        count = jnp.where(state.i < self._num_warmup, state.i + 1, state.i + 1 - self._num_warmup)
-        previous = jnp.where(state.i == self._num_warmup, 0.0, state.mean_acceptance)
-        return previous + (acceptance - previous) / count
-
     # NumPyro's kernel protocol over the shared names init_state / transition.
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         return self.init_state(rng_key, num_warmup, init_params, model_args, model_kwargs)
@@ -175,13 +172,14 @@ class ULA(_BatchedLangevin):
         rng_key, step_key = jax.random.split(state.rng_key)
         step_size, noise_scale = self.schedule.at(state.i)
         langevin, info = ula_step(step_key, state.langevin, self._potential_and_grad, step_size, noise_scale)
+        steps, _ = phase_counts(state.i, self._num_warmup, None)
         return LangevinKernelState(
             state.i + 1,
             langevin.position,
             langevin,
             jnp.full_like(state.step_size, step_size),
             None,
-            self._phase_mean(state, info.acceptance_probability),
+            running_mean(state.mean_acceptance, info.acceptance_probability, steps),
             rng_key,
         )
 
@@ -205,6 +203,13 @@ class MALA(_BatchedLangevin):
         NUTS does; a chain started in a stiff region then shrinks its own step until it moves,
         where one shared step size (``False``: driven by the mean acceptance over chains, less
         noisy) can leave it rejecting every proposal.
+    independence_every
+        None (plain MALA), or k >= 2: every k-th step is instead an independence
+        Metropolis-Hastings step proposing from N(0, I) (for a latent EBM, its prior: MH-GAN's
+        move in latent space, :func:`ppl_ebm.langevin_jax.independence_step`). Langevin steps
+        stay within a mode of a multimodal target; these jump between modes, so chains started
+        in the wrong mode still reach the target's mode weights. Step-size adaptation sees the
+        MALA steps only; ``mean_independence_acceptance`` reports the jumps.
     """
 
     def __init__(
@@ -217,6 +222,7 @@ class MALA(_BatchedLangevin):
         adapt_step_size: bool = True,
         target_accept_prob: float = 0.574,
         per_chain_step_size: bool = True,
+        independence_every: int | None = None,
     ):
         super().__init__(model, potential_fn, num_chains)
         StepSchedule(step_size).validate()
@@ -226,6 +232,7 @@ class MALA(_BatchedLangevin):
         self.adapt_step_size = bool(adapt_step_size)
         self.target_accept_prob = float(target_accept_prob)
         self.per_chain_step_size = bool(per_chain_step_size)
+        self.independence_every = check_independence_every(independence_every)
 
     def init_state(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         langevin, step, rng_key = self._init(
@@ -233,9 +240,21 @@ class MALA(_BatchedLangevin):
         )
         adaptation = dual_averaging_init(jnp.log(step))
         zeros = jnp.zeros_like(step)
-        return LangevinKernelState(jnp.array(0), langevin.position, langevin, step, adaptation, zeros, rng_key)
+        independence = None if self.independence_every is None else jnp.zeros_like(step)
+        return LangevinKernelState(
+            jnp.array(0), langevin.position, langevin, step, adaptation, zeros, rng_key, independence
+        )
 
     def transition(self, state: LangevinKernelState) -> LangevinKernelState:
+        every = self.independence_every
+        if every is None:
+            return self._mala_transition(state)
+        # Both branches compile; lax.cond runs one per iteration.
+        return jax.lax.cond(
+            (state.i + 1) % every == 0, self._independence_transition, self._mala_transition, state
+        )
+
+    def _mala_transition(self, state: LangevinKernelState) -> LangevinKernelState:
         rng_key, step_key = jax.random.split(state.rng_key)
         langevin, info = mala_step(step_key, state.langevin, self._potential_and_grad, state.step_size)
         acceptance = info.acceptance_probability
@@ -251,12 +270,34 @@ class MALA(_BatchedLangevin):
                 jnp.exp(jnp.where(last_warmup, updated.log_step_size_average, updated.log_step_size)),
                 state.step_size,
             )
+        mala_count, _ = phase_counts(state.i, self._num_warmup, self.independence_every)
         return LangevinKernelState(
             state.i + 1,
             langevin.position,
             langevin,
             step_size,
             adaptation,
-            self._phase_mean(state, acceptance),
+            running_mean(state.mean_acceptance, acceptance, mala_count),
             rng_key,
+            state.mean_independence_acceptance,
+        )
+
+    def _independence_transition(self, state: LangevinKernelState) -> LangevinKernelState:
+        # Step-size adaptation sees MALA steps only; warmup still ends on the averaged step.
+        rng_key, step_key = jax.random.split(state.rng_key)
+        langevin, info = independence_step(step_key, state.langevin, self._potential_and_grad)
+        step_size = state.step_size
+        if self.adapt_step_size:
+            averaged = jnp.exp(state.adaptation.log_step_size_average)
+            step_size = jnp.where(state.i == self._num_warmup - 1, averaged, state.step_size)
+        _, independence_count = phase_counts(state.i, self._num_warmup, self.independence_every)
+        return LangevinKernelState(
+            state.i + 1,
+            langevin.position,
+            langevin,
+            step_size,
+            state.adaptation,
+            state.mean_acceptance,
+            rng_key,
+            running_mean(state.mean_independence_acceptance, info.acceptance_probability, independence_count),
         )

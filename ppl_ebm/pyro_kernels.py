@@ -23,7 +23,8 @@ import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ppl_ebm.dual_averaging import DualAveragingState, dual_averaging_init, dual_averaging_update
-from ppl_ebm.langevin_torch import LangevinState, langevin_init, mala_step, ula_step
+from ppl_ebm.independence_schedule import check_independence_every, phase_counts, running_mean
+from ppl_ebm.langevin_torch import LangevinState, independence_step, langevin_init, mala_step, ula_step
 from ppl_ebm.pyro_potential import _unravel, batched_potential_from_model, initial_positions
 from ppl_ebm.step_schedule import StepSchedule
 
@@ -41,6 +42,7 @@ class LangevinKernelState(NamedTuple):
     adaptation: DualAveragingState | None
     mean_acceptance: torch.Tensor
     rng: torch.Generator | None
+    mean_independence_acceptance: torch.Tensor | None = None
 
 
 def _check_target(model, potential_fn) -> None:
@@ -126,12 +128,6 @@ class _BatchedLangevin(MCMCKernel):
         step = torch.full((self.num_chains,), step_size, dtype=position.dtype, device=position.device)
         return langevin, step, rng
 
-    def _phase_mean(self, state: LangevinKernelState, acceptance: torch.Tensor) -> torch.Tensor:
-        # Running mean over the current phase; it restarts when sampling begins.
-        count = state.i + 1 if state.i < self._num_warmup else state.i + 1 - self._num_warmup
-        previous = torch.zeros_like(acceptance) if state.i == self._num_warmup else state.mean_acceptance
-        return previous + (acceptance - previous) / count
-
     # -- Pyro's kernel protocol over the shared names init_state / transition ----------------
     def setup(self, warmup_steps, *args, **kwargs):
         self.state = self.init_state(self._rng, warmup_steps, self._initial_params, args, kwargs)
@@ -201,13 +197,14 @@ class ULA(_BatchedLangevin):
     def transition(self, state: LangevinKernelState) -> LangevinKernelState:
         step_size, noise_scale = self.schedule.at(state.i)
         langevin, info = ula_step(state.rng, state.langevin, self._potential_and_grad, step_size, noise_scale)
+        steps, _ = phase_counts(state.i, self._num_warmup, None)
         return LangevinKernelState(
             state.i + 1,
             langevin.position,
             langevin,
             torch.full_like(state.step_size, step_size),
             None,
-            self._phase_mean(state, info.acceptance_probability),
+            running_mean(state.mean_acceptance, info.acceptance_probability, steps),
             state.rng,
         )
 
@@ -229,6 +226,7 @@ class MALA(_BatchedLangevin):
         adapt_step_size: bool = True,
         target_accept_prob: float = 0.574,
         per_chain_step_size: bool = True,
+        independence_every: int | None = None,
         seed: int | None = None,
         initial_params: torch.Tensor | None = None,
     ):
@@ -240,6 +238,7 @@ class MALA(_BatchedLangevin):
         self.adapt_step_size = bool(adapt_step_size)
         self.target_accept_prob = float(target_accept_prob)
         self.per_chain_step_size = bool(per_chain_step_size)
+        self.independence_every = check_independence_every(independence_every)
 
     def init_state(self, rng, num_warmup, init_params, model_args, model_kwargs):
         langevin, step, rng = self._init(
@@ -247,9 +246,13 @@ class MALA(_BatchedLangevin):
         )
         adaptation = dual_averaging_init(torch.log(step))
         zeros = torch.zeros_like(step)
-        return LangevinKernelState(0, langevin.position, langevin, step, adaptation, zeros, rng)
+        independence = None if self.independence_every is None else torch.zeros_like(step)
+        return LangevinKernelState(0, langevin.position, langevin, step, adaptation, zeros, rng, independence)
 
     def transition(self, state: LangevinKernelState) -> LangevinKernelState:
+        every = self.independence_every
+        if every is not None and (state.i + 1) % every == 0:
+            return self._independence_transition(state)
         langevin, info = mala_step(state.rng, state.langevin, self._potential_and_grad, state.step_size)
         acceptance = info.acceptance_probability
         adaptation, step_size = state.adaptation, state.step_size
@@ -261,12 +264,33 @@ class MALA(_BatchedLangevin):
             step_size = torch.exp(
                 adaptation.log_step_size_average if last_warmup else adaptation.log_step_size
             )
+        mala_count, _ = phase_counts(state.i, self._num_warmup, every)
         return LangevinKernelState(
             state.i + 1,
             langevin.position,
             langevin,
             step_size,
             adaptation,
-            self._phase_mean(state, acceptance),
+            running_mean(state.mean_acceptance, acceptance, mala_count),
             state.rng,
+            state.mean_independence_acceptance,
         )
+
+    def _independence_transition(self, state: LangevinKernelState) -> LangevinKernelState:
+        # Step-size adaptation sees MALA steps only; warmup still ends on the averaged step.
+        langevin, info = independence_step(state.rng, state.langevin, self._potential_and_grad)
+        step_size = state.step_size
+        if self.adapt_step_size and state.i == self._num_warmup - 1:
+            step_size = torch.exp(state.adaptation.log_step_size_average)
+        _, independence_count = phase_counts(state.i, self._num_warmup, self.independence_every)
+        return LangevinKernelState(
+            state.i + 1,
+            langevin.position,
+            langevin,
+            step_size,
+            state.adaptation,
+            state.mean_acceptance,
+            state.rng,
+            running_mean(state.mean_independence_acceptance, info.acceptance_probability, independence_count),
+        )
+

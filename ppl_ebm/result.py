@@ -21,7 +21,10 @@ class SampleResult:
     stats
         Per-run statistics. Keys always present:
 
-        - ``acceptance`` (chain,): mean acceptance probability after warmup (1.0 for ULA);
+        - ``acceptance`` (chain,): mean acceptance probability after warmup (1.0 for ULA;
+          MALA with ``independence_every``: over its Langevin steps);
+        - ``independence_acceptance`` (chain,): only for MALA with ``independence_every``:
+          mean acceptance of its independence steps after warmup;
         - ``step_size`` (chain,): final step size;
         - ``divergences`` (chain,): divergent transitions (NUTS/HMC; 0 for Langevin);
         - ``nonfinite`` (chain,): non-finite potentials or gradients met (MALA rejects

@@ -133,6 +133,8 @@ def run_langevin(
         "resumed_at_iteration": resumed_at,
         "budget_stopped": kept < num_draws,
     }
+    if state.mean_independence_acceptance is not None:
+        stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
     return (sink.draws()[:, :kept] if kept < num_draws else sink.draws()), stats
 
 

@@ -105,6 +105,8 @@ def run_langevin(
         "resumed_at_iteration": int(resumed_at),
         "budget_stopped": done < total,
     }
+    if state.mean_independence_acceptance is not None:
+        stats["independence_acceptance"] = state.mean_independence_acceptance.cpu().numpy()
     kept = max(0, done - num_warmup) // thinning
     return sink.draws()[:, :kept] if done < total else sink.draws(), stats
 

@@ -20,7 +20,8 @@ _COLUMNS = (
     ("ess_bulk_median", "ESS bulk med", "{:.0f}"), ("ess_tail_min", "ESS tail min", "{:.0f}"),
     ("rhat_max", "R-hat", "{:.3f}"), ("ess_per_second", "ESS/s (all)", "{:.3g}"),
     ("ess_per_second_sampling", "ESS/s (sampling)", "{:.3g}"), ("ess_per_grad", "ESS/grad", "{:.2g}"),
-    ("acceptance_mean", "accept", "{:.2f}"), ("divergences", "div", "{:d}"), ("wall_seconds", "wall s", "{:.1f}"),
+    ("acceptance_mean", "accept", "{:.2f}"), ("independence_acceptance", "jump accept", "{:.2f}"),
+    ("divergences", "div", "{:d}"), ("wall_seconds", "wall s", "{:.1f}"),
 )
 
 
@@ -51,6 +52,18 @@ def _plot(study: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _target_line(check: dict | None) -> str:
+    if check is None:
+        return ""
+    where = (f"potential minimum {check['min_potential']:.1f} at |z| = {check['argmin_norm']:.1f} "
+             f"(prior draws: potential >= {check['prior_min_potential']:.1f}, |z| <= {check['prior_max_norm']:.1f})")
+    if check["mode_beyond_prior"]:
+        return (f"**Target check: its highest density lies beyond the prior** — {where}, generating "
+                f"{[round(v, 2) for v in check['generated_at_argmin']]}. Long runs drift there; their ESS measures "
+                "that drift (`ppl_ebm.target_check`).\n\n")
+    return f"Target check: {where}; no mode beyond the prior found.\n\n"
+
+
 def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,13 +71,15 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
     paths["metrics"].write_text(json.dumps(study, indent=2, default=float) + "\n")
     _plot(study, paths["figure"])
     config = study["config"]
-    text = (f"# Samplers by ESS at matched wall time\n\n" + (f"```bash\n{command}\n```\n\n" if command else "")
+    text = ("# Samplers by ESS at matched wall time\n\n" + (f"```bash\n{command}\n```\n\n" if command else "")
             + f"Sampling budget {config['budget_seconds']:g} s per method after {config['warmup']} warmup steps "
             "(each samples until the budget has passed); ESS by ArviZ's estimators (rank-normalised; ppl_ebm.diagnostics_fast), "
             "min/median over latent dims, on every chain. ULA's ESS is for its own "
-            "step-biased law.\n")
+            "step-biased law. `mala-imh`: MALA whose every k-th step "
+            f"(k = {config.get('independence_every', 2)}) is an independence step from the prior "
+            "(`jump accept`: its acceptance).\n")
     for name, entry in study["models"].items():
-        text += f"\n## {name}\n\n{format_sampler_table(entry['methods'])}\n"
+        text += f"\n## {name}\n\n{_target_line(entry.get('target_check'))}{format_sampler_table(entry['methods'])}\n"
         for key, ratio in entry["ratios"].items():
             text += f"\n- {key.replace('_', ' ')}: {ratio['best']} at {ratio['ratio']:.1f}x ESS/s (warmup and compile included)"
         converged = [m for m, row in entry["methods"].items() if row.get("converged")]

@@ -22,7 +22,7 @@ SAMPLERS = ("ula", "mala", "nuts", "hmc")
 BACKENDS = ("torch", "jax")
 _LANGEVIN_OPTIONS = {
     "ula": {"step_size", "noise_scale", "decay_rate", "decay_every", "noise_decay_rate"},
-    "mala": {"step_size", "adapt_step_size", "target_accept_prob", "per_chain_step_size"},
+    "mala": {"step_size", "adapt_step_size", "target_accept_prob", "per_chain_step_size", "independence_every"},
 }
 
 
@@ -203,7 +203,10 @@ def sample(
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
-        ``target_accept_prob``, ``per_chain_step_size``. NUTS/HMC: passed to the PPL's kernel.
+        ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
+        k-th step an independence Metropolis-Hastings step from N(0, I), the latent prior, so
+        chains jump between modes; see :class:`ppl_ebm.numpyro_kernels.MALA`). NUTS/HMC: passed
+        to the PPL's kernel.
 
     Returns
     -------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from ppl_ebm import arviz_compat
+from ppl_ebm.latent_ebm import LatentEBM
 
 # Each check fails by chance with probability ~7e-6 (|z| > 4.5 for a normal estimate); over
 # the few hundred checks of the suite a false alarm stays below 1e-3, while a real bias of a
@@ -45,3 +48,37 @@ def assert_same_moments(first: np.ndarray, second: np.ndarray, label: str = "") 
     combined = np.sqrt(arviz_compat.mcse(first) ** 2 + arviz_compat.mcse(second) ** 2)
     z = (mean_first - mean_second) / combined
     assert np.all(np.abs(z) < Z_THRESHOLD), f"{label}: {mean_first} vs {mean_second}, z={z}"
+
+
+class TwoModeCritic(torch.nn.Module):
+    """With the identity generator and the N(0, I) prior, a log tilt whose latent target is
+    exactly ``weight N(center, scale^2 I) + (1 - weight) N(-center, scale^2 I)``:
+    ``d(x) = log(mixture density(x)) + |x|^2 / 2`` up to a constant, written with ``softplus``
+    so that it stays finite far from both modes (and translates to JAX)."""
+
+    def __init__(self, center: torch.Tensor, scale: float, weight: float):
+        super().__init__()
+        self.register_buffer("center", center)
+        self.scale = float(scale)
+        self.log_weights = (float(np.log(weight)), float(np.log1p(-weight)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        first = self.log_weights[0] - ((x - self.center) ** 2).sum(-1) / (2 * self.scale**2)
+        second = self.log_weights[1] - ((x + self.center) ** 2).sum(-1) / (2 * self.scale**2)
+        return first + F.softplus(second - first) + 0.5 * (x * x).sum(-1)
+
+
+def two_mode_problem(separation: float = 1.5, scale: float = 0.35, weight: float = 0.75):
+    """A latent EBM on R^2 with two modes ``(+-separation, 0)`` that Langevin steps do not cross
+    in a test's length (the density between them is ~1e-4 of the peaks'), weighted
+    ``weight : 1 - weight``, with its exact mean and covariance."""
+    generator = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        generator.weight.copy_(torch.eye(2))
+        generator.bias.zero_()
+    center = torch.tensor([separation, 0.0])
+    ebm = LatentEBM(generator, TwoModeCritic(center, scale, weight), critic_output="logit", latent_dim=2)
+    mean = np.array([(2 * weight - 1) * separation, 0.0])
+    # Between-mode variance of +-separation with these weights, plus each mode's own.
+    variance = np.array([scale**2 + separation**2 - mean[0] ** 2, scale**2])
+    return ebm, mean, np.diag(variance)

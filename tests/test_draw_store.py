@@ -4,12 +4,10 @@ a run interrupted (an exception, or SIGKILL of the process) resumes to the same 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +16,8 @@ import ppl_ebm
 from ppl_ebm import draw_store
 
 RUN = dict(num_chains=6, num_warmup=150, num_samples=500, seed=3, thinning=2, progress_bar=False)
-OPTIONS = {"ula": {"step_size": 0.05}, "mala": {}}
+# "mala-imh": MALA with independence steps, whose state holds one more running mean.
+OPTIONS = {"ula": ("ula", {"step_size": 0.05}), "mala": ("mala", {}), "mala-imh": ("mala", {"independence_every": 3})}
 
 
 @pytest.fixture(scope="module")
@@ -44,22 +43,25 @@ def _interrupt_after(monkeypatch, checkpoints: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("sampler", ["ula", "mala"])
+@pytest.mark.parametrize("method", ["ula", "mala", "mala-imh"])
 @pytest.mark.parametrize("checkpoints, resumed_at", [(1, 100), (3, 250)])  # in warmup / in sampling
-def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, backend, sampler, checkpoints, resumed_at):
-    memory = ppl_ebm.sample(ebm, sampler, backend, **RUN, **OPTIONS[sampler])
+def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, backend, method, checkpoints, resumed_at):
+    sampler, options = OPTIONS[method]
+    memory = ppl_ebm.sample(ebm, sampler, backend, **RUN, **options)
     with monkeypatch.context() as patch:
         _interrupt_after(patch, checkpoints)
         with pytest.raises(_Interrupted):
-            ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **OPTIONS[sampler])
-    resumed = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **OPTIONS[sampler])
+            ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **options)
+    resumed = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **options)
     assert resumed.stats["resumed_at_iteration"] == resumed_at
     assert isinstance(resumed.latents, np.memmap)
     np.testing.assert_array_equal(np.asarray(resumed.latents), memory.latents)
     np.testing.assert_array_equal(resumed.stats["step_size"], memory.stats["step_size"])
     np.testing.assert_array_equal(resumed.stats["acceptance"], memory.stats["acceptance"])
+    if "independence_every" in options:
+        np.testing.assert_array_equal(resumed.stats["independence_acceptance"], memory.stats["independence_acceptance"])
     # A finished run is returned as it is, without sampling.
-    again = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **OPTIONS[sampler])
+    again = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **options)
     assert again.stats["resumed_at_iteration"] == RUN["num_warmup"] + RUN["num_samples"]
     np.testing.assert_array_equal(np.asarray(again.latents), memory.latents)
 

@@ -31,12 +31,16 @@ def test_mixing_command_writes_its_report(tmp_path, capsys):
 def test_samplers_command_writes_its_report(tmp_path, capsys):
     output = tmp_path / "samplers"
     code = main(["samplers", "--models", "swissroll-nsgan", "--methods", "pyro-nuts-1", "nuts/jax", "hmc/jax",
-                 "ula/jax", "mala/torch", "--budget", "0.3", "--chains", "16", "--jax-hmc-chains", "4",
+                 "ula/jax", "mala/torch", "mala-imh/jax", "--budget", "0.3", "--chains", "16", "--jax-hmc-chains", "4",
                  "--torch-hmc-chains", "2", "--warmup", "10", "--output", str(output)])
     assert code == 0
     study = json.loads((output / "samplers.json").read_text())
     rows = study["models"]["swissroll-nsgan"]["methods"]
-    assert set(rows) == {"pyro-nuts-1", "nuts/jax", "hmc/jax", "ula/jax", "mala/torch"}
+    assert set(rows) == {"pyro-nuts-1", "nuts/jax", "hmc/jax", "ula/jax", "mala/torch", "mala-imh/jax"}
+    assert 0 < rows["mala-imh/jax"]["independence_acceptance"] <= 1
+    assert rows["mala/torch"]["independence_acceptance"] is None
+    check = study["models"]["swissroll-nsgan"]["target_check"]
+    assert check["mode_beyond_prior"] is False and check["argmin_norm"] < check["prior_max_norm"]
     assert rows["pyro-nuts-1"]["chains"] == 1 and rows["nuts/jax"]["chains"] == 4
     for row in rows.values():
         assert row["draws_per_chain"] >= 20 and row["grad_evals"] > 0 and row["ess_bulk_min"] > 0
@@ -47,7 +51,8 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
         if name != "pyro-nuts-1":
             assert row["converged"] == (row["rhat_max"] < 1.01)
     assert ratios["best_over_pyro-nuts-1"]["baseline_converged"] is None
-    assert "R-hat < 1.01 reached by" in (output / "samplers.md").read_text()
+    report = (output / "samplers.md").read_text()
+    assert "R-hat < 1.01 reached by" in report and "Target check: potential minimum" in report
     assert "ESS/s (sampling)" in capsys.readouterr().out
 
 
@@ -58,3 +63,6 @@ def test_study_commands_reject_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["samplers", "--models", "no-such-model"])
     assert "No model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["samplers", "--independence-every", "1"])
+    assert "independence_every must be None or an int >= 2" in capsys.readouterr().err

@@ -4,7 +4,6 @@ moments, and it reports when the budget runs out first."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from problems import assert_moments
 
