@@ -34,9 +34,9 @@ def _compare_parser(subparsers) -> None:
         "--model gaussian compare the samplers on the analytic Gaussian target.",
     )
     parser.add_argument("--model", default=None,
-                        help="zoo name or model folder (default: the shipped 25-Gaussians WGAN-GP), or 'gaussian'")
+                        help="zoo name or model folder (default: the shipped 25-Gaussians NS-GAN), or 'gaussian'")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="zoo runs: any of generator drs mh_gan dot {ula,mala,nuts,hmc}/{torch,jax} "
+                        help="zoo runs: any of generator drs mh_gan dot {ula,mala,nuts,hmc,mala-imh}/{torch,jax} "
                         "(default: the baselines and ULA/MALA on both backends)")
     parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
     parser.add_argument("--steps", type=int, default=None,
@@ -265,14 +265,14 @@ def _run_train(args, parser) -> int:
 
 def _run_zoo_compare(args, parser) -> int:
     from ppl_ebm.report import format_compare_table, write_report
-    from ppl_ebm.toy_compare import DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
-    from ppl_ebm.zoo import DEFAULT_MODEL, model_dir
+    from ppl_ebm.toy_compare import COMPARE_MODEL, DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
+    from ppl_ebm.zoo import model_dir
 
     try:
-        model_dir(args.model or DEFAULT_MODEL)
+        model_dir(args.model or COMPARE_MODEL)
         steps = {} if args.steps is None else {"langevin_steps": args.steps}
         config = CompareConfig(
-            model=args.model or DEFAULT_MODEL,
+            model=args.model or COMPARE_MODEL,
             methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
             num_samples=args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
@@ -287,7 +287,8 @@ def _run_zoo_compare(args, parser) -> int:
         sweep = output.sweep
         print("\nEMD vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
         print(f"MALA adapted (step {sweep['mala_adapted_step_size']:.3g}): {sweep['mala_adapted_emd']:.4f} = "
-              f"{sweep['mala_over_best']:.2f}x the best fixed step")
+              f"{sweep['mala_over_best']:.2f}x the best fixed step; with independence steps (mala-imh): "
+              f"{sweep['mala_imh_adapted_emd']:.4f} = {sweep['mala_imh_over_best']:.2f}x")
     paths = write_report(output, args.output)
     if args.record_in_card:
         import shlex

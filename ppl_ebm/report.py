@@ -82,6 +82,9 @@ def _plot_sweep(sweep: dict, path: Path) -> None:
     axis.semilogx(sweep["step_sizes"], sweep["emd"], "o-", label="ULA, fixed step")
     axis.axhline(sweep["mala_adapted_emd"], color="tab:green", ls="--",
                  label=f"MALA adapted (step {sweep['mala_adapted_step_size']:.2g})")
+    if "mala_imh_adapted_emd" in sweep:
+        axis.axhline(sweep["mala_imh_adapted_emd"], color="tab:purple", ls="--",
+                     label=f"MALA + independence steps (step {sweep['mala_imh_adapted_step_size']:.2g})")
     axis.axhline(sweep["generator_emd"], color="0.5", ls=":", label="generator only")
     axis.axvline(PAPER_STEP_SIZE, color="tab:red", lw=0.6, ls="-.", label=f"DDLS paper's step ({PAPER_STEP_SIZE:g})")
     axis.set_xlabel("Langevin step size")
@@ -119,6 +122,19 @@ def _plot_traces(traces: dict[str, np.ndarray], path: Path) -> None:
     plt.close(figure)
 
 
+def target_check_line(check: dict | None) -> str:
+    """One Markdown paragraph on :func:`ppl_ebm.target_check.highest_density_check`'s result."""
+    if check is None:
+        return ""
+    where = (f"potential minimum {check['min_potential']:.1f} at |z| = {check['argmin_norm']:.1f} "
+             f"(prior draws: potential >= {check['prior_min_potential']:.1f}, |z| <= {check['prior_max_norm']:.1f})")
+    if check["mode_beyond_prior"]:
+        return (f"**Target check: its highest density lies beyond the prior** — {where}, generating "
+                f"{[round(v, 2) for v in check['generated_at_argmin']]}. Long runs drift there; their ESS measures "
+                "that drift (`ppl_ebm.target_check`).\n\n")
+    return f"Target check: {where}; no mode beyond the prior found.\n\n"
+
+
 def write_report(output, folder: Path) -> dict[str, Path]:
     """Write ``metrics.json``, ``report.md`` and the figures; returns their paths."""
     folder = Path(folder)
@@ -143,7 +159,11 @@ def write_report(output, folder: Path) -> dict[str, Path]:
             f"Best fixed step {sweep['best_step_size']:g} (EMD {sweep['best_emd']:.4f}), used by the ULA rows "
             f"unless a step was given; MALA with its "
             f"adapted step {sweep['mala_adapted_step_size']:.3g}: EMD {sweep['mala_adapted_emd']:.4f} "
-            f"({sweep['mala_over_best']:.2f}x the best); generator only {sweep['generator_emd']:.4f}.\n\n"
+            f"({sweep['mala_over_best']:.2f}x the best)"
+            + (f"; MALA with independence steps from the prior (mala-imh), adapted step "
+               f"{sweep['mala_imh_adapted_step_size']:.3g}: EMD {sweep['mala_imh_adapted_emd']:.4f} "
+               f"({sweep['mala_imh_over_best']:.2f}x)" if "mala_imh_adapted_emd" in sweep else "")
+            + f"; generator only {sweep['generator_emd']:.4f}.\n\n"
             "![EMD vs step](emd_vs_step.png)\n"
         )
     config = output.config
@@ -159,7 +179,7 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws. DDLS uses the "
         f"{'GAN critic as trained' if config.raw_critic else 'calibrated critic (fine-tuned by BCE, DDLS Sec. 5.2)'}"
         ", DRS and MH-GAN the calibrated critic, DOT the GAN's own critic.\n\n"
-        f"{format_compare_table(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
+        f"{target_check_line(output.target_check)}{format_compare_table(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
         f"{sweep_text}\n## Traces\n\n![traces](traces.png)\n"
     )
     paths["report"].write_text(text)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ppl_ebm.report import _cell  # noqa: E402  (one table-cell formatter for every report)
+from ppl_ebm.report import _cell, target_check_line  # noqa: E402  (one formatter for every report)
 
 __all__ = ["format_sampler_table", "write_sampler_report"]
 
@@ -52,18 +52,6 @@ def _plot(study: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def _target_line(check: dict | None) -> str:
-    if check is None:
-        return ""
-    where = (f"potential minimum {check['min_potential']:.1f} at |z| = {check['argmin_norm']:.1f} "
-             f"(prior draws: potential >= {check['prior_min_potential']:.1f}, |z| <= {check['prior_max_norm']:.1f})")
-    if check["mode_beyond_prior"]:
-        return (f"**Target check: its highest density lies beyond the prior** — {where}, generating "
-                f"{[round(v, 2) for v in check['generated_at_argmin']]}. Long runs drift there; their ESS measures "
-                "that drift (`ppl_ebm.target_check`).\n\n")
-    return f"Target check: {where}; no mode beyond the prior found.\n\n"
-
-
 def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +67,7 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
             f"(k = {config.get('independence_every', 2)}) is an independence step from the prior "
             "(`jump accept`: its acceptance).\n")
     for name, entry in study["models"].items():
-        text += f"\n## {name}\n\n{_target_line(entry.get('target_check'))}{format_sampler_table(entry['methods'])}\n"
+        text += f"\n## {name}\n\n{target_check_line(entry.get('target_check'))}{format_sampler_table(entry['methods'])}\n"
         for key, ratio in entry["ratios"].items():
             text += f"\n- {key.replace('_', ' ')}: {ratio['best']} at {ratio['ratio']:.1f}x ESS/s (warmup and compile included)"
         converged = [m for m, row in entry["methods"].items() if row.get("converged")]

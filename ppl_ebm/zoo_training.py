@@ -184,15 +184,17 @@ exact EMD (W1, Euclidean cost). `data_floor_emd` scores a second fresh data samp
         else:
             text += "A logistic head "
         n = calibration.get("n_real", 2 * eval_samples)
-        head = calibration.get("head_only", {})
+        head = calibration.get("head_only")
+        # Only a fine-tuned critic has a head-only fit to compare with (the head alone is "calibrated").
+        head_row = ("" if head is None else
+                    f"| GAN critic + logistic head | {head['after_z']:.2f} | {head['after_bce']:.4f} |\n")
         text += f"""`a d(x) + b` fitted by BCE on {int(n)} held-out real and {int(n)} generated samples:
 a = {calibration['weight']:.4f}, b = {calibration['bias']:.4f}. MH-GAN Z statistic and BCE on another held-out split:
 
 | critic | Z | BCE |
 |---|---|---|
 | GAN critic read as a logit | {calibration.get('before_z', float('nan')):.2f} | {calibration.get('before_bce', float('nan')):.4f} |
-| GAN critic + logistic head | {head.get('after_z', float('nan')):.2f} | {head.get('after_bce', float('nan')):.4f} |
-| {'fine-tuned critic + logistic head' if tune else 'calibrated'} | {calibration.get('after_z', float('nan')):.2f} | {calibration.get('after_bce', float('nan')):.4f} |
+{head_row}| {'fine-tuned critic + logistic head' if tune else 'calibrated'} | {calibration.get('after_z', float('nan')):.2f} | {calibration.get('after_bce', float('nan')):.4f} |
 """
     results = full.get("compare_results")
     if results:

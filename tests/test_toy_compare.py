@@ -23,7 +23,8 @@ def tiny_model(tmp_path_factory):
 
 def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     output = tmp_path / "out"
-    methods = ["generator", "drs", "mh_gan", "dot"] + [f"{s}/{b}" for s in ("ula", "mala", "nuts", "hmc") for b in ("torch", "jax")]
+    samplers = ("ula", "mala", "nuts", "hmc", "mala-imh")
+    methods = ["generator", "drs", "mh_gan", "dot"] + [f"{s}/{b}" for s in samplers for b in ("torch", "jax")]
     code = main([
         "compare", "--model", str(tiny_model), "--methods", *methods, "--num-samples", "200", "--chains", "200", "--steps", "20",
         "--hmc-chains", "2", "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
@@ -32,9 +33,7 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert code == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["dataset"] == "25gaussians" and metrics["num_samples"] == 200
-    expected = {"data", "generator", "drs", "mh_gan", "dot"} | {
-        f"{s}/{b}" for s in ("ula", "mala", "nuts", "hmc") for b in ("torch", "jax")
-    }
+    expected = {"data", "generator", "drs", "mh_gan", "dot"} | {f"{s}/{b}" for s in samplers for b in ("torch", "jax")}
     assert set(metrics["methods"]) == expected
     for name, row in metrics["methods"].items():
         for key in ("emd", "modes_recovered", "high_quality_fraction", "ess_bulk_min", "rhat_max",
@@ -44,6 +43,9 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert metrics["methods"]["mala/jax"]["ess_bulk_min"] > 0
     assert metrics["methods"]["generator"]["ess_bulk_min"] is None
     assert len(metrics["sweep"]["emd"]) == 2
+    assert metrics["sweep"]["mala_imh_adapted_emd"] > 0
+    assert isinstance(metrics["target_check"]["mode_beyond_prior"], bool)
+    assert metrics["methods"]["mala-imh/torch"]["ess_bulk_min"] > 0
     # ULA runs at the step the sweep chose on validation data; DDLS used the calibrated critic.
     assert metrics["methods"]["ula/jax"]["step_size"] == pytest.approx(metrics["sweep"]["best_step_size"])
     assert metrics["methods"]["mala/torch"]["critic"] == "calibrated"
