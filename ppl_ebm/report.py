@@ -122,6 +122,12 @@ def _plot_traces(traces: dict[str, np.ndarray], path: Path) -> None:
     plt.close(figure)
 
 
+def _calibrated_critic(model_config: dict) -> str:
+    # A model is calibrated by a logistic head alone, or by fine-tuning the critic first.
+    tuned = "fine_tune" in model_config.get("calibration", {})
+    return f"calibrated critic ({'fine-tuned by BCE, then a logistic head' if tuned else 'a logistic head'}, DDLS Sec. 5.2)"
+
+
 def target_check_line(check: dict | None) -> str:
     """One Markdown paragraph on :func:`ppl_ebm.target_check.highest_density_check`'s result."""
     if check is None:
@@ -177,7 +183,7 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         "quality within 4 std of its nearest mode). ESS columns: ArviZ bulk ESS (min over latent "
         "dims), per second of the whole run and per gradient evaluation; ULA/MALA keep their final "
         "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws. DDLS uses the "
-        f"{'GAN critic as trained' if config.raw_critic else 'calibrated critic (fine-tuned by BCE, DDLS Sec. 5.2)'}"
+        f"{'GAN critic as trained' if config.raw_critic else _calibrated_critic(output.model_config)}"
         ", DRS and MH-GAN the calibrated critic, DOT the GAN's own critic.\n\n"
         f"{target_check_line(output.target_check)}{format_compare_table(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
         f"{sweep_text}\n## Traces\n\n![traces](traces.png)\n"
