@@ -30,7 +30,7 @@ import numpy as np
 from ppl_ebm.diagnostics import summarize
 from ppl_ebm.independence_schedule import check_independence_every
 from ppl_ebm.sampling import sample
-from ppl_ebm.target_check import highest_density_check
+from ppl_ebm.target_check import checked_target
 from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo import latent_ebm_of, load_model
 
@@ -145,10 +145,7 @@ def run_sampler_study(config: SamplerStudyConfig, log=print) -> dict[str, Any]:
         model = load_model(name)
         ebm = latent_ebm_of(model, calibrated="calibration" in model.config)
         log(f"[{name}]")
-        check = highest_density_check(ebm, seed=config.seed) if config.check_target else None
-        if check is not None and check["mode_beyond_prior"]:
-            log(f"  warning: the target's highest density lies beyond the prior (potential {check['min_potential']:.1f} "
-                f"at |z| = {check['argmin_norm']:.1f}); long runs drift there (see ppl_ebm.target_check)")
+        check = checked_target(ebm, config.seed, log) if config.check_target else None
         rows = {}
         for method in config.methods:
             start = time.perf_counter()

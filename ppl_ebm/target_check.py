@@ -17,7 +17,7 @@ import torch
 
 from ppl_ebm.latent_ebm import LatentEBM
 
-__all__ = ["highest_density_check"]
+__all__ = ["checked_target", "highest_density_check"]
 
 
 def highest_density_check(
@@ -63,3 +63,14 @@ def highest_density_check(
         result["min_potential"] < result["prior_min_potential"] and result["argmin_norm"] > result["prior_max_norm"]
     )
     return result
+
+
+def checked_target(ebm: LatentEBM, seed: int = 0, log=print) -> dict[str, Any]:
+    """:func:`highest_density_check`, logging a warning when the mode lies beyond the prior
+    (what the studies run before sampling a model)."""
+    log("  target check: searching the potential's minimum")
+    check = highest_density_check(ebm, seed=seed)
+    if check["mode_beyond_prior"]:
+        log(f"  warning: the target's highest density lies beyond the prior (potential {check['min_potential']:.1f} "
+            f"at |z| = {check['argmin_norm']:.1f}); exact samplers run long enough drift there")
+    return check

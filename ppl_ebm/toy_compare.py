@@ -28,7 +28,7 @@ from ppl_ebm import baselines, datasets, metrics
 from ppl_ebm.diagnostics import summarize
 from ppl_ebm.sampling import sample
 from ppl_ebm.validation import check_positive_ints
-from ppl_ebm.target_check import highest_density_check
+from ppl_ebm.target_check import checked_target
 from ppl_ebm.zoo import latent_ebm_of, load_model
 
 __all__ = ["ALL_METHODS", "COMPARE_MODEL", "DEFAULT_METHODS", "CompareConfig", "CompareOutput", "run_compare"]
@@ -289,11 +289,7 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
     results["data"] = {**_score(reference, data, dataset, config.seed), **_NULL_MCMC,
                        "grad_evals": None, "wall_seconds": None, "note": "a second fresh data sample: the EMD floor"}
     # Where the DDLS target's highest density is: beyond the prior, exact samplers drift off the data.
-    log("[target check] searching the potential's minimum")
-    check = highest_density_check(ddls_ebm, seed=config.seed)
-    if check["mode_beyond_prior"]:
-        log(f"  warning: the target's highest density lies beyond the prior (potential {check['min_potential']:.1f} "
-            f"at |z| = {check['argmin_norm']:.1f}); exact samplers run long enough drift there")
+    check = checked_target(ddls_ebm, config.seed, log)
     sweep: dict[str, Any] = {}
     if config.sweep_steps:
         log("[sweep] ULA step sizes and adapted MALA on validation data")
