@@ -291,13 +291,9 @@ class MALA(_BatchedLangevin):
             averaged = jnp.exp(state.adaptation.log_step_size_average)
             step_size = jnp.where(state.i == self._num_warmup - 1, averaged, state.step_size)
         _, independence_count = phase_counts(state.i, self._num_warmup, self.independence_every)
-        return LangevinKernelState(
-            state.i + 1,
-            langevin.position,
-            langevin,
-            step_size,
-            state.adaptation,
-            state.mean_acceptance,
-            rng_key,
-            running_mean(state.mean_independence_acceptance, info.acceptance_probability, independence_count),
+        # The adaptation state and the MALA steps' acceptance carry over unchanged.
+        return state._replace(
+            i=state.i + 1, z=langevin.position, langevin=langevin, step_size=step_size, rng_key=rng_key,
+            mean_independence_acceptance=running_mean(
+                state.mean_independence_acceptance, info.acceptance_probability, independence_count),
         )

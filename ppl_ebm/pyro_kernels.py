@@ -283,14 +283,10 @@ class MALA(_BatchedLangevin):
         if self.adapt_step_size and state.i == self._num_warmup - 1:
             step_size = torch.exp(state.adaptation.log_step_size_average)
         _, independence_count = phase_counts(state.i, self._num_warmup, self.independence_every)
-        return LangevinKernelState(
-            state.i + 1,
-            langevin.position,
-            langevin,
-            step_size,
-            state.adaptation,
-            state.mean_acceptance,
-            state.rng,
-            running_mean(state.mean_independence_acceptance, info.acceptance_probability, independence_count),
+        # The adaptation state, the MALA steps' acceptance and the generator carry over unchanged.
+        return state._replace(
+            i=state.i + 1, z=langevin.position, langevin=langevin, step_size=step_size,
+            mean_independence_acceptance=running_mean(
+                state.mean_independence_acceptance, info.acceptance_probability, independence_count),
         )
 
