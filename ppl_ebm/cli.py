@@ -127,25 +127,31 @@ def _calibrate_parser(subparsers) -> None:
 
 
 def _mixing_parser(subparsers) -> None:
-    from ppl_ebm.mixing_study import MixingConfig
+    from ppl_ebm.mixing_study import SAMPLERS, MixingConfig
 
     d = MixingConfig()
     parser = subparsers.add_parser(
         "mixing", help="mixing time of ULA/MALA on a zoo model: progression, R-hat, L-lag coupling bound",
         description="How many Langevin steps before draws count: EMD/energy progression from the prior, "
-        "rank and nested R-hat against iteration, and the L-lag coupling upper bound on TV.")
+        "rank and nested R-hat against iteration, and the L-lag coupling upper bound on TV, for ULA, MALA "
+        "and MALA with independence steps from the prior (mala-imh).")
     parser.add_argument("--model", default=d.model, help="zoo name or model folder")
-    parser.add_argument("--samplers", nargs="+", default=list(d.samplers), choices=["ula", "mala"])
+    parser.add_argument("--samplers", nargs="+", default=list(d.samplers), choices=list(SAMPLERS))
     parser.add_argument("--chains", type=int, default=d.chains)
     parser.add_argument("--steps", type=int, default=d.steps)
     parser.add_argument("--every", type=int, default=d.every, help="checkpoint every this many steps")
     parser.add_argument("--ula-step", type=float, default=d.ula_step_size)
-    parser.add_argument("--mala-step", type=float, default=None, help="default: adapted in a pilot run")
+    parser.add_argument("--mala-step", type=float, default=None,
+                        help="MALA's and mala-imh's step; default: each sampler's median step adapted in a pilot run")
     parser.add_argument("--superchains", type=int, default=d.superchains)
     parser.add_argument("--pairs", type=int, default=d.pairs, help="coupled pairs for the TV bound")
     parser.add_argument("--lag", type=int, default=d.lag)
     parser.add_argument("--max-iterations", type=int, default=d.max_iterations)
+    parser.add_argument("--independence-every", type=int, default=d.independence_every,
+                        help="mala-imh: every k-th step an independence step from the prior (k >= 2, dividing --lag)")
     parser.add_argument("--raw-critic", action="store_true")
+    parser.add_argument("--no-target-check", action="store_true",
+                        help="skip the search for a highest density beyond the prior (~5 s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/mixing"))
 
@@ -162,8 +168,9 @@ def _run_mixing(args, parser) -> int:
         config = MixingConfig(
             model=args.model, samplers=tuple(args.samplers), chains=args.chains, steps=args.steps, every=args.every,
             ula_step_size=args.ula_step, mala_step_size=args.mala_step, superchains=args.superchains,
-            pairs=args.pairs, lag=args.lag, max_iterations=args.max_iterations, raw_critic=args.raw_critic,
-            seed=args.seed,
+            pairs=args.pairs, lag=args.lag, max_iterations=args.max_iterations,
+            independence_every=args.independence_every, raw_critic=args.raw_critic,
+            check_target=not args.no_target_check, seed=args.seed,
         ).validate()
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))

@@ -1,5 +1,5 @@
-"""Coupled ULA and MALA kernels and L-lag meeting times, JAX core (mirrors
-:mod:`ppl_ebm.coupling_torch` name for name).
+"""Coupled ULA and MALA kernels (MALA also with independence steps) and L-lag meeting times,
+JAX core (mirrors :mod:`ppl_ebm.coupling_torch` name for name).
 
 Biswas, Jacob & Vanetti (2019), "Estimating convergence of Markov chains with L-lag couplings":
 run X alone for L steps, then advance ``(X_t, Y_{t-L})`` with a coupled kernel whose two
@@ -14,6 +14,11 @@ which makes them equal with the largest possible probability and reflects the no
 MALA then accepts both with one common uniform, so equal proposals accepted together meet.
 Once met, a pair stays met (same state, same draws); meeting times are recorded and the pair
 is carried along masked.
+
+MALA with ``independence_every=k`` (:mod:`ppl_ebm.independence_schedule`) interleaves
+independence steps from N(0, I); their coupling gives both chains the same proposal and the
+same uniform, so a pair meets whenever both accept, whatever the distance between them: the
+jump that lets a chain leave its mode is also the one that lets two chains in different modes meet.
 """
 
 from __future__ import annotations
@@ -23,9 +28,15 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ppl_ebm.langevin_jax import LangevinState, _column, _is_finite, langevin_init, mala_step, ula_step
+from ppl_ebm.independence_schedule import check_lagged_cycle
+from ppl_ebm.langevin_jax import (
+    LangevinState, _column, _is_finite, independence_step, langevin_init, mala_step, ula_step,
+)
 
-__all__ = ["coupled_mala_step", "coupled_ula_step", "lagged_meeting_times", "reflection_maximal_coupling"]
+__all__ = [
+    "coupled_independence_step", "coupled_mala_step", "coupled_ula_step", "lagged_meeting_times",
+    "reflection_maximal_coupling",
+]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -126,6 +137,38 @@ def coupled_mala_step(
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
+def _independence_log_ratio(state: LangevinState, proposal, potential, grad) -> jax.Array:
+    # independence_step's ratio, U(z) - U(y) + log q(z) - log q(y) for q = N(0, I), so each
+    # marginal of the coupled step is that kernel exactly.
+    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1)
+                                - jnp.sum(state.position * state.position, axis=-1))
+    log_ratio = state.potential - potential + log_proposal_ratio
+    return jnp.where(_is_finite(potential, grad), log_ratio, -jnp.inf)
+
+
+def coupled_independence_step(
+    rng_key: jax.Array,
+    state_x: LangevinState,
+    state_y: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+) -> tuple[LangevinState, LangevinState, jax.Array]:
+    """One independence step from N(0, I) of both chains of every pair; each marginal is
+    :func:`ppl_ebm.langevin_jax.independence_step`'s kernel.
+
+    Both chains propose the same ``y ~ N(0, I)`` and test it with one common uniform; a pair
+    whose two chains both accept meets at ``y``. Returns the new states and ``met``."""
+    proposal_key, accept_key = jax.random.split(rng_key)
+    proposal = jax.random.normal(proposal_key, state_x.position.shape, dtype=state_x.position.dtype)
+    potential, grad = potential_and_grad_fn(proposal)  # one proposal serves both chains
+    log_uniform = jnp.log(jax.random.uniform(accept_key, potential.shape, dtype=potential.dtype))
+    accept_x = log_uniform < _independence_log_ratio(state_x, proposal, potential, grad)
+    accept_y = log_uniform < _independence_log_ratio(state_y, proposal, potential, grad)
+    nonfinite = ~_is_finite(potential, grad)
+    new_x = _move(state_x, accept_x, proposal, potential, grad, nonfinite)
+    new_y = _move(state_y, accept_y, proposal, potential, grad, nonfinite)
+    return new_x, new_y, accept_x & accept_y
+
+
 def lagged_meeting_times(
     rng_key: jax.Array,
     initial_x: jax.Array,
@@ -136,6 +179,7 @@ def lagged_meeting_times(
     lag: int,
     max_iterations: int,
     noise_scale: float | jax.Array | None = None,
+    independence_every: int | None = None,
 ) -> jax.Array:
     """Meeting times ``tau`` of L-lag coupled chains, one per pair (row of ``initial_x``/``y``).
 
@@ -143,29 +187,40 @@ def lagged_meeting_times(
     ``lag`` steps alone, then the pair moves with the coupled kernel until it meets or X has
     taken ``max_iterations`` steps. Returns ``tau`` as int32, ``-1`` for pairs that did not meet
     (censored; raise ``max_iterations``). ``noise_scale`` (ULA only) defaults to
-    ``sqrt(step_size)``.
+    ``sqrt(step_size)``. ``independence_every=k`` (MALA only) makes X's step ``t`` an
+    independence step when ``(t + 1) % k == 0``, the uncoupled kernel's cycle; ``lag`` must
+    then be a multiple of ``k``.
     """
     if sampler not in ("ula", "mala"):
         raise ValueError(f"sampler must be 'ula' or 'mala', got {sampler!r}.")
+    every = check_lagged_cycle(sampler, lag, independence_every)
     if noise_scale is None:
         noise_scale = jnp.sqrt(jnp.asarray(step_size, dtype=initial_x.dtype))
 
-    def single(key, state):
+    def single(t, key, state):
         if sampler == "ula":
             return ula_step(key, state, potential_and_grad_fn, step_size, noise_scale)[0]
-        return mala_step(key, state, potential_and_grad_fn, step_size)[0]
+        if every is None:
+            return mala_step(key, state, potential_and_grad_fn, step_size)[0]
+        return jax.lax.cond((t + 1) % every == 0, lambda: independence_step(key, state, potential_and_grad_fn)[0],
+                            lambda: mala_step(key, state, potential_and_grad_fn, step_size)[0])
 
-    def coupled(key, state_x, state_y):
+    def coupled(t, key, state_x, state_y):
+        # t is X's step index; Y's, t - lag, is at the same phase of the cycle.
         if sampler == "ula":
             return coupled_ula_step(key, state_x, state_y, potential_and_grad_fn, step_size, noise_scale)
-        return coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size)
+        if every is None:
+            return coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size)
+        return jax.lax.cond(
+            (t + 1) % every == 0, lambda: coupled_independence_step(key, state_x, state_y, potential_and_grad_fn),
+            lambda: coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size))
 
     @jax.jit
     def run(rng_key, initial_x, initial_y):
         lag_key, coupled_key = jax.random.split(rng_key)
         state_x = langevin_init(initial_x, potential_and_grad_fn)
         state_y = langevin_init(initial_y, potential_and_grad_fn)
-        state_x = jax.lax.fori_loop(0, lag, lambda i, s: single(jax.random.fold_in(lag_key, i), s), state_x)
+        state_x = jax.lax.fori_loop(0, lag, lambda i, s: single(i, jax.random.fold_in(lag_key, i), s), state_x)
         tau = jnp.full(initial_x.shape[0], -1, dtype=jnp.int32)
 
         def condition(carry):
@@ -174,7 +229,7 @@ def lagged_meeting_times(
 
         def body(carry):
             t, state_x, state_y, tau = carry
-            state_x, state_y, met = coupled(jax.random.fold_in(coupled_key, t), state_x, state_y)
+            state_x, state_y, met = coupled(t, jax.random.fold_in(coupled_key, t), state_x, state_y)
             tau = jnp.where((tau < 0) & met, t + 1, tau)
             return t + 1, state_x, state_y, tau
 

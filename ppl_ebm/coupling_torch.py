@@ -1,4 +1,4 @@
-"""Coupled ULA and MALA kernels and L-lag meeting times, torch core (mirrors
+"""Coupled ULA and MALA kernels (MALA also with independence steps) and L-lag meeting times, torch core (mirrors
 :mod:`ppl_ebm.coupling_jax` name for name; the maths and references are there).
 
 ``rng`` is a ``torch.Generator`` (or None for torch's global one), as in
@@ -11,9 +11,15 @@ from collections.abc import Callable
 
 import torch
 
-from ppl_ebm.langevin_torch import LangevinState, _column, _is_finite, langevin_init, mala_step, ula_step
+from ppl_ebm.independence_schedule import check_lagged_cycle
+from ppl_ebm.langevin_torch import (
+    LangevinState, _column, _is_finite, independence_step, langevin_init, mala_step, ula_step,
+)
 
-__all__ = ["coupled_mala_step", "coupled_ula_step", "lagged_meeting_times", "reflection_maximal_coupling"]
+__all__ = [
+    "coupled_independence_step", "coupled_mala_step", "coupled_ula_step", "lagged_meeting_times",
+    "reflection_maximal_coupling",
+]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -101,6 +107,32 @@ def coupled_mala_step(
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
+def _independence_log_ratio(state: LangevinState, proposal, potential, grad) -> torch.Tensor:
+    # independence_step's ratio, so each marginal of the coupled step is that kernel exactly.
+    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
+    log_ratio = state.potential - potential + log_proposal_ratio
+    return torch.where(_is_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
+
+
+def coupled_independence_step(
+    rng: torch.Generator | None,
+    state_x: LangevinState,
+    state_y: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+) -> tuple[LangevinState, LangevinState, torch.Tensor]:
+    """See :func:`ppl_ebm.coupling_jax.coupled_independence_step`."""
+    position = state_x.position
+    proposal = torch.randn(position.shape, generator=rng, dtype=position.dtype, device=position.device)
+    potential, grad = potential_and_grad_fn(proposal)
+    log_uniform = torch.log(torch.rand(potential.shape, generator=rng, dtype=potential.dtype, device=potential.device))
+    accept_x = log_uniform < _independence_log_ratio(state_x, proposal, potential, grad)
+    accept_y = log_uniform < _independence_log_ratio(state_y, proposal, potential, grad)
+    nonfinite = ~_is_finite(potential, grad)
+    new_x = _move(state_x, accept_x, proposal, potential, grad, nonfinite)
+    new_y = _move(state_y, accept_y, proposal, potential, grad, nonfinite)
+    return new_x, new_y, accept_x & accept_y
+
+
 def lagged_meeting_times(
     rng: torch.Generator | None,
     initial_x: torch.Tensor,
@@ -111,17 +143,26 @@ def lagged_meeting_times(
     lag: int,
     max_iterations: int,
     noise_scale: float | torch.Tensor | None = None,
+    independence_every: int | None = None,
 ) -> torch.Tensor:
     """See :func:`ppl_ebm.coupling_jax.lagged_meeting_times`."""
     if sampler not in ("ula", "mala"):
         raise ValueError(f"sampler must be 'ula' or 'mala', got {sampler!r}.")
+    every = check_lagged_cycle(sampler, lag, independence_every)
     if noise_scale is None:
         noise_scale = torch.sqrt(torch.as_tensor(step_size, dtype=initial_x.dtype))
+
+    def jumps(t: int) -> bool:
+        # X's step t (and Y's, t - lag, at the same phase) is an independence step on the cycle.
+        return every is not None and (t + 1) % every == 0
+
     state_x = langevin_init(initial_x, potential_and_grad_fn)
     state_y = langevin_init(initial_y, potential_and_grad_fn)
-    for _ in range(lag):
+    for t in range(lag):
         if sampler == "ula":
             state_x = ula_step(rng, state_x, potential_and_grad_fn, step_size, noise_scale)[0]
+        elif jumps(t):
+            state_x = independence_step(rng, state_x, potential_and_grad_fn)[0]
         else:
             state_x = mala_step(rng, state_x, potential_and_grad_fn, step_size)[0]
     tau = torch.full((initial_x.shape[0],), -1, dtype=torch.int32, device=initial_x.device)
@@ -130,6 +171,8 @@ def lagged_meeting_times(
         if sampler == "ula":
             state_x, state_y, met = coupled_ula_step(rng, state_x, state_y, potential_and_grad_fn, step_size,
                                                      noise_scale)
+        elif jumps(t):
+            state_x, state_y, met = coupled_independence_step(rng, state_x, state_y, potential_and_grad_fn)
         else:
             state_x, state_y, met = coupled_mala_step(rng, state_x, state_y, potential_and_grad_fn, step_size)
         t += 1

@@ -8,7 +8,7 @@ the cost per draw fixed and the draws reproducible from the seed alone.
 
 from __future__ import annotations
 
-__all__ = ["check_independence_every", "phase_counts", "running_mean"]
+__all__ = ["check_independence_every", "check_lagged_cycle", "phase_counts", "running_mean"]
 
 
 def check_independence_every(value) -> int | None:
@@ -22,6 +22,22 @@ def check_independence_every(value) -> int | None:
             f"step proposing from N(0, I)); got {value!r}."
         )
     return value
+
+
+def check_lagged_cycle(sampler: str, lag: int, every) -> int | None:
+    """``every`` checked for an L-lag coupling (:func:`ppl_ebm.coupling_jax.lagged_meeting_times`):
+    a MALA option whose cycle ``lag`` is a multiple of."""
+    every = check_independence_every(every)
+    if every is not None and sampler != "mala":
+        raise ValueError(f"independence_every is a MALA option, not {sampler!r}'s.")
+    # The coupled kernel moves X_t and Y_(t-L) together: both take the same kind of step (the
+    # cycle's phase, (t + 1) % k == 0 for X, (t - L + 1) % k == 0 for Y) only when L is a
+    # multiple of k. Otherwise it would pair a MALA step with an independence step, and its
+    # two marginals could not both be the sampler's own kernel at that step.
+    if every is not None and lag % every:
+        raise ValueError(f"lag ({lag}) must be a multiple of independence_every ({every}): X_t and Y_(t-L) "
+                         "must take the same kind of step.")
+    return every
 
 
 def phase_counts(i, num_warmup: int, every: int | None):

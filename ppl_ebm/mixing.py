@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MixingBound", "mixing_time", "nested_rhat", "tv_upper_bound"]
+__all__ = ["MixingBound", "mixing_time", "nested_rhat", "nested_rhat_reference", "tv_upper_bound"]
 
 
 class MixingBound(NamedTuple):
@@ -97,3 +97,19 @@ def nested_rhat(draws, superchains: int) -> np.ndarray:
     within_chain = x.var(axis=2, ddof=1).mean(axis=1) if num_draws > 1 else 0.0
     within = (chain_means.var(axis=1, ddof=1) + within_chain).mean(axis=0)
     return np.sqrt(1.0 + between / within)
+
+
+def nested_rhat_reference(chains_per_superchain: int, draws_per_chain: int) -> float:
+    """What :func:`nested_rhat` reads, to first order, on independent draws from the target.
+
+    It is not 1: with ``m`` chains of ``n`` draws per superchain, the superchain means still
+    vary by ``sigma^2 / (m n)`` while ``W`` is ``sigma^2 / n`` (+ ``sigma^2`` when ``n > 1``),
+    so ``sqrt(1 + B / W)`` -> ``sqrt(1 + 1/m)`` for one draw per chain (1.025 at ``m = 20``)
+    and ``sqrt(1 + 1 / (m (n + 1)))`` otherwise. A fixed ``< 1.01`` cannot be met by mixed
+    chains at small ``m``; compare with this value instead (``+ 0.01`` in ``ppl-ebm mixing``).
+    """
+    m, n = chains_per_superchain, draws_per_chain
+    if m < 2 or n < 1:
+        raise ValueError(f"need >= 2 chains per superchain and >= 1 draw per chain, got {m} and {n}.")
+    within = 1.0 / n + (1.0 if n > 1 else 0.0)
+    return float(np.sqrt(1.0 + 1.0 / (m * n) / within))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from ppl_ebm.cli import main
@@ -14,18 +15,24 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_mixing_command_writes_its_report(tmp_path, capsys):
     output = tmp_path / "mixing"
     code = main(["mixing", "--model", "swissroll-nsgan", "--chains", "20", "--superchains", "4", "--steps", "20",
-                 "--every", "10", "--pairs", "8", "--lag", "5", "--max-iterations", "60", "--mala-step", "0.05",
+                 "--every", "10", "--pairs", "8", "--lag", "4", "--max-iterations", "60", "--mala-step", "0.05",
                  "--output", str(output)])
     assert code == 0
     study = json.loads((output / "mixing.json").read_text())
-    for sampler in ("ula", "mala"):
+    assert set(study["samplers"]) == {"ula", "mala", "mala-imh"}  # the default samplers
+    for sampler in ("ula", "mala", "mala-imh"):
         progression = study["samplers"][sampler]["progression"]
         assert progression["steps"] == [10, 20] and len(progression["emd"]) == 2
         assert all(value > 0 for value in progression["emd"] + progression["nested_rhat"])
         coupling = study["samplers"][sampler]["coupling"]
         assert 0.0 <= coupling["met_fraction"] <= 1.0 and len(coupling["iterations"]) > 0
+    jumps = study["samplers"]["mala-imh"]["progression"]["independence_acceptance_mean"]
+    assert 0 < jumps <= 1 and study["samplers"]["mala"]["progression"]["independence_acceptance_mean"] is None
+    check = study["target_check"]
+    assert check["mode_beyond_prior"] is False and check["argmin_norm"] < check["prior_max_norm"]
     assert (output / "mixing.png").stat().st_size > 0
-    assert "TV <= 1/4 from" in capsys.readouterr().out
+    report = capsys.readouterr().out
+    assert "TV <= 1/4 from" in report and "Target check: potential minimum" in report and "| mala-imh |" in report
 
 
 def test_samplers_command_writes_its_report(tmp_path, capsys):
@@ -61,8 +68,26 @@ def test_study_commands_reject_bad_options(capsys):
         main(["mixing", "--steps", "25", "--every", "10"])
     assert "multiple of every" in capsys.readouterr().err
     with pytest.raises(SystemExit):
+        main(["mixing", "--lag", "5"])  # mala-imh's cycle of 2 would pair a MALA step with a jump
+    assert "must be a multiple of independence_every" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         main(["samplers", "--models", "no-such-model"])
     assert "No model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["samplers", "--independence-every", "1"])
     assert "independence_every must be None or an int >= 2" in capsys.readouterr().err
+
+
+def test_plateau_step_finds_a_level_and_refuses_a_slope():
+    from ppl_ebm.mixing_study import plateau_step
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(20, 1001, 20)
+    # Falls until step 300, then flat with noise: the plateau starts near 300.
+    level = np.where(steps < 300, 1.0 - (steps / 300) * 0.5, 0.5) + 0.002 * rng.standard_normal(steps.size)
+    assert 260 <= plateau_step(steps, level) <= 320
+    # Still falling at the last step (MALA's EMD on the NS-GAN, 0.75 -> 0.44): no plateau.
+    falling = 0.75 - 0.31 * steps / 1000 + 0.002 * rng.standard_normal(steps.size)
+    assert plateau_step(steps, falling) is None
+    # Pure noise around a level: flat from the start.
+    assert plateau_step(steps, 0.3 + 0.01 * rng.standard_normal(steps.size)) == 20
