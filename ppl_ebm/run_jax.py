@@ -1,12 +1,16 @@
 """Run samplers on the JAX backend: our batched kernels under ``lax.scan``, NumPyro's NUTS/HMC.
 
 Mirrors :mod:`ppl_ebm.run_torch` name for name. Steps run in jitted chunks (a progress bar
-between chunks); each chunk shape is compiled once, and that time is reported apart.
+between chunks); each chunk shape is compiled once, and that time is reported apart. A
+LatentEBMJax target's programs take its weights as an argument and are kept across calls
+(``_PROGRAMS``), so sampling one target again, or one with other weights of the same shapes,
+compiles nothing.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 import jax
@@ -18,7 +22,7 @@ from tqdm.auto import tqdm
 from ppl_ebm.draw_store import (
     CHUNK_STEPS, DrawStore, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
 )
-from ppl_ebm.numpyro_kernels import _BatchedLangevin
+from ppl_ebm.numpyro_kernels import _batched_value_and_grad, _BatchedLangevin
 
 __all__ = ["run_langevin", "run_hmc"]
 
@@ -27,29 +31,96 @@ def _progress(total: int, enabled: bool, description: str):
     return tqdm(total=total, disable=not enabled, desc=description, mininterval=0.5, leave=False)
 
 
+# Compiled chunk programs shared by sample() calls on one target (a study, a protocol run in
+# batches of chains): each call used to compile afresh, 2-8 s per call for the SN-GAN net on a
+# GPU. Shared only when the potential is a method of a pytree (LatentEBMJax), so that its
+# weights are an argument of the program, not constants baked into it, and every kernel
+# setting is a plain value that can go in the key.
+_PROGRAMS: OrderedDict = OrderedDict()
+_PROGRAM_LIMIT = 16  # programs hold device code and buffers: keep the recent ones only
+_PLAIN = (int, float, bool, str, type(None))
+_TARGET_FIELDS = ("_model", "_potential_fn", "_potential_and_grad", "_constrain")
+
+
+def _pytree_target(kernel: _BatchedLangevin):
+    """The pytree whose method is the kernel's potential (a LatentEBMJax), else None."""
+    method = getattr(kernel, "_potential_fn", None)
+    owner = getattr(method, "__self__", None)
+    if kernel._model is not None or owner is None:
+        return None
+    leaves, treedef = jax.tree_util.tree_flatten(owner)
+    is_pytree = not (len(leaves) == 1 and leaves[0] is owner)  # an unregistered object is its own leaf
+    return owner if is_pytree else None
+
+
+def _settings(kernel: _BatchedLangevin) -> tuple | None:
+    """Everything but the target that the traced transition reads, as a key; None when a
+    setting is not a plain value (or a tuple of them, like ULA's StepSchedule)."""
+    items = []
+    for name, value in sorted(vars(kernel).items()):
+        if name in _TARGET_FIELDS:
+            continue
+        plain = isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
+        if not plain:
+            return None
+        items.append((name, type(value).__name__, value))
+    return (type(kernel).__module__, type(kernel).__qualname__, tuple(items))
+
+
+def _avals(tree) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves)
+
+
 class _ChunkRunner:
-    """Compiles ``num_draws`` draws of ``thinning`` transitions each, once per shape."""
+    """Compiles ``num_draws`` draws of ``thinning`` transitions each, once per shape (and, for a
+    pytree target, once per target structure across calls: see ``_PROGRAMS``)."""
 
     def __init__(self, kernel: _BatchedLangevin):
         self.kernel = kernel
+        self.target = _pytree_target(kernel)
+        self.settings = None if self.target is None else _settings(kernel)
         self.compiled: dict[tuple[int, int, bool], Callable] = {}
         self.compile_seconds = 0.0
 
-    def _advance(self, state, num_draws: int, thinning: int, collect: bool):
-        def thin(s, _):
-            s = jax.lax.fori_loop(0, thinning, lambda _, inner: self.kernel.transition(inner), s)
-            return s, (s.z if collect else None)
+    def _advance(self, target, state, num_draws: int, thinning: int, collect: bool):
+        kernel, saved = self.kernel, self.kernel._potential_and_grad
+        if target is not None:  # trace against the argument's weights, not the closed-over ones
+            kernel._potential_and_grad = _batched_value_and_grad(getattr(target, kernel._potential_fn.__name__))
+        try:
+            def thin(s, _):
+                s = jax.lax.fori_loop(0, thinning, lambda _, inner: kernel.transition(inner), s)
+                return s, (s.z if collect else None)
 
-        return jax.lax.scan(thin, state, None, length=num_draws)
+            return jax.lax.scan(thin, state, None, length=num_draws)
+        finally:
+            kernel._potential_and_grad = saved
+
+    def _program(self, state, key) -> Callable:
+        shared = self.settings is not None
+        if shared:
+            device = jax.tree_util.tree_leaves(state)[0].devices()
+            cache_key = (self.settings, key, _avals(self.target), _avals(state), tuple(sorted(map(str, device))),
+                         str(jax.config.jax_default_matmul_precision))
+            if cache_key in _PROGRAMS:
+                _PROGRAMS.move_to_end(cache_key)
+                return _PROGRAMS[cache_key]
+        start = time.perf_counter()
+        jitted = jax.jit(self._advance, static_argnums=(2, 3, 4))
+        program = jitted.lower(self.target if shared else None, state, *key).compile()
+        self.compile_seconds += time.perf_counter() - start
+        if shared:
+            _PROGRAMS[cache_key] = program
+            while len(_PROGRAMS) > _PROGRAM_LIMIT:
+                _PROGRAMS.popitem(last=False)
+        return program
 
     def __call__(self, state, num_draws: int, thinning: int, collect: bool):
         key = (num_draws, thinning, collect)
         if key not in self.compiled:
-            start = time.perf_counter()
-            jitted = jax.jit(self._advance, static_argnums=(1, 2, 3))
-            self.compiled[key] = jitted.lower(state, *key).compile()
-            self.compile_seconds += time.perf_counter() - start
-        state, draws = self.compiled[key](state)
+            self.compiled[key] = self._program(state, key)
+        target = self.target if self.settings is not None else None
+        state, draws = self.compiled[key](target, state)
         return jax.block_until_ready(state), draws
 
 

@@ -1,0 +1,77 @@
+"""JAX kernels keep their compiled programs across sample() calls on a LatentEBMJax target,
+with the weights as an argument: a second call compiles nothing and gives the draws a fresh
+compile gives, for the same weights and for other weights of the same shapes; any other
+setting compiles its own program."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import ppl_ebm
+from ppl_ebm import run_jax
+
+RUN = dict(num_chains=16, num_warmup=30, num_samples=40, seed=1, progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def ebm_jax():
+    return ppl_ebm.linear_gaussian_problem(latent_dim=2, data_dim=3, seed=0).ebm.to_jax()
+
+
+def _fresh(target, sampler, run=RUN, **options):
+    run_jax._PROGRAMS.clear()
+    return ppl_ebm.sample(target, sampler, "jax", **run, **options)
+
+
+@pytest.mark.parametrize("sampler, options", [("ula", {"step_size": 0.05}), ("mala", {"independence_every": 2})])
+def test_second_call_compiles_nothing_and_gives_the_same_draws(ebm_jax, sampler, options):
+    first = _fresh(ebm_jax, sampler, **options)
+    assert first.stats["compile_seconds"] > 0
+    again = ppl_ebm.sample(ebm_jax, sampler, "jax", **RUN, **options)
+    assert again.stats["compile_seconds"] == 0.0
+    np.testing.assert_array_equal(again.latents, first.latents)
+
+
+def test_other_weights_of_the_same_shapes_reuse_the_program_with_their_own_values(ebm_jax):
+    shifted = jax.tree_util.tree_map(lambda w: w * 1.5, ebm_jax)
+    expected = _fresh(shifted, "mala").latents
+    ppl_ebm.sample(ebm_jax, "mala", "jax", **RUN)  # compiles, under the same key as `shifted`
+    reused = ppl_ebm.sample(shifted, "mala", "jax", **RUN)
+    assert reused.stats["compile_seconds"] == 0.0
+    np.testing.assert_array_equal(reused.latents, expected)
+    # The weights are not baked in: the original's draws differ from the shifted target's.
+    assert not np.array_equal(ppl_ebm.sample(ebm_jax, "mala", "jax", **RUN).latents, expected)
+
+
+@pytest.mark.parametrize("sampler, first, second", [
+    ("ula", {"step_size": 0.05}, {"step_size": 0.1}),
+    ("ula", {"step_size": 0.05}, {"step_size": 0.05, "decay_every": 10}),
+    ("mala", {}, {"independence_every": 3}),
+    ("mala", {}, {"target_accept_prob": 0.8}),
+])
+def test_any_other_setting_compiles_its_own_program(ebm_jax, sampler, first, second):
+    expected = _fresh(ebm_jax, sampler, **second).latents
+    run_jax._PROGRAMS.clear()
+    ppl_ebm.sample(ebm_jax, sampler, "jax", **RUN, **first)
+    other = ppl_ebm.sample(ebm_jax, sampler, "jax", **RUN, **second)
+    assert other.stats["compile_seconds"] > 0
+    np.testing.assert_array_equal(other.latents, expected)
+
+
+def test_the_warmup_length_is_part_of_the_key(ebm_jax):
+    # 100 and 200 warmup steps run the same chunk shapes (chunks of 100), but the adaptation
+    # schedule the program traces depends on the length: sharing would change the draws.
+    run = dict(RUN, num_warmup=200)
+    expected = _fresh(ebm_jax, "mala", run).latents
+    run_jax._PROGRAMS.clear()
+    ppl_ebm.sample(ebm_jax, "mala", "jax", **dict(RUN, num_warmup=100))
+    other = ppl_ebm.sample(ebm_jax, "mala", "jax", **run)
+    assert other.stats["compile_seconds"] > 0
+    np.testing.assert_array_equal(other.latents, expected)
+
+
+def test_a_torch_target_is_translated_per_call_and_still_samples():
+    torch_ebm = ppl_ebm.linear_gaussian_problem(latent_dim=2, data_dim=3, seed=0).ebm
+    assert np.all(np.isfinite(ppl_ebm.sample(torch_ebm, "ula", "jax", **RUN).latents))
