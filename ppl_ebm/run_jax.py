@@ -48,7 +48,7 @@ def _pytree_target(kernel: _BatchedLangevin):
     owner = getattr(method, "__self__", None)
     if kernel._model is not None or owner is None:
         return None
-    leaves, treedef = jax.tree_util.tree_flatten(owner)
+    leaves = jax.tree_util.tree_leaves(owner)
     is_pytree = not (len(leaves) == 1 and leaves[0] is owner)  # an unregistered object is its own leaf
     return owner if is_pytree else None
 
