@@ -30,7 +30,8 @@ import jax.numpy as jnp
 
 from ppl_ebm.independence_schedule import check_lagged_cycle
 from ppl_ebm.langevin_jax import (
-    LangevinState, _column, _is_finite, independence_step, langevin_init, mala_step, ula_step,
+    LangevinState, _column, _independence_log_ratio, _is_finite, independence_step, langevin_init, mala_step,
+    ula_step,
 )
 
 __all__ = [
@@ -137,15 +138,6 @@ def coupled_mala_step(
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
-def _independence_log_ratio(state: LangevinState, proposal, potential, grad) -> jax.Array:
-    # independence_step's ratio, U(z) - U(y) + log q(z) - log q(y) for q = N(0, I), so each
-    # marginal of the coupled step is that kernel exactly.
-    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1)
-                                - jnp.sum(state.position * state.position, axis=-1))
-    log_ratio = state.potential - potential + log_proposal_ratio
-    return jnp.where(_is_finite(potential, grad), log_ratio, -jnp.inf)
-
-
 def coupled_independence_step(
     rng_key: jax.Array,
     state_x: LangevinState,
@@ -161,11 +153,12 @@ def coupled_independence_step(
     proposal = jax.random.normal(proposal_key, state_x.position.shape, dtype=state_x.position.dtype)
     potential, grad = potential_and_grad_fn(proposal)  # one proposal serves both chains
     log_uniform = jnp.log(jax.random.uniform(accept_key, potential.shape, dtype=potential.dtype))
-    accept_x = log_uniform < _independence_log_ratio(state_x, proposal, potential, grad)
-    accept_y = log_uniform < _independence_log_ratio(state_y, proposal, potential, grad)
-    nonfinite = ~_is_finite(potential, grad)
-    new_x = _move(state_x, accept_x, proposal, potential, grad, nonfinite)
-    new_y = _move(state_y, accept_y, proposal, potential, grad, nonfinite)
+    # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
+    finite = _is_finite(potential, grad)
+    accept_x = finite & (log_uniform < _independence_log_ratio(state_x, proposal, potential))
+    accept_y = finite & (log_uniform < _independence_log_ratio(state_y, proposal, potential))
+    new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
+    new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y
 
 

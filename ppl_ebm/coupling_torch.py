@@ -13,7 +13,8 @@ import torch
 
 from ppl_ebm.independence_schedule import check_lagged_cycle
 from ppl_ebm.langevin_torch import (
-    LangevinState, _column, _is_finite, independence_step, langevin_init, mala_step, ula_step,
+    LangevinState, _column, _independence_log_ratio, _is_finite, independence_step, langevin_init, mala_step,
+    ula_step,
 )
 
 __all__ = [
@@ -107,13 +108,6 @@ def coupled_mala_step(
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
-def _independence_log_ratio(state: LangevinState, proposal, potential, grad) -> torch.Tensor:
-    # independence_step's ratio, so each marginal of the coupled step is that kernel exactly.
-    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
-    log_ratio = state.potential - potential + log_proposal_ratio
-    return torch.where(_is_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
-
-
 def coupled_independence_step(
     rng: torch.Generator | None,
     state_x: LangevinState,
@@ -125,11 +119,12 @@ def coupled_independence_step(
     proposal = torch.randn(position.shape, generator=rng, dtype=position.dtype, device=position.device)
     potential, grad = potential_and_grad_fn(proposal)
     log_uniform = torch.log(torch.rand(potential.shape, generator=rng, dtype=potential.dtype, device=potential.device))
-    accept_x = log_uniform < _independence_log_ratio(state_x, proposal, potential, grad)
-    accept_y = log_uniform < _independence_log_ratio(state_y, proposal, potential, grad)
-    nonfinite = ~_is_finite(potential, grad)
-    new_x = _move(state_x, accept_x, proposal, potential, grad, nonfinite)
-    new_y = _move(state_y, accept_y, proposal, potential, grad, nonfinite)
+    # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
+    finite = _is_finite(potential, grad)
+    accept_x = finite & (log_uniform < _independence_log_ratio(state_x, proposal, potential))
+    accept_y = finite & (log_uniform < _independence_log_ratio(state_y, proposal, potential))
+    new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
+    new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y
 
 

@@ -107,10 +107,14 @@ def independence_step(
     proposal = jax.random.normal(proposal_key, state.position.shape, dtype=state.position.dtype)
     potential, grad = potential_and_grad_fn(proposal)
     finite = _is_finite(potential, grad)
-    # log q(z) - log q(y) for q = N(0, I); the normalising constants cancel.
-    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1) - jnp.sum(state.position * state.position, axis=-1))
-    log_ratio = state.potential - potential + log_proposal_ratio
+    log_ratio = _independence_log_ratio(state, proposal, potential)
     return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+
+
+def _independence_log_ratio(state: LangevinState, proposal: jax.Array, potential: jax.Array) -> jax.Array:
+    """See :func:`ppl_ebm.langevin_torch._independence_log_ratio`."""
+    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1) - jnp.sum(state.position * state.position, axis=-1))
+    return state.potential - potential + log_proposal_ratio
 
 
 def _metropolis(rng_key, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:

@@ -139,10 +139,15 @@ def independence_step(
     )
     potential, grad = potential_and_grad_fn(proposal)
     finite = _is_finite(potential, grad)
-    # log q(z) - log q(y) for q = N(0, I); the normalising constants cancel.
-    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
-    log_ratio = state.potential - potential + log_proposal_ratio
+    log_ratio = _independence_log_ratio(state, proposal, potential)
     return _metropolis(rng, state, proposal, potential, grad, finite, log_ratio)
+
+
+def _independence_log_ratio(state: LangevinState, proposal: torch.Tensor, potential: torch.Tensor) -> torch.Tensor:
+    """``U(z) - U(y) + log q(z) - log q(y)`` for q = N(0, I) (the normalising constants cancel);
+    the coupled independence step uses it too, so its marginals are this kernel."""
+    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
+    return state.potential - potential + log_proposal_ratio
 
 
 def _metropolis(rng, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:
