@@ -55,6 +55,10 @@ Measured on one H100 (80 GB HBM3; torch 2.11, JAX 0.11.2; TF32), 2026-11-22
   MALA; 2,500-10,000 chains the same), and XLA asked for 66 GB at 10,000 chains (71.7 GB at
   20,000, past the card after rematerialisation). Those runs recompiled per call (4 s ULA,
   8 s MALA); the programs are now kept across calls (``ppl_ebm.run_jax._PROGRAMS``).
+  **That JAX row was full fp32, not TF32**: the translated network passed
+  ``precision=HIGHEST`` to every matmul and convolution, overriding the config this script sets.
+  It now follows ``jax_default_matmul_precision`` when set (``torch_to_jax._precision``); the
+  TF32 JAX figure has not been measured since (no GPU lent to the sessions after).
 """
 
 from __future__ import annotations

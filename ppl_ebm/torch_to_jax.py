@@ -44,9 +44,20 @@ from torch.nn.utils.weight_norm import WeightNorm as _OldWeightNorm
 __all__ = ["UnsupportedOperationError", "torch_to_jax"]
 
 Array = jax.Array
-# fp32 matmuls/convs on TPU/GPU default to reduced precision in XLA; torch's CPU
-# results are full fp32, and energies and their gradients must match them.
-_PRECISION = lax.Precision.HIGHEST
+
+
+def _precision() -> lax.Precision | None:
+    """The precision of the translated matmuls and convolutions, read when they are traced.
+
+    XLA's default on a GPU/TPU is reduced precision (TF32/bf16 passes), while torch's CPU
+    results are full fp32 and the energies and gradients must match them: so HIGHEST unless
+    the user has chosen a default in JAX's config (``jax_default_matmul_precision``, e.g.
+    ``"tensorfloat32"`` as torch's ``allow_tf32``), which then applies. A fixed HIGHEST
+    overrode that choice and ran a GPU benchmark's "TF32" JAX path in full fp32.
+    """
+    return None if jax.config.jax_default_matmul_precision is not None else lax.Precision.HIGHEST
+
+
 # env key of the forward's result; not a valid Python identifier, so no fx node has it.
 _OUTPUT = "<output>"
 _TORCH_BACKEND_HINT = "rewrite the module with supported operations or use backend='torch'"
@@ -191,12 +202,12 @@ def _pointwise(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _linear(input: Array, weight: Array, bias: Array | None = None) -> Array:
-    output = jnp.matmul(input, weight.T, precision=_PRECISION)
+    output = jnp.matmul(input, weight.T, precision=_precision())
     return output if bias is None else output + bias
 
 
 def _matmul(input: Array, other: Array) -> Array:
-    return jnp.matmul(input, other, precision=_PRECISION)
+    return jnp.matmul(input, other, precision=_precision())
 
 
 def _conv_padding(
@@ -225,7 +236,7 @@ def _channels_last_conv(batch: Array, kernel: Array, **settings: Any) -> Array:
 
     def convolve(lhs: Array, rhs: Array, rhs_spec: str) -> Array:
         return lax.conv_general_dilated(
-            lhs, rhs, dimension_numbers=("NHWC", rhs_spec, "NHWC"), precision=_PRECISION, **settings
+            lhs, rhs, dimension_numbers=("NHWC", rhs_spec, "NHWC"), precision=_precision(), **settings
         )
 
     @jax.custom_jvp

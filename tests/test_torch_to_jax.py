@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -274,6 +275,27 @@ def test_translation_leaves_the_module_as_it_was() -> None:
         assert all(submodule.training for index, submodule in enumerate(module) if index != 1)
         after = module.state_dict()
         assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def _precisions_in_gradient_program(apply_fn: Callable, params: dict, example: jnp.ndarray) -> set[str]:
+    program = jax.jit(lambda p, x: jax.grad(lambda x: apply_fn(p, x).sum())(x)).lower(params, example)
+    return set(re.findall(r"<precision (\w+)>", program.as_text()))
+
+
+def test_precision_is_full_fp32_unless_jax_config_chooses_one() -> None:
+    # HIGHEST matches torch's fp32 by default. A precision chosen in JAX's config (TF32 on a
+    # GPU, like torch's allow_tf32) must reach every matmul and convolution, forward and
+    # gradient: a hard-coded HIGHEST once ran a "TF32" GPU benchmark in full fp32. The CPU
+    # ignores the setting numerically, so the lowered program's precision labels are checked.
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+    apply_fn, params = torch_to_jax(module, torch.randn(EXAMPLE_BATCH, 3, 8, 8))
+    example = jnp.zeros((BATCH, 3, 8, 8))
+    assert _precisions_in_gradient_program(apply_fn, params, example) == {"HIGHEST"}
+    with jax.default_matmul_precision("tensorfloat32"):
+        assert _precisions_in_gradient_program(apply_fn, params, example) == {"HIGH"}
+    with jax.default_matmul_precision("bfloat16"):
+        assert _precisions_in_gradient_program(apply_fn, params, example) == {"DEFAULT"}
 
 
 class WithConstants(nn.Module):
