@@ -4,23 +4,13 @@ GPU machine (the resolve notes); here only that the script runs and adds up."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "diagnostics" / "benchmark_gpu.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_benchmark_gpu_quick_on_the_cpu(tmp_path, capsys, one_torch_thread):
-    benchmark = _load_benchmark()
+    benchmark = load_script("diagnostics", "benchmark_gpu")
     output = tmp_path / "gpu.json"
     returned = benchmark.main(["--quick", "--device", "cpu", "--precision", "fp32", "--batch-sweep", "2", "4",
                                "--sweep-steps", "2", "--output", str(output)])
@@ -50,7 +40,7 @@ def test_benchmark_gpu_refuses_a_missing_gpu_before_any_work(tmp_path):
     import pytest
     import torch
 
-    benchmark = _load_benchmark()
+    benchmark = load_script("diagnostics", "benchmark_gpu")
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="device='cpu'"):

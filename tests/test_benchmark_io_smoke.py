@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-DIAGNOSTICS = Path(__file__).resolve().parents[1] / "diagnostics"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, DIAGNOSTICS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_diagnostics_benchmark_quick(tmp_path):
     output = tmp_path / "diag.json"
-    _load("benchmark_diagnostics").main(["--quick", "--workdir", str(tmp_path), "--output", str(output)])
+    load_script("diagnostics", "benchmark_diagnostics").main(["--quick", "--workdir", str(tmp_path), "--output", str(output)])
     record = json.loads(output.read_text())
     assert record["shape"] == [200, 100, 8]
     assert max(record["equality_max_relative_difference"].values()) < 1e-12
@@ -28,7 +18,7 @@ def test_diagnostics_benchmark_quick(tmp_path):
 
 def test_streaming_benchmark_quick(tmp_path):
     output = tmp_path / "stream.json"
-    _load("benchmark_streaming").main(["--quick", "--workdir", str(tmp_path), "--output", str(output)])
+    load_script("diagnostics", "benchmark_streaming").main(["--quick", "--workdir", str(tmp_path), "--output", str(output)])
     runs = json.loads(output.read_text())["runs"]
     assert runs["stream"]["latents_type"] == "memmap" and runs["memory"]["latents_type"] == "ndarray"
     assert runs["stream"]["last_draw"] == runs["memory"]["last_draw"]  # same chains either way

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "diagnostics" / "benchmark_scaling.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_scaling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_benchmark_scaling_quick_writes_rows_json_and_plot(tmp_path, capsys, one_torch_thread):
-    benchmark = _load_benchmark()
+    benchmark = load_script("diagnostics", "benchmark_scaling")
     output = tmp_path / "scaling.json"
     # One chain count, dim 2 only (its dims point reuses the chains point) and one tiny conv
     # point: every JAX point compiles afresh (1-3 s each), and the test must stay under ~30 s.

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "diagnostics" / "benchmark_kernels.py"
-
-
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("benchmark_kernels", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_benchmark_quick_writes_one_row_per_case(tmp_path, capsys):
-    benchmark = _load_benchmark()
+    benchmark = load_script("diagnostics", "benchmark_kernels")
     output = tmp_path / "bench.json"
     # One chain count: every JAX case compiles its programs afresh (about 1-2 s each), and the
     # test must stay under ~30 s on a busy 2-core machine.

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from problems import assert_moments
+from script_loader import load_script
 
 import ppl_ebm
 from ppl_ebm import arviz_compat
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +103,8 @@ def test_model_target_with_constrained_sites(backend):
     assert_moments(rates, np.array([shape / rate]), np.array([[shape / rate**2]]), f"gamma-poisson/{backend}")
 
 
-def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_inverse_problem_example_recovers_exact_posterior():
-    example = _load(ROOT / "examples" / "inverse_problem.py")
+    example = load_script("examples", "inverse_problem")
     results, mean, covariance = example.main(
         ["--samplers", "mala", "--chains", "64", "--warmup", "300", "--samples", "300"]
     )
