@@ -26,7 +26,8 @@ from __future__ import annotations
 import builtins
 import copy
 import operator
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import jax
@@ -60,6 +61,13 @@ def _precision() -> lax.Precision | None:
 
 # env key of the forward's result; not a valid Python identifier, so no fx node has it.
 _OUTPUT = "<output>"
+# The last translation of each module object: its structure and its apply_fn. Translating an
+# unchanged module again returns the same apply_fn (with fresh params), because JAX's caches key
+# on the function's identity (a LatentEBMJax's tree structure holds it): without this, every
+# sample() of a torch model on the JAX backend traced and compiled its programs anew.
+_TRANSLATIONS: weakref.WeakKeyDictionary[nn.Module, tuple[Hashable, Callable[..., Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 _TORCH_BACKEND_HINT = "rewrite the module with supported operations or use backend='torch'"
 
 
@@ -980,8 +988,9 @@ def _trace(module: nn.Module) -> tuple[torch.fx.Graph, nn.Module]:
 
 def _translate(
     graph: torch.fx.Graph, root: nn.Module
-) -> tuple[list[Callable[[dict[str, Array], dict[str, Any], Array], None]], dict[str, Array]]:
-    """Turn every fx node into a step ``step(params, env, input)`` writing ``env[node.name]``."""
+) -> tuple[list[Callable[[dict[str, Array], dict[str, Any], Array], None]], dict[str, Array], dict[str, Any]]:
+    """Turn every fx node into a step ``step(params, env, input)`` writing ``env[node.name]``;
+    also returns the params and the non-float constants the steps read."""
     problems = [reason for node in graph.nodes if (reason := _unsupported_reason(node, root))]
     if problems:
         unique = list(dict.fromkeys(problems))
@@ -1004,7 +1013,7 @@ def _translate(
     steps = []
     for node in graph.nodes:
         steps.append(_step(node, root, params, constants, is_input=node is required[0]))
-    return steps, params
+    return steps, params, constants
 
 
 def _step(
@@ -1100,7 +1109,9 @@ def torch_to_jax(module: nn.Module, example_input: torch.Tensor) -> tuple[Callab
         ``apply_fn(params, x)`` equals ``module.eval()(x)`` in float32 for any batch
         size; ``x`` is cast to float32. Pure, so ``jax.jit``, ``jax.grad`` and
         ``jax.vmap`` (over an extra leading axis, each call seeing the input shape the
-        module expects) apply.
+        module expects) apply. Translating the same module object again, its structure
+        unchanged, returns the same function (only ``params`` are new), so programs JAX
+        compiled for it are reused.
     params
         Flat dict ``qualified name -> float32 array`` (a pytree): the module's
         current weights as its eval forward uses them (spectral-normalised weights
@@ -1118,20 +1129,43 @@ def torch_to_jax(module: nn.Module, example_input: torch.Tensor) -> tuple[Callab
         module.eval()
         with torch.no_grad():
             reference = module(example_input)
-            steps, params = _translate(*_trace(module))
+            graph, root = _trace(module)
+            steps, params, constants = _translate(graph, root)
     finally:
         for submodule, flag in training_flags.items():
             submodule.training = flag
+    structure = _structure(module, graph, params, constants)
+    cached = _TRANSLATIONS.get(module)
+    if cached is not None and cached[0] == structure:
+        apply_fn = cached[1]
+    else:
 
-    def apply_fn(params: dict[str, Array], x: Any) -> Any:
-        env: dict[str, Any] = {}
-        input = jnp.asarray(x, dtype=jnp.float32)
-        for step in steps:
-            step(params, env, input)
-        return env[_OUTPUT]
+        def apply_fn(params: dict[str, Array], x: Any) -> Any:
+            env: dict[str, Any] = {}
+            input = jnp.asarray(x, dtype=jnp.float32)
+            for step in steps:
+                step(params, env, input)
+            return env[_OUTPUT]
 
     _check_output_shapes(apply_fn, params, example_input, reference)
+    _TRANSLATIONS[module] = (structure, apply_fn)
     return apply_fn, params
+
+
+def _structure(
+    module: nn.Module, graph: torch.fx.Graph, params: dict[str, Array], constants: dict[str, Any]
+) -> Hashable:
+    """Everything a translation's steps depend on except the float weights: the traced code
+    (Python scalars of the forward are inlined there), every submodule's type and settings
+    (``extra_repr``: strides, eps, slopes ...), the params' names, shapes and dtypes, and the
+    values of the non-float constants baked into the steps."""
+    return (
+        graph.python_code("self").src,
+        tuple((name, type(sub).__module__, type(sub).__qualname__, sub.extra_repr())
+              for name, sub in module.named_modules()),
+        tuple((key, tuple(value.shape), str(value.dtype)) for key, value in params.items()),
+        tuple((key, str(value.dtype), np.asarray(value).tobytes()) for key, value in constants.items()),
+    )
 
 
 def _check_output_shapes(

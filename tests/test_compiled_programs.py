@@ -1,4 +1,5 @@
-"""JAX kernels keep their compiled programs across sample() calls on a LatentEBMJax target,
+"""JAX kernels keep their compiled programs across sample() calls on a LatentEBMJax target (or a
+torch model whose network is unchanged),
 with the weights as an argument: a second call compiles nothing and gives the draws a fresh
 compile gives, for the same weights and for other weights of the same shapes; any other
 setting compiles its own program."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+import torch
 
 import ppl_ebm
 from ppl_ebm import run_jax
@@ -72,6 +74,19 @@ def test_the_warmup_length_is_part_of_the_key(ebm_jax):
     np.testing.assert_array_equal(other.latents, expected)
 
 
-def test_a_torch_target_is_translated_per_call_and_still_samples():
+def test_a_torch_target_reuses_its_program_with_the_weights_it_has_now():
+    # sample() translates a torch model on every call; an unchanged network keeps its
+    # translated function (torch_to_jax._TRANSLATIONS), so the program is reused, and the
+    # weights are read afresh: changed in place, they give a fresh compile's draws.
     torch_ebm = ppl_ebm.linear_gaussian_problem(latent_dim=2, data_dim=3, seed=0).ebm
-    assert np.all(np.isfinite(ppl_ebm.sample(torch_ebm, "ula", "jax", **RUN).latents))
+    first = _fresh(torch_ebm, "mala")
+    again = ppl_ebm.sample(torch_ebm, "mala", "jax", **RUN)
+    assert again.stats["compile_seconds"] == 0.0
+    np.testing.assert_array_equal(again.latents, first.latents)
+    with torch.no_grad():
+        for weight in torch_ebm.generator.parameters():
+            weight.mul_(1.5)
+    reused = ppl_ebm.sample(torch_ebm, "mala", "jax", **RUN)
+    assert reused.stats["compile_seconds"] == 0.0
+    np.testing.assert_array_equal(reused.latents, _fresh(torch_ebm, "mala").latents)
+    assert not np.array_equal(reused.latents, first.latents)

@@ -298,6 +298,35 @@ def test_precision_is_full_fp32_unless_jax_config_chooses_one() -> None:
         assert _precisions_in_gradient_program(apply_fn, params, example) == {"DEFAULT"}
 
 
+def test_an_unchanged_module_keeps_its_function_and_a_changed_one_gets_a_new_one() -> None:
+    # JAX's caches key on apply_fn's identity, so translating the same module again must return
+    # the same function (with the weights it has now), and a new one once its structure changed.
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(4 * 6 * 6, 1))
+    example = torch.randn(EXAMPLE_BATCH, 3, 8, 8)
+    inputs = torch.randn(BATCH, 3, 8, 8)
+
+    def translated_matches_torch():
+        apply_fn, params = torch_to_jax(module, example)
+        with torch.no_grad():
+            expected = module(inputs).numpy()
+        np.testing.assert_allclose(np.asarray(apply_fn(params, inputs.numpy())), expected, rtol=1e-5, atol=1e-5)
+        return apply_fn
+
+    first = translated_matches_torch()
+    with torch.no_grad():
+        module[0].weight.mul_(2.0)
+    assert translated_matches_torch() is first
+    previous = first
+    for change in (lambda: setattr(module[1], "negative_slope", 0.5),
+                   lambda: module.insert(2, nn.Tanh()),
+                   lambda: setattr(module[0], "padding", (1, 1)) or module.__setitem__(-1, nn.Linear(4 * 8 * 8, 1))):
+        change()
+        current = translated_matches_torch()
+        assert current is not previous
+        previous = current
+
+
 class WithConstants(nn.Module):
     """Tensor literals in forward: fx lifts them to get_attr constants."""
 
