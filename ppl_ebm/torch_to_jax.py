@@ -27,6 +27,7 @@ import builtins
 import copy
 import operator
 import weakref
+from functools import partial
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -858,21 +859,24 @@ _MODULES: list[tuple[type[nn.Module], Callable[..., _ModuleTranslation]]] = [
     (nn.LayerNorm, _translate_layer_norm),
     (nn.GroupNorm, _translate_group_norm),
     (nn.ReLU, _stateless(lambda m: _relu)),
-    (nn.LeakyReLU, _stateless(lambda m: lambda x: _leaky_relu(x, m.negative_slope))),
-    (nn.ELU, _stateless(lambda m: lambda x: _elu(x, m.alpha))),
-    (nn.GELU, _stateless(lambda m: lambda x: _gelu(x, m.approximate))),
+    # Settings are read here, at translation (partial), not when traced: the translated function
+    # must not hold the module (torch_to_jax's cache holds functions under weak module keys).
+    (nn.LeakyReLU, _stateless(lambda m: partial(_leaky_relu, negative_slope=m.negative_slope))),
+    (nn.ELU, _stateless(lambda m: partial(_elu, alpha=m.alpha))),
+    (nn.GELU, _stateless(lambda m: partial(_gelu, approximate=m.approximate))),
     (nn.SiLU, _stateless(lambda m: _silu)),
     (nn.Tanh, _stateless(lambda m: _tanh)),
     (nn.Sigmoid, _stateless(lambda m: _sigmoid)),
-    (nn.Softplus, _stateless(lambda m: lambda x: _softplus(x, m.beta, m.threshold))),
+    (nn.Softplus, _stateless(lambda m: partial(_softplus, beta=m.beta, threshold=m.threshold))),
     (nn.Identity, _stateless(lambda m: lambda x: x)),
     # Dropout is the identity in eval mode, the mode the translation reproduces.
     *[
         (dropout, _stateless(lambda m: lambda x: x))
         for dropout in (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
     ],
-    (nn.Flatten, _stateless(lambda m: lambda x: _flatten(x, m.start_dim, m.end_dim), pointwise=False)),
-    (nn.Unflatten, _stateless(lambda m: lambda x: _unflatten(x, m.dim, m.unflattened_size), pointwise=False)),
+    (nn.Flatten, _stateless(lambda m: partial(_flatten, start_dim=m.start_dim, end_dim=m.end_dim), pointwise=False)),
+    (nn.Unflatten, _stateless(lambda m: partial(_unflatten, dim=m.dim, sizes=tuple(m.unflattened_size)),
+                              pointwise=False)),
 ]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 import re
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -325,6 +327,18 @@ def test_an_unchanged_module_keeps_its_function_and_a_changed_one_gets_a_new_one
         current = translated_matches_torch()
         assert current is not previous
         previous = current
+
+
+@pytest.mark.parametrize("build", [lambda: nn.LeakyReLU(0.1), lambda: nn.Sequential(nn.Linear(2, 4), nn.ELU(0.5))])
+def test_the_kept_translation_does_not_keep_its_module_alive(build: Callable[[], nn.Module]) -> None:
+    # The cache's keys are weak; a translated function holding its module (as a bare
+    # activation's settings once were) would keep every translated network in memory.
+    module = build()
+    torch_to_jax(module, torch.randn(3, 2))
+    alive = weakref.ref(module)
+    del module
+    gc.collect()
+    assert alive() is None
 
 
 class WithConstants(nn.Module):
