@@ -1,16 +1,16 @@
-"""Time and memory of MCMC diagnostics at scale: ``ppl_ebm.diagnostics_fast`` against ArviZ.
+"""Time and memory of MCMC diagnostics at scale: ``ppl_ebm.diagnostics.fast`` against ArviZ.
 
 What it measures
 ----------------
 A ``(chains, draws, dims)`` float32 ``.npy`` of AR(1) chains (coefficient rising from 0 to
 0.95 across dimensions, so ESS spans two orders of magnitude) is written to disk block by
 block, then memory-mapped and diagnosed on **all** chains by
-``ppl_ebm.diagnostics_fast.diagnose`` (ESS bulk/tail, rank R-hat, MCSE mean/sd, IAT):
+``ppl_ebm.diagnostics.fast.diagnose`` (ESS bulk/tail, rank R-hat, MCSE mean/sd, IAT):
 wall seconds and the process's peak resident memory (``ru_maxrss``, mapped pages of the
 draws included) are printed. Goal (issue 4): 5000 x 1000 x 128 in <= 60 s and <= 6 GB.
 
 Equality: on a subset (``--check-chains`` chains x all draws x ``--check-dims`` dims)
-ArviZ's own ``ess``/``rhat``/``mcse`` (through ``ppl_ebm.arviz_compat``) and the fast path
+ArviZ's own ``ess``/``rhat``/``mcse`` (through ``ppl_ebm.diagnostics.arviz_compat``) and the fast path
 are computed on the same draws; the largest relative difference per quantity is printed.
 
 Baseline in the same run: ArviZ on all chains for ``--baseline-dims`` dimensions, timed and
@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppl_ebm.diagnostics_fast import KEYS, arviz_reference, diagnose  # noqa: E402
+from ppl_ebm.diagnostics.fast import KEYS, arviz_reference, diagnose  # noqa: E402
 
 
 def write_ar1_draws(path: Path, chains: int, draws: int, dims: int, seed: int, block_chains: int = 250) -> None:

@@ -62,7 +62,7 @@ def chain_steps_per_second(ebm, backend: str, chains: int, steps: int) -> float:
 
 
 def main() -> None:
-    from ppl_ebm.zoo import DEFAULT_MODEL, load_latent_ebm
+    from ppl_ebm.zoo.store import DEFAULT_MODEL, load_latent_ebm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL)

@@ -54,7 +54,7 @@ Measured on one H100 (80 GB HBM3; torch 2.11, JAX 0.11.2; TF32), 2026-11-22
 * ``--backends jax --chain-batch 5000 --chains 50000 --steps 10``: 25,000 chain-steps/s (ULA and
   MALA; 2,500-10,000 chains the same), and XLA asked for 66 GB at 10,000 chains (71.7 GB at
   20,000, past the card after rematerialisation). Those runs recompiled per call (4 s ULA,
-  8 s MALA); the programs are now kept across calls (``ppl_ebm.run_jax._PROGRAMS``).
+  8 s MALA); the programs are now kept across calls (``ppl_ebm.drivers.run_jax._PROGRAMS``).
   **That JAX row was full fp32, not TF32**: the translated network passed
   ``precision=HIGHEST`` to every matmul and convolution, overriding the config this script sets.
   It now follows ``jax_default_matmul_precision`` when set (``torch_to_jax._precision``); the
@@ -106,7 +106,7 @@ def matmul_peak(backend: str, device: str, size: int, repeats: int, dtype: str =
     if backend == "torch":
         import torch
 
-        from ppl_ebm.devices import torch_device
+        from ppl_ebm.drivers.devices import torch_device
 
         where = torch_device(device)
         a = torch.randn(size, size, device=where, dtype=getattr(torch, dtype))
@@ -121,7 +121,7 @@ def matmul_peak(backend: str, device: str, size: int, repeats: int, dtype: str =
         import jax
         import jax.numpy as jnp
 
-        from ppl_ebm.devices import jax_device
+        from ppl_ebm.drivers.devices import jax_device
 
         a = jax.device_put(jnp.ones((size, size), getattr(jnp, dtype)), jax_device(device))
         f = jax.jit(lambda x: x @ x)
@@ -145,7 +145,7 @@ def cpu_flops_per_chain_step(ebm, chains: int) -> float:
 # -- one backend x sampler -----------------------------------------------------------------------
 def _sample_batch(ebm, backend, sampler, device, start, steps, seed):
     """One ``sample`` call; for JAX ``ebm`` is the translation made once (``jax_target``), so
-    the batches after the first reuse its compiled programs (``ppl_ebm.run_jax._PROGRAMS``)."""
+    the batches after the first reuse its compiled programs (``ppl_ebm.drivers.run_jax._PROGRAMS``)."""
     import ppl_ebm
 
     if sampler == "ula":
@@ -178,7 +178,7 @@ def _peak_memory_gib(backend: str, device: str) -> float | None:
         import torch
 
         return torch.cuda.max_memory_allocated() / 2**30
-    from ppl_ebm.devices import jax_device
+    from ppl_ebm.drivers.devices import jax_device
 
     stats = jax_device(device).memory_stats() or {}
     return stats.get("peak_bytes_in_use", float("nan")) / 2**30
@@ -286,7 +286,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def measure(args, log) -> dict:
     """Every backend x sampler of ``args`` in this process; rows without the peak ratio."""
-    from ppl_ebm.devices import torch_device
+    from ppl_ebm.drivers.devices import torch_device
 
     set_precision(args.precision)
     machine = machine_facts()
@@ -320,7 +320,7 @@ def jax_target(ebm, device: str):
     """The torch EBM translated once, its weights on ``device``."""
     import jax
 
-    from ppl_ebm.devices import jax_device
+    from ppl_ebm.drivers.devices import jax_device
 
     with jax.default_device(jax_device(device)):
         return ebm.to_jax()
@@ -370,7 +370,7 @@ def main(argv=None) -> dict:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    from ppl_ebm.devices import jax_device, torch_device
+    from ppl_ebm.drivers.devices import jax_device, torch_device
 
     torch_device(args.device), jax_device(args.device)  # refuse a missing GPU before any work
     apart = args.device != "cpu" and len(args.backends) > 1

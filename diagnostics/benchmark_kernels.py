@@ -76,7 +76,7 @@ def build_ebm(width: int, seed: int):
     import torch
 
     import ppl_ebm
-    from ppl_ebm.networks import mlp
+    from ppl_ebm.nets.architectures import mlp
 
     torch.manual_seed(seed)
     generator = mlp(2, [width] * 3, 2, "relu")
@@ -94,7 +94,8 @@ def mala_warmup(steps: int) -> int:
 
 # -- torch ---------------------------------------------------------------------------------------
 def torch_ours(ebm, sampler: str, position, steps: int, seed: int) -> dict:
-    from ppl_ebm import pyro_kernels, run_torch
+    from ppl_ebm.ppl import pyro_kernels
+    from ppl_ebm.drivers import run_torch
 
     chains = position.shape[0]
     if sampler == "ula":
@@ -181,7 +182,8 @@ def torch_warmup(ebm, sampler, position, seed):
 def jax_ours(ebm_jax, sampler: str, position, steps: int, seed: int) -> dict:
     import jax
 
-    from ppl_ebm import numpyro_kernels, run_jax
+    from ppl_ebm.ppl import numpyro_kernels
+    from ppl_ebm.drivers import run_jax
 
     chains = position.shape[0]
     if sampler == "ula":

@@ -12,7 +12,7 @@ progress_bar=False)`` with the torch ``LatentEBM`` on both backends (JAX transla
   seeded random weights, ``W = 512``.
 * **dims**: ``--dims`` (2 8 32 128) at ``--dims-chains`` (1000) chains with the generator
   ``mlp(dim, [W]*3, 2)`` and the same critic, then the SN-GAN "standard CNN" of
-  ``ppl_ebm.networks`` with random weights (``conv_generator(128)`` 128 -> 32x32x3 with widths
+  ``ppl_ebm.nets.architectures`` with random weights (``conv_generator(128)`` 128 -> 32x32x3 with widths
   512-256-128-64, ``conv_critic`` with spectral norm, widths 64-512) at ``--conv-chains``
   (1 10 100) chains and ``--conv-steps`` (3) steps: one chain-step costs ~0.7 GFLOP there.
 
@@ -78,7 +78,7 @@ def build_mlp_ebm(dim: int, width: int, seed: int):
     import torch
 
     import ppl_ebm
-    from ppl_ebm.networks import mlp
+    from ppl_ebm.nets.architectures import mlp
 
     torch.manual_seed(seed)
     return ppl_ebm.LatentEBM(mlp(dim, [width] * 3, 2, "relu"), mlp(2, [width] * 3, 1, "relu"))
@@ -90,7 +90,7 @@ def build_conv_ebm(latent: int, base_width: int, image_size: int, seed: int):
     import torch
 
     import ppl_ebm
-    from ppl_ebm.networks import conv_critic, conv_generator
+    from ppl_ebm.nets.architectures import conv_critic, conv_generator
 
     torch.manual_seed(seed)
     generator = conv_generator(latent, 3, base_width, image_size)

@@ -2,7 +2,7 @@
 
 We observe a noisy, partly masked sample ``y ~ N(mask * G(z), sigma^2)`` and sample the
 posterior over the latent ``z`` whose prior is the latent EBM ``p0(z) exp(d(G(z)))``:
-``ppl_ebm.pyro_model.latent_ebm_site`` / ``ppl_ebm.numpyro_model.latent_ebm_site`` put the
+``ppl_ebm.ppl.pyro_model.latent_ebm_site`` / ``ppl_ebm.ppl.numpyro_model.latent_ebm_site`` put the
 EBM on a site inside the user's own model, and every sampler runs on that model.
 
 The generator here is linear and the critic quadratic, so the posterior is Gaussian and the
@@ -40,8 +40,8 @@ def build_models(ebm, mask, sigma, observation):
     import pyro.distributions as pyro_dist
     import torch
 
-    from ppl_ebm.numpyro_model import latent_ebm_site as numpyro_site
-    from ppl_ebm.pyro_model import latent_ebm_site as pyro_site
+    from ppl_ebm.ppl.numpyro_model import latent_ebm_site as numpyro_site
+    from ppl_ebm.ppl.pyro_model import latent_ebm_site as pyro_site
 
     mask_t, y_t = torch.as_tensor(mask, dtype=torch.float32), torch.as_tensor(observation, dtype=torch.float32)
 

@@ -17,15 +17,15 @@ from numpyro.infer import MCMC, NUTS
 
 from ppl_ebm import zoo
 from ppl_ebm.diagnostics import compare, format_table
-from ppl_ebm.numpyro_kernels import MALA
-from ppl_ebm.numpyro_model import numpyro_model
+from ppl_ebm.ppl.numpyro_kernels import MALA
+from ppl_ebm.ppl.numpyro_model import numpyro_model
 from ppl_ebm.result import SampleResult
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # The NS-GAN: the WGAN-GP models' targets have their highest density far beyond the prior
-    # (ppl_ebm.target_check), where long runs drift off the data.
+    # (ppl_ebm.targets.target_check), where long runs drift off the data.
     parser.add_argument("--model", default="25gaussians-nsgan", help="zoo name or model folder")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--samples", type=int, default=500)

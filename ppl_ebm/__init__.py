@@ -4,10 +4,13 @@ Pyro and NumPyro (NUTS/HMC) and with batched ULA/MALA kernels, measured with Arv
 One sign convention: potential = energy = -log density.
 """
 
-from ppl_ebm.gaussian import GaussianProblem, linear_gaussian_problem
-from ppl_ebm.latent_ebm import CRITIC_OUTPUTS, LatentEBM
+from ppl_ebm import _moved
 from ppl_ebm.result import SampleResult
 from ppl_ebm.sampling import BACKENDS, SAMPLERS, sample
+from ppl_ebm.targets.gaussian import GaussianProblem, linear_gaussian_problem
+from ppl_ebm.targets.latent_ebm import CRITIC_OUTPUTS, LatentEBM
+
+_moved.install()  # the pre-0.2 flat module paths, deprecated
 
 __version__ = "0.1.0"
 

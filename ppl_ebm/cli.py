@@ -70,8 +70,8 @@ def _compare_parser(subparsers) -> None:
 
 
 def _train_parser(subparsers) -> None:
-    from ppl_ebm.datasets import DATASETS
-    from ppl_ebm.training import LOSSES, TrainingConfig
+    from ppl_ebm.data.toy import DATASETS
+    from ppl_ebm.training.gan import LOSSES, TrainingConfig
 
     defaults = TrainingConfig(dataset="25gaussians")
     parser = subparsers.add_parser("train", help="train a toy GAN and save it as a zoo model",
@@ -91,7 +91,7 @@ def _train_parser(subparsers) -> None:
 
 
 def _fine_tune_arguments(parser) -> None:
-    from ppl_ebm.critic_tuning import FineTuneConfig
+    from ppl_ebm.training.critic_tuning import FineTuneConfig
 
     defaults = FineTuneConfig()
     parser.add_argument("--fine-tune-steps", type=int, default=defaults.steps,
@@ -101,7 +101,7 @@ def _fine_tune_arguments(parser) -> None:
 
 
 def _fine_tune_config(args, parser):
-    from ppl_ebm.critic_tuning import FineTuneConfig
+    from ppl_ebm.training.critic_tuning import FineTuneConfig
 
     if args.fine_tune_steps < 0:
         parser.error(f"--fine-tune-steps must be >= 0, got {args.fine_tune_steps}")
@@ -127,7 +127,7 @@ def _calibrate_parser(subparsers) -> None:
 
 
 def _mixing_parser(subparsers) -> None:
-    from ppl_ebm.mixing_study import SAMPLERS, MixingConfig
+    from ppl_ebm.studies.mixing import SAMPLERS, MixingConfig
 
     d = MixingConfig()
     parser = subparsers.add_parser(
@@ -159,9 +159,9 @@ def _mixing_parser(subparsers) -> None:
 def _run_mixing(args, parser) -> int:
     import shlex
 
-    from ppl_ebm.mixing_report import write_mixing_report
-    from ppl_ebm.mixing_study import MixingConfig, run_mixing
-    from ppl_ebm.zoo import model_dir
+    from ppl_ebm.studies.mixing_report import write_mixing_report
+    from ppl_ebm.studies.mixing import MixingConfig, run_mixing
+    from ppl_ebm.zoo.store import model_dir
 
     try:
         model_dir(args.model)
@@ -182,7 +182,7 @@ def _run_mixing(args, parser) -> int:
 
 
 def _samplers_parser(subparsers) -> None:
-    from ppl_ebm.sampler_study import METHODS, SamplerStudyConfig
+    from ppl_ebm.studies.samplers import METHODS, SamplerStudyConfig
 
     d = SamplerStudyConfig()
     parser = subparsers.add_parser(
@@ -209,9 +209,9 @@ def _samplers_parser(subparsers) -> None:
 def _run_samplers(args, parser) -> int:
     import shlex
 
-    from ppl_ebm.sampler_report import write_sampler_report
-    from ppl_ebm.sampler_study import SamplerStudyConfig, run_sampler_study
-    from ppl_ebm.zoo import model_dir
+    from ppl_ebm.studies.samplers_report import write_sampler_report
+    from ppl_ebm.studies.samplers import SamplerStudyConfig, run_sampler_study
+    from ppl_ebm.zoo.store import model_dir
 
     try:
         for model in args.models:
@@ -232,8 +232,8 @@ def _run_samplers(args, parser) -> int:
 
 
 def _run_calibrate(args, parser) -> int:
-    from ppl_ebm.zoo import model_dir
-    from ppl_ebm.zoo_training import calibrate_zoo_model
+    from ppl_ebm.zoo.store import model_dir
+    from ppl_ebm.zoo.build import calibrate_zoo_model
 
     try:
         folder = model_dir(args.model)
@@ -247,8 +247,8 @@ def _run_calibrate(args, parser) -> int:
 
 
 def _run_train(args, parser) -> int:
-    from ppl_ebm.training import TrainingConfig
-    from ppl_ebm.zoo_training import train_zoo_model
+    from ppl_ebm.training.gan import TrainingConfig
+    from ppl_ebm.zoo.build import train_zoo_model
 
     try:
         config = TrainingConfig(dataset=args.dataset, loss=args.loss, iterations=args.iterations,
@@ -257,7 +257,7 @@ def _run_train(args, parser) -> int:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)
     if args.init_from is not None:
-        from ppl_ebm.zoo import model_dir
+        from ppl_ebm.zoo.store import model_dir
 
         try:
             model_dir(args.init_from)
@@ -271,9 +271,9 @@ def _run_train(args, parser) -> int:
 
 
 def _run_zoo_compare(args, parser) -> int:
-    from ppl_ebm.report import format_compare_table, write_report
-    from ppl_ebm.toy_compare import COMPARE_MODEL, DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
-    from ppl_ebm.zoo import model_dir
+    from ppl_ebm.studies.compare_report import format_compare_table, write_report
+    from ppl_ebm.studies.compare import COMPARE_MODEL, DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
+    from ppl_ebm.zoo.store import model_dir
 
     try:
         model_dir(args.model or COMPARE_MODEL)
@@ -300,7 +300,7 @@ def _run_zoo_compare(args, parser) -> int:
     if args.record_in_card:
         import shlex
 
-        from ppl_ebm.zoo_training import record_compare_in_card
+        from ppl_ebm.zoo.build import record_compare_in_card
 
         command = "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv)
         record_compare_in_card(model_dir(config.model), output.to_json(), command)
@@ -328,7 +328,7 @@ def _run_compare(args, parser) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
 
     import ppl_ebm
-    from ppl_ebm.diagnostics import compare, format_table
+    from ppl_ebm.diagnostics.summary import compare, format_table
 
     problem = ppl_ebm.linear_gaussian_problem(args.latent_dim, args.data_dim, seed=args.seed)
     runs = [(s, b) for b in args.backends for s in args.samplers]

@@ -79,7 +79,7 @@ class SampleResult:
         present, ``generated``; ``sample_stats`` holds the per-chain statistics broadcast
         over draws where ArviZ expects that shape.
         """
-        from ppl_ebm.arviz_compat import to_arviz
+        from ppl_ebm.diagnostics.arviz_compat import to_arviz
 
         posterior = dict(self.posterior) if self.posterior else {self.site: self.latents}
         if self.generated is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ppl_ebm.latent_ebm import LatentEBM
+from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.result import SampleResult
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
@@ -53,7 +53,7 @@ def _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thi
                 f"Unknown option(s) {sorted(unknown)} for sampler {sampler!r}; "
                 f"it takes {sorted(_LANGEVIN_OPTIONS[sampler])}."
             )
-    from ppl_ebm.latent_ebm_jax import LatentEBMJax
+    from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
     if isinstance(target, LatentEBMJax) and backend != "jax":
         raise ValueError("A LatentEBMJax can only be sampled with backend='jax'.")
@@ -78,7 +78,7 @@ class _Target:
 def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
     import torch
 
-    from ppl_ebm import pyro_potential
+    from ppl_ebm.ppl import pyro_potential
 
     rng = torch.Generator().manual_seed(seed)
     if isinstance(target, LatentEBM):
@@ -93,8 +93,8 @@ def _torch_target(target, num_chains, seed, initial_params, model_args, model_kw
 def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
     import jax
 
-    from ppl_ebm import numpyro_potential
-    from ppl_ebm.latent_ebm_jax import LatentEBMJax
+    from ppl_ebm.ppl import numpyro_potential
+    from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
     key = jax.random.fold_in(jax.random.key(seed), 1)
     if isinstance(target, LatentEBM):
@@ -158,7 +158,7 @@ def sample(
         A :class:`~ppl_ebm.LatentEBM` (both backends; JAX uses its translation), a
         :class:`~ppl_ebm.LatentEBMJax` (JAX only), or a model callable: a Pyro model for
         ``backend="torch"``, a NumPyro model for ``"jax"`` (e.g. one calling
-        :func:`ppl_ebm.pyro_model.latent_ebm_site` and conditioning on data).
+        :func:`ppl_ebm.ppl.pyro_model.latent_ebm_site` and conditioning on data).
     sampler
         ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"nuts"`` or ``"hmc"``
         (the PPL's own).
@@ -178,12 +178,12 @@ def sample(
         blocks of ``num_samples`` from the last state until rank R-hat < ``target_rhat`` and
         bulk/tail ESS >= ``target_ess`` (ArviZ, over all post-warmup draws), or
         ``max_samples`` draws per chain; ``stats["converged"]``, ``stats["steps_taken"]`` and
-        ``stats["convergence_history"]`` report it (see :mod:`ppl_ebm.convergence`).
+        ``stats["convergence_history"]`` report it (see :mod:`ppl_ebm.drivers.convergence`).
     draws_dir
         ULA/MALA: write the draws to this directory as they are produced (``draws.npy``,
         float32 in draw order, ``(draw, chain, dim)``) with the kernel state after every chunk, so a run
         larger than memory fits and a killed run started again with the same call resumes
-        from its last chunk (see :mod:`ppl_ebm.draw_store`). ``result.latents`` is then a
+        from its last chunk (see :mod:`ppl_ebm.drivers.draw_store`). ``result.latents`` is then a
         read-only memory map of the file; calling again on a finished run returns it
         without sampling. A directory holding a different run is refused.
     device
@@ -205,7 +205,7 @@ def sample(
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
         ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
         k-th step an independence Metropolis-Hastings step from N(0, I), the latent prior, so
-        chains jump between modes; see :class:`ppl_ebm.numpyro_kernels.MALA`). NUTS/HMC: passed
+        chains jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`). NUTS/HMC: passed
         to the PPL's kernel.
 
     Returns
@@ -235,7 +235,7 @@ def sample(
     if until is not None:
         if until != "converged":
             raise ValueError(f"until must be None or 'converged', got {until!r}.")
-        from ppl_ebm.convergence import sample_until_converged
+        from ppl_ebm.drivers.convergence import sample_until_converged
 
         return sample_until_converged(
             sample, target, sampler, backend, num_chains, num_warmup, num_samples, seed,
@@ -272,7 +272,7 @@ def sample(
 
 def _on_device(device, target, backend, sampler, *args, **kwargs) -> SampleResult:
     """``sample`` again with ``device=None``, the target (torch) or the default device (JAX) set."""
-    from ppl_ebm import devices
+    from ppl_ebm.drivers import devices
 
     if backend == "torch":
         resolved = devices.torch_device(device)
@@ -290,7 +290,7 @@ def _on_device(device, target, backend, sampler, *args, **kwargs) -> SampleResul
 
 def _open_store(draws_dir, target, prepared, position, initial_params, sampler, backend, num_chains, num_warmup,
                 num_samples, thinning, seed, options):
-    from ppl_ebm.draw_store import DrawStore, fingerprint
+    from ppl_ebm.drivers.draw_store import DrawStore, fingerprint
 
     dim = int(position.shape[1])
     settings = {
@@ -304,7 +304,8 @@ def _open_store(draws_dir, target, prepared, position, initial_params, sampler, 
 
 def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
                max_seconds=None):
-    from ppl_ebm import pyro_kernels, run_torch
+    from ppl_ebm.ppl import pyro_kernels
+    from ppl_ebm.drivers import run_torch
 
     if sampler in ("nuts", "hmc"):
         return run_torch.run_hmc(
@@ -323,7 +324,8 @@ def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinnin
              max_seconds=None):
     import jax
 
-    from ppl_ebm import numpyro_kernels, run_jax
+    from ppl_ebm.ppl import numpyro_kernels
+    from ppl_ebm.drivers import run_jax
 
     if sampler in ("nuts", "hmc"):
         return run_jax.run_hmc(

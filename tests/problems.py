@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppl_ebm import arviz_compat
-from ppl_ebm.latent_ebm import LatentEBM
+from ppl_ebm.diagnostics import arviz_compat
+from ppl_ebm.targets.latent_ebm import LatentEBM
 
 # Each check fails by chance with probability ~7e-6 (|z| > 4.5 for a normal estimate); over
 # the few hundred checks of the suite a false alarm stays below 1e-3, while a real bias of a

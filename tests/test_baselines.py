@@ -16,9 +16,9 @@ import torch
 from problems import Z_THRESHOLD
 
 from ppl_ebm import baselines
-from ppl_ebm.baselines import BaselineResult, dot, drs, estimate_lipschitz, generator_only, mh_gan
-from ppl_ebm.gaussian import QuadraticCritic
-from ppl_ebm.latent_ebm import LatentEBM
+from ppl_ebm.baselines.methods import BaselineResult, dot, drs, estimate_lipschitz, generator_only, mh_gan
+from ppl_ebm.targets.gaussian import QuadraticCritic
+from ppl_ebm.targets.latent_ebm import LatentEBM
 
 STRENGTH = 1.0  # a
 CENTER = np.array([1.0, 0.5])  # m

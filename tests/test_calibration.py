@@ -15,14 +15,14 @@ import pytest
 import torch
 from problems import Z_THRESHOLD
 
-from ppl_ebm import networks
-from ppl_ebm.calibration import (
+from ppl_ebm.nets import architectures as networks
+from ppl_ebm.training.calibration import (
     CalibratedCritic,
     calibration_report,
     calibration_z_statistic,
     fit_calibration,
 )
-from ppl_ebm.latent_ebm import LatentEBM
+from ppl_ebm.targets.latent_ebm import LatentEBM
 
 TRUE_WEIGHT, TRUE_BIAS = 0.4, -1.2
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ppl_ebm
-from ppl_ebm import run_jax
+from ppl_ebm.drivers import run_jax
 
 RUN = dict(num_chains=16, num_warmup=30, num_samples=40, seed=1, progress_bar=False)
 

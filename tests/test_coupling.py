@@ -22,8 +22,8 @@ from problems import Z_THRESHOLD, two_mode_problem
 from scipy.stats import norm
 
 import ppl_ebm
-from ppl_ebm import coupling_jax, coupling_torch, langevin_jax, langevin_torch
-from ppl_ebm.mixing import mixing_time, tv_upper_bound
+from ppl_ebm.kernels import coupling_jax, coupling_torch, langevin_jax, langevin_torch
+from ppl_ebm.diagnostics.mixing import mixing_time, tv_upper_bound
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -183,7 +183,7 @@ def test_bound_rejects_censored_and_bad_input():
 
 
 def test_nested_rhat_separates_forgotten_from_remembered_starts():
-    from ppl_ebm.mixing import nested_rhat
+    from ppl_ebm.diagnostics.mixing import nested_rhat
 
     rng = np.random.default_rng(0)
     mixed = rng.standard_normal((64, 1, 2))  # one draw per chain, all from the same law
@@ -199,7 +199,7 @@ def test_nested_rhat_reference_is_what_independent_draws_read(chains_per_superch
     # 2000 replicates of the mixed case: the mean of sqrt(1 + B/W) agrees with the first-order
     # value within its MCSE plus the second-order term (-var(B/W)/8 ~ 1e-3), and a fixed 1.01
     # is out of reach at m = 20 (the study's defaults), which is why the report uses it.
-    from ppl_ebm.mixing import nested_rhat, nested_rhat_reference
+    from ppl_ebm.diagnostics.mixing import nested_rhat, nested_rhat_reference
 
     rng = np.random.default_rng(1)
     superchains = 50

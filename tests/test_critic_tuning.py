@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppl_ebm import networks
-from ppl_ebm.critic_tuning import FineTuneConfig, fine_tune_critic
+from ppl_ebm.nets import architectures as networks
+from ppl_ebm.training.critic_tuning import FineTuneConfig, fine_tune_critic
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""Tests of ppl_ebm.datasets: shapes, determinism, and the mixtures' parameters.
+"""Tests of ppl_ebm.data.toy: shapes, determinism, and the mixtures' parameters.
 
 Statistical checks use 4.5-sigma bands built from the exact standard errors.
 """
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ppl_ebm import datasets as ds
+from ppl_ebm.data import toy as ds
 
 Z = 4.5  # width of the statistical bands, in standard errors
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import ppl_ebm
-from ppl_ebm.devices import jax_device, torch_device
-from ppl_ebm.toy_compare import CompareConfig
+from ppl_ebm.drivers.devices import jax_device, torch_device
+from ppl_ebm.studies.compare import CompareConfig
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available() or jax.default_backend() == "gpu", reason="a GPU is present")
 

@@ -1,4 +1,4 @@
-"""Tests of ppl_ebm.arviz_compat and ppl_ebm.diagnostics (CPU only, a few seconds)."""
+"""Tests of ppl_ebm.diagnostics.arviz_compat and ppl_ebm.diagnostics.summary (CPU only, a few seconds)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from ppl_ebm import arviz_compat, diagnostics
+from ppl_ebm.diagnostics import arviz_compat
+from ppl_ebm import diagnostics
 from ppl_ebm.result import SampleResult
 
 

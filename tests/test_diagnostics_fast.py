@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ppl_ebm.diagnostics import summarize
-from ppl_ebm.diagnostics_fast import KEYS, arviz_reference, diagnose
+from ppl_ebm.diagnostics.summary import summarize
+from ppl_ebm.diagnostics.fast import KEYS, arviz_reference, diagnose
 
 
 def _ar1(chains: int, draws: int, dims: int, seed: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def test_refuses_bad_input():
 def test_packed_key_sort_orders_every_kind_of_float32():
     """The (key << 31 | position)-as-float64 sort equals a stable argsort on extremes:
     +-0, subnormals, the largest finite values, and many ties."""
-    from ppl_ebm.diagnostics_fast import _sort_with_permutation, _Workspace
+    from ppl_ebm.diagnostics.fast import _sort_with_permutation, _Workspace
 
     tiny = np.finfo(np.float32).smallest_subnormal
     big = np.finfo(np.float32).max
@@ -107,7 +107,7 @@ def test_tail_quantile_compared_in_float64():
 def test_ess_does_not_depend_on_the_first_lag_guess():
     """Strongly autocorrelated chains make Geyer's sequence run past a short guess: the
     autocovariances are then recomputed to every lag, giving the same ESS."""
-    from ppl_ebm.diagnostics_fast import _ess
+    from ppl_ebm.diagnostics.fast import _ess
 
     chains = np.cumsum(np.random.default_rng(4).standard_normal((8, 400)), axis=1)  # random walks
     full, full_lag, _ = _ess(chains, lags=400)

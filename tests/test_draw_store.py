@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import ppl_ebm
-from ppl_ebm import draw_store
+from ppl_ebm.drivers import draw_store
 
 RUN = dict(num_chains=6, num_warmup=150, num_samples=500, seed=3, thinning=2, progress_bar=False)
 # "mala-imh": MALA with independence steps, whose state holds one more running mean.
@@ -70,7 +70,7 @@ _CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import ppl_ebm
-    from ppl_ebm import draw_store
+    from ppl_ebm.drivers import draw_store
 
     original = draw_store.DrawStore.write
     calls = {"n": 0}

@@ -11,7 +11,7 @@ from problems import assert_moments
 from script_loader import load_script
 
 import ppl_ebm
-from ppl_ebm import arviz_compat
+from ppl_ebm.diagnostics import arviz_compat
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_bad_target_and_kernel_arguments(problem):
         ppl_ebm.sample(42, "mala", "torch")
     with pytest.raises(ValueError, match="only be sampled with backend='jax'"):
         ppl_ebm.sample(problem.ebm.to_jax(), "mala", "torch")
-    from ppl_ebm import numpyro_kernels, pyro_kernels
+    from ppl_ebm.ppl import numpyro_kernels, pyro_kernels
 
     for module in (pyro_kernels, numpyro_kernels):
         with pytest.raises(ValueError, match="exactly one of `model` or `potential_fn`"):

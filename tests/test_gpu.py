@@ -72,7 +72,7 @@ def test_same_seed_same_draws_on_the_gpu(problem, fp32, backend):
 
 
 def test_conv_ebm_torch_and_jax_agree_on_the_gpu(fp32):
-    from ppl_ebm.networks import conv_critic, conv_generator
+    from ppl_ebm.nets.architectures import conv_critic, conv_generator
 
     torch.manual_seed(0)
     ebm = ppl_ebm.LatentEBM(conv_generator(128, 3, 64, 32), conv_critic(3, 64, 32)).to(torch.device("cuda"))

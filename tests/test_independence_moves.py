@@ -8,9 +8,9 @@ import torch
 from problems import assert_moments, assert_same_moments, two_mode_problem
 
 import ppl_ebm
-from ppl_ebm import numpyro_kernels, pyro_kernels
-from ppl_ebm.diagnostics import summarize
-from ppl_ebm.independence_schedule import phase_counts
+from ppl_ebm.ppl import numpyro_kernels, pyro_kernels
+from ppl_ebm.diagnostics.summary import summarize
+from ppl_ebm.kernels.cycle import phase_counts
 
 RUN = dict(num_chains=256, num_warmup=300, num_samples=400, seed=5, progress_bar=False)
 

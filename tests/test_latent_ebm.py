@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import ppl_ebm
-from ppl_ebm import networks
-from ppl_ebm.latent_ebm import LatentEBM
+from ppl_ebm.nets import architectures as networks
+from ppl_ebm.targets.latent_ebm import LatentEBM
 
 
 def _toy_pair(seed=0, activation="relu"):
@@ -134,7 +134,7 @@ def test_torch_and_jax_potentials_and_gradients_agree(name, ebm):
 def test_numpyro_model_potential_equals_jax_potential():
     from numpyro.infer.util import initialize_model
 
-    from ppl_ebm.numpyro_model import numpyro_model
+    from ppl_ebm.ppl.numpyro_model import numpyro_model
 
     ebm = LatentEBM(*_toy_pair(7), temperature=0.7).to_jax()
     _, potential_fn, _, _ = initialize_model(jax.random.key(0), numpyro_model(ebm))

@@ -1,10 +1,10 @@
-"""Tests of ppl_ebm.metrics against closed forms (EMD <= 2000 points to stay fast)."""
+"""Tests of ppl_ebm.metrics.sample_quality against closed forms (EMD <= 2000 points to stay fast)."""
 
 import numpy as np
 import pytest
 from scipy.stats import wasserstein_distance
 
-from ppl_ebm import datasets as ds
+from ppl_ebm.data import toy as ds
 from ppl_ebm import metrics as mt
 
 

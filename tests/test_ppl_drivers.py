@@ -14,10 +14,10 @@ from pyro.infer import MCMC as PyroMCMC
 from pyro.infer import NUTS as PyroNUTS
 
 import ppl_ebm
-from ppl_ebm import numpyro_kernels, pyro_kernels
-from ppl_ebm.langevin_torch import langevin_init, mala_step, ula_step
-from ppl_ebm.numpyro_model import numpyro_model
-from ppl_ebm.pyro_model import pyro_model
+from ppl_ebm.ppl import numpyro_kernels, pyro_kernels
+from ppl_ebm.kernels.langevin_torch import langevin_init, mala_step, ula_step
+from ppl_ebm.ppl.numpyro_model import numpyro_model
+from ppl_ebm.ppl.pyro_model import pyro_model
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_non_finite_values_are_rejected_or_stop_the_chain():
 def test_front_door_reports_non_finite_counts_for_jax():
     import jax.numpy as jnp
 
-    from ppl_ebm import run_jax
+    from ppl_ebm.drivers import run_jax
 
     def potential(z):
         energy = 0.5 * jnp.sum(z**2, axis=-1)

@@ -79,7 +79,7 @@ def test_study_commands_reject_bad_options(capsys):
 
 
 def test_plateau_step_finds_a_level_and_refuses_a_slope():
-    from ppl_ebm.mixing_study import plateau_step
+    from ppl_ebm.studies.mixing import plateau_step
 
     rng = np.random.default_rng(0)
     steps = np.arange(20, 1001, 20)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import ppl_ebm
-from ppl_ebm.target_check import checked_target, highest_density_check
+from ppl_ebm.targets.target_check import checked_target, highest_density_check
 
 
 class LinearCritic(torch.nn.Module):

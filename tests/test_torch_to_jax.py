@@ -1,4 +1,4 @@
-"""ppl_ebm.torch_to_jax reproduces torch eval outputs and gradients in JAX."""
+"""ppl_ebm.nets.torch_to_jax reproduces torch eval outputs and gradients in JAX."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from ppl_ebm.networks import conv_critic, conv_generator, toy_critic, toy_generator
-from ppl_ebm.torch_to_jax import UnsupportedOperationError, torch_to_jax
+from ppl_ebm.nets.architectures import conv_critic, conv_generator, toy_critic, toy_generator
+from ppl_ebm.nets.torch_to_jax import UnsupportedOperationError, torch_to_jax
 
 BATCH = 7
 # Translation sees another batch size than the checks, so apply_fn must not bake it in.

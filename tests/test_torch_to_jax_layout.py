@@ -1,4 +1,4 @@
-"""ppl_ebm.torch_to_jax computes convolutions channels-last (NHWC/HWIO) but keeps torch's NCHW interface.
+"""ppl_ebm.nets.torch_to_jax computes convolutions channels-last (NHWC/HWIO) but keeps torch's NCHW interface.
 
 Correctness only: the translated conv nets agree with torch (outputs, input gradients,
 parameter gradients, forward-mode derivatives), also inside ``jax.lax.scan`` (where the
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ppl_ebm.networks import conv_critic, conv_generator
-from ppl_ebm.torch_to_jax import torch_to_jax
+from ppl_ebm.nets.architectures import conv_critic, conv_generator
+from ppl_ebm.nets.torch_to_jax import torch_to_jax
 
 LATENT = 8
 

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from ppl_ebm.cli import main
-from ppl_ebm.critic_tuning import FineTuneConfig
-from ppl_ebm.training import TrainingConfig
-from ppl_ebm.zoo_training import train_zoo_model
+from ppl_ebm.training.critic_tuning import FineTuneConfig
+from ppl_ebm.training.gan import TrainingConfig
+from ppl_ebm.zoo.build import train_zoo_model
 
 
 @pytest.fixture(scope="module")

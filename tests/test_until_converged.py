@@ -8,7 +8,7 @@ import pytest
 from problems import assert_moments
 
 import ppl_ebm
-from ppl_ebm import arviz_compat
+from ppl_ebm.diagnostics import arviz_compat
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

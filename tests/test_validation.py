@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ppl_ebm.critic_tuning import FineTuneConfig
-from ppl_ebm.mixing_study import MixingConfig
-from ppl_ebm.sampler_study import SamplerStudyConfig
-from ppl_ebm.toy_compare import CompareConfig
-from ppl_ebm.training import TrainingConfig
+from ppl_ebm.training.critic_tuning import FineTuneConfig
+from ppl_ebm.studies.mixing import MixingConfig
+from ppl_ebm.studies.samplers import SamplerStudyConfig
+from ppl_ebm.studies.compare import CompareConfig
+from ppl_ebm.training.gan import TrainingConfig
 
 
 @pytest.mark.parametrize("make, field", [

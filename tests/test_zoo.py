@@ -10,10 +10,10 @@ import torch
 
 from ppl_ebm import zoo
 from ppl_ebm.cli import main
-from ppl_ebm.critic_tuning import FineTuneConfig
-from ppl_ebm.latent_ebm import LatentEBM
-from ppl_ebm.training import TrainingConfig
-from ppl_ebm.zoo_training import train_zoo_model
+from ppl_ebm.training.critic_tuning import FineTuneConfig
+from ppl_ebm.targets.latent_ebm import LatentEBM
+from ppl_ebm.training.gan import TrainingConfig
+from ppl_ebm.zoo.build import train_zoo_model
 
 TINY = dict(iterations=30, batch_size=64, generator_width=32, critic_width=32, depth=2)
 TINY_FINE_TUNE = FineTuneConfig(steps=20, batch_size=64, pool_size=10_000)
@@ -71,8 +71,8 @@ def test_calibrate_command_fine_tunes_in_place(tiny_zoo, tmp_path, capsys):
 
 def test_same_seed_same_training(tmp_path):
     config = TrainingConfig(dataset="swissroll", seed=3, **TINY)
-    from ppl_ebm.datasets import sample_dataset
-    from ppl_ebm.training import train_gan
+    from ppl_ebm.data.toy import sample_dataset
+    from ppl_ebm.training.gan import train_gan
 
     draw = lambda n, s: sample_dataset("swissroll", n, s)  # noqa: E731
     first = train_gan(config, draw, progress_bar=False, pool_size=5000)

@@ -1,0 +1,1 @@
+"""Data sets: the toy 2-D sets (``toy``)."""

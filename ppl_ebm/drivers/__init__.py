@@ -1,0 +1,1 @@
+"""Loops that own the chain state: chunks, budgets, streamed draws, resume, devices, stopping rules."""

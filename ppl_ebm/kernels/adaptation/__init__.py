@@ -1,0 +1,1 @@
+"""Step-size adaptation and schedules, separate from the kernels they tune."""

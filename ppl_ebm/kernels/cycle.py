@@ -1,0 +1,60 @@
+"""When MALA interleaves independence steps (``independence_every``), shared by both backends.
+
+Step ``j`` (0-based, warmup included) is an independence Metropolis-Hastings step from N(0, I)
+when ``(j + 1) % every == 0``, and a MALA step otherwise. A fixed cycle of kernels that each
+leave the target invariant leaves it invariant; a random choice would too, but the cycle keeps
+the cost per draw fixed and the draws reproducible from the seed alone.
+"""
+
+from __future__ import annotations
+
+__all__ = ["check_independence_every", "check_lagged_cycle", "phase_counts", "running_mean"]
+
+
+def check_independence_every(value) -> int | None:
+    """None, or an int >= 2; 1 would leave no Langevin step (that sampler is the MH-GAN
+    baseline, :func:`ppl_ebm.baselines.methods.mh_gan`)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 2:
+        raise ValueError(
+            "independence_every must be None or an int >= 2 (every k-th step an independence "
+            f"step proposing from N(0, I)); got {value!r}."
+        )
+    return value
+
+
+def check_lagged_cycle(sampler: str, lag: int, every) -> int | None:
+    """``every`` checked for an L-lag coupling (:func:`ppl_ebm.kernels.coupling_jax.lagged_meeting_times`):
+    a MALA option whose cycle ``lag`` is a multiple of."""
+    every = check_independence_every(every)
+    if every is not None and sampler != "mala":
+        raise ValueError(f"independence_every is a MALA option, not {sampler!r}'s.")
+    # The coupled kernel moves X_t and Y_(t-L) together: both take the same kind of step (the
+    # cycle's phase, (t + 1) % k == 0 for X, (t - L + 1) % k == 0 for Y) only when L is a
+    # multiple of k. Otherwise it would pair a MALA step with an independence step, and its
+    # two marginals could not both be the sampler's own kernel at that step.
+    if every is not None and lag % every:
+        raise ValueError(f"lag ({lag}) must be a multiple of independence_every ({every}): X_t and Y_(t-L) "
+                         "must take the same kind of step.")
+    return every
+
+
+def phase_counts(i, num_warmup: int, every: int | None):
+    """``(MALA steps, independence steps)`` in the current phase (warmup, or sampling once
+    ``i >= num_warmup``) up to and including iteration ``i``: the divisors of the per-phase
+    running mean acceptances. Plain arithmetic, so ``i`` may be a Python int (torch) or a
+    traced JAX integer."""
+    start = num_warmup * (i >= num_warmup)
+    steps = i + 1 - start
+    if every is None:
+        return steps, 0 * steps
+    independence = (i + 1) // every - start // every
+    return steps - independence, independence
+
+
+def running_mean(previous, value, count):
+    """Mean of a phase's values after its ``count``-th one; restarts at ``count == 1``
+    (the previous phase's mean is dropped, not averaged in)."""
+    previous = previous * (count > 1)
+    return previous + (value - previous) / count

@@ -1,0 +1,133 @@
+"""Batched ULA and MALA kernels, JAX core (mirrors :mod:`ppl_ebm.kernels.langevin_torch` name for name).
+
+Pure functions over an explicit state holding every chain at once (``position`` is
+``(chains, dim)``); ``rng_key`` comes first, as in BlackJAX. See the torch module for the maths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LangevinInfo", "LangevinState", "independence_step", "langevin_init", "mala_step", "ula_step"]
+
+PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
+
+
+class LangevinState(NamedTuple):
+    """See :class:`ppl_ebm.kernels.langevin_torch.LangevinState`."""
+
+    position: jax.Array
+    potential: jax.Array
+    grad: jax.Array
+    active: jax.Array
+    nonfinite_count: jax.Array
+
+
+class LangevinInfo(NamedTuple):
+    """See :class:`ppl_ebm.kernels.langevin_torch.LangevinInfo`."""
+
+    acceptance_probability: jax.Array
+    accepted: jax.Array
+    nonfinite: jax.Array
+
+
+def _is_finite(potential: jax.Array, grad: jax.Array) -> jax.Array:
+    return jnp.isfinite(potential) & jnp.all(jnp.isfinite(grad), axis=-1)
+
+
+def _column(value: float | jax.Array, position: jax.Array) -> jax.Array:
+    # One value or one per chain, shaped (1, 1) or (chains, 1) to broadcast over (chains, dim).
+    return jnp.reshape(jnp.asarray(value, dtype=position.dtype), (-1, 1))
+
+
+def langevin_init(position: jax.Array, potential_and_grad_fn: PotentialAndGrad) -> LangevinState:
+    """Evaluate the potential and gradient at the starting positions ``(chains, dim)``."""
+    potential, grad = potential_and_grad_fn(position)
+    finite = _is_finite(potential, grad)
+    return LangevinState(position, potential, grad, finite, (~finite).astype(jnp.int32))
+
+
+def ula_step(
+    rng_key: jax.Array,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+    step_size: float | jax.Array,
+    noise_scale: float | jax.Array,
+) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.kernels.langevin_torch.ula_step`."""
+    step = _column(step_size, state.position)
+    noise = jax.random.normal(rng_key, state.position.shape, dtype=state.position.dtype)
+    proposal = state.position - 0.5 * step * state.grad + _column(noise_scale, noise) * noise
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    move = state.active & finite
+    newly_stopped = state.active & ~finite
+    new_state = LangevinState(
+        jnp.where(move[:, None], proposal, state.position),
+        jnp.where(move, potential, state.potential),
+        jnp.where(move[:, None], grad, state.grad),
+        move,
+        state.nonfinite_count + newly_stopped.astype(jnp.int32),
+    )
+    return new_state, LangevinInfo(jnp.ones_like(potential), move, newly_stopped)
+
+
+def mala_step(
+    rng_key: jax.Array,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+    step_size: float | jax.Array,
+) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.kernels.langevin_torch.mala_step`."""
+    noise_key, accept_key = jax.random.split(rng_key)
+    step = _column(step_size, state.position)
+    noise = jax.random.normal(noise_key, state.position.shape, dtype=state.position.dtype)
+    proposal = state.position - 0.5 * step * state.grad + jnp.sqrt(step) * noise
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
+    log_forward = -0.5 * jnp.sum(noise * noise, axis=-1)
+    backward = state.position - proposal + 0.5 * step * grad
+    log_backward = -jnp.sum(backward * backward, axis=-1) / (2.0 * step[:, 0])
+    log_ratio = state.potential - potential + log_backward - log_forward
+    return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+
+
+def independence_step(
+    rng_key: jax.Array,
+    state: LangevinState,
+    potential_and_grad_fn: PotentialAndGrad,
+) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.kernels.langevin_torch.independence_step`."""
+    proposal_key, accept_key = jax.random.split(rng_key)
+    proposal = jax.random.normal(proposal_key, state.position.shape, dtype=state.position.dtype)
+    potential, grad = potential_and_grad_fn(proposal)
+    finite = _is_finite(potential, grad)
+    log_ratio = _independence_log_ratio(state, proposal, potential)
+    return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+
+
+def _independence_log_ratio(state: LangevinState, proposal: jax.Array, potential: jax.Array) -> jax.Array:
+    """See :func:`ppl_ebm.kernels.langevin_torch._independence_log_ratio`."""
+    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1) - jnp.sum(state.position * state.position, axis=-1))
+    return state.potential - potential + log_proposal_ratio
+
+
+def _metropolis(rng_key, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:
+    """See :func:`ppl_ebm.kernels.langevin_torch._metropolis`."""
+    log_ratio = jnp.where(finite, log_ratio, -jnp.inf)
+    acceptance_probability = jnp.exp(jnp.minimum(log_ratio, 0.0))
+    uniform = jax.random.uniform(rng_key, log_ratio.shape, dtype=log_ratio.dtype)
+    accepted = uniform < acceptance_probability
+    new_state = LangevinState(
+        jnp.where(accepted[:, None], proposal, state.position),
+        jnp.where(accepted, potential, state.potential),
+        jnp.where(accepted[:, None], grad, state.grad),
+        state.active,
+        state.nonfinite_count + (~finite).astype(jnp.int32),
+    )
+    return new_state, LangevinInfo(acceptance_probability, accepted, ~finite)

@@ -1,0 +1,1 @@
+"""Network architectures and their translation from torch to JAX."""

@@ -1,0 +1,1 @@
+"""The faces the PPLs see: Pyro and NumPyro models, ``MCMCKernel`` classes and batched potentials."""

@@ -1,0 +1,1 @@
+"""What is sampled: latent EBMs (torch and their JAX mirror), closed-form targets, target checks."""

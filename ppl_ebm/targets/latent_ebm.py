@@ -1,0 +1,241 @@
+"""The latent energy-based model of a generator and a critic (torch).
+
+One sign convention throughout ppl_ebm: potential = energy = -log density, here with the
+prior's normalising constant included so that it equals the potential of the Pyro model.
+
+DDLS (Che et al. 2020), Theorem 1 and Sec. 3.4::
+
+    U(z) = -log p0(z) - d(G(z))          critic_output="logit"  (NS-GAN logit, WGAN critic)
+    U(z) = -log p0(z) - logit(D(G(z)))   critic_output="probability"
+    U(z) = -log p0(z) + E(G(z))          critic_output="energy" (Xiao et al.; Dai et al.)
+
+with p0 = N(0, I), an optional temperature T (the target is exp(-U(z) / T)) and the optional
+extended generator of Corollary 1, G*(z, z') = G(z) + eps * z', z' ~ N(0, I) of the data's size,
+which makes z' part of the latent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["CRITIC_OUTPUTS", "LatentEBM", "critic_output_to_log_tilt"]
+
+CRITIC_OUTPUTS = ("logit", "probability", "energy")
+_PROBE_BATCH = 2
+
+
+def critic_output_to_log_tilt(output: torch.Tensor, critic_output: str) -> torch.Tensor:
+    """Map a critic's raw output to the log tilt ``t(x)`` with ``p(x) ∝ p_g(x) exp(t(x))``.
+
+    A probability D is turned into its logit as ``log D - log1p(-D)`` after clamping to the
+    open interval, so a saturated sigmoid gives a large finite logit instead of ``inf``.
+    """
+    if critic_output == "logit":
+        return output
+    if critic_output == "energy":
+        return -output
+    finfo = torch.finfo(output.dtype)
+    probability = output.clamp(finfo.tiny, 1.0 - finfo.eps)
+    return torch.log(probability) - torch.log1p(-probability)
+
+
+def _first_linear_in_features(module: torch.nn.Module) -> int | None:
+    for submodule in module.modules():
+        if isinstance(submodule, torch.nn.Linear):
+            return int(submodule.in_features)
+    return None
+
+
+class LatentEBM:
+    """Latent EBM ``p(z) ∝ exp(-U(z) / T)`` of a generator and a critic.
+
+    Parameters
+    ----------
+    generator
+        torch module mapping latents ``(batch, base_latent_dim)`` to samples ``(batch, *data_shape)``.
+    critic
+        torch module mapping samples to one value per sample (``(batch,)`` or ``(batch, 1)``).
+    critic_output
+        What the critic returns: ``"logit"`` (an NS-GAN discriminator logit d, or a WGAN critic's
+        raw output, DDLS Sec. 3.4), ``"probability"`` (a sigmoid output D in (0, 1)) or
+        ``"energy"`` (an energy E(x), added to the potential).
+    latent_dim
+        Dimension of the generator's input; inferred from the first ``Linear`` layer when None.
+    temperature
+        T > 0; the target is ``exp(-U(z) / T)``. T = 1 is DDLS.
+    extended_noise_scale
+        eps of DDLS Corollary 1; when set, the latent is ``(z, z')`` with ``z'`` of the data's
+        size and ``G*(z, z') = G(z) + eps z'``.
+
+    Notes
+    -----
+    Both networks are put in eval mode: in train mode BatchNorm would couple the chains of a batch.
+    Shapes are checked here, on a probe batch, so that a mismatch fails before any sampling.
+    """
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        critic: torch.nn.Module,
+        critic_output: str = "logit",
+        latent_dim: int | None = None,
+        temperature: float = 1.0,
+        extended_noise_scale: float | None = None,
+    ) -> None:
+        if not isinstance(generator, torch.nn.Module) or not isinstance(critic, torch.nn.Module):
+            raise TypeError(
+                "LatentEBM expects torch.nn.Module instances for generator and critic, got "
+                f"{type(generator).__name__} and {type(critic).__name__}."
+            )
+        if critic_output not in CRITIC_OUTPUTS:
+            raise ValueError(
+                f"critic_output must be one of {CRITIC_OUTPUTS}, got {critic_output!r}. Use "
+                "'logit' for a discriminator logit or WGAN critic, 'probability' for a sigmoid "
+                "output, 'energy' for an energy to add."
+            )
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
+        if extended_noise_scale is not None and not (
+            math.isfinite(extended_noise_scale) and extended_noise_scale > 0
+        ):
+            raise ValueError(
+                f"extended_noise_scale must be None or a number > 0, got {extended_noise_scale!r}."
+            )
+        self.generator = generator.eval()
+        self.critic = critic.eval()
+        self.critic_output = critic_output
+        self.temperature = float(temperature)
+        self.extended_noise_scale = None if extended_noise_scale is None else float(extended_noise_scale)
+        if latent_dim is None:
+            latent_dim = _first_linear_in_features(generator)
+            if latent_dim is None:
+                raise ValueError(
+                    "Cannot infer latent_dim: the generator has no Linear layer. "
+                    "Pass latent_dim=<size of the generator's input>."
+                )
+        if not (isinstance(latent_dim, int) and latent_dim > 0):
+            raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
+        self.base_latent_dim = int(latent_dim)
+        self.data_shape = self._probe_shapes()
+        self.data_size = math.prod(self.data_shape)
+        self.latent_dim = self.base_latent_dim + (
+            self.data_size if self.extended_noise_scale is not None else 0
+        )
+
+    # -- validation -------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        for tensor in list(self.generator.parameters()) + list(self.generator.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def _probe_shapes(self) -> tuple[int, ...]:
+        z = torch.randn(_PROBE_BATCH, self.base_latent_dim, device=self.device)
+        with torch.no_grad():
+            try:
+                x = self.generator(z)
+            except Exception as error:  # the module's own error is kept as the cause
+                raise ValueError(
+                    f"The generator does not accept latents of shape {tuple(z.shape)}: {error}. "
+                    "Pass latent_dim=<size of the generator's input>."
+                ) from error
+            if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.shape[0] != _PROBE_BATCH:
+                raise ValueError(
+                    "The generator must return a tensor shaped (batch, *data_shape); for latents "
+                    f"of shape {tuple(z.shape)} it returned {getattr(x, 'shape', type(x))}."
+                )
+            try:
+                output = self.critic(x)
+            except Exception as error:
+                raise ValueError(
+                    f"The generator's output of shape {tuple(x.shape)} does not fit the critic: "
+                    f"{error}. Check that the critic takes the generator's samples as input."
+                ) from error
+        if not isinstance(output, torch.Tensor) or tuple(output.shape) not in (
+            (_PROBE_BATCH,),
+            (_PROBE_BATCH, 1),
+        ):
+            raise ValueError(
+                "The critic must return one value per sample, shaped (batch,) or (batch, 1); "
+                f"for a batch of {_PROBE_BATCH} it returned shape {tuple(getattr(output, 'shape', ()))}."
+            )
+        if self.critic_output == "probability" and bool(((output < 0) | (output > 1)).any()):
+            raise ValueError(
+                "critic_output='probability' but the critic returned values outside [0, 1] "
+                f"({output.flatten().tolist()}). Use critic_output='logit' for raw outputs."
+            )
+        return tuple(int(size) for size in x.shape[1:])
+
+    def check_latents(self, z: torch.Tensor) -> None:
+        """Raise a ValueError unless ``z`` is shaped ``(..., latent_dim)``."""
+        if z.ndim < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(
+                f"Latents must be shaped (..., {self.latent_dim}); got {tuple(z.shape)}."
+            )
+
+    # -- the model ---------------------------------------------------------------------------
+    def generate(self, z: torch.Tensor) -> torch.Tensor:
+        """``G(z)``, or ``G(z) + eps z'`` for the extended generator; ``z`` is ``(..., latent_dim)``."""
+        batch_shape = z.shape[:-1]
+        flat = z.reshape(-1, self.latent_dim)
+        x = self.generator(flat[:, : self.base_latent_dim])
+        if self.extended_noise_scale is not None:
+            noise = flat[:, self.base_latent_dim :].reshape(x.shape)
+            x = x + self.extended_noise_scale * noise
+        return x.reshape(*batch_shape, *self.data_shape)
+
+    def log_tilt(self, z: torch.Tensor) -> torch.Tensor:
+        """``d(G(z))`` (or ``-E(G(z))``): the log density of the target relative to the prior."""
+        batch_shape = z.shape[:-1]
+        x = self.generate(z).reshape(-1, *self.data_shape)
+        output = self.critic(x).reshape(-1)
+        return critic_output_to_log_tilt(output, self.critic_output).reshape(batch_shape)
+
+    def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """``log N(z; 0, I)`` summed over the latent dimension."""
+        return -0.5 * (z * z).sum(-1) - 0.5 * self.latent_dim * math.log(2 * math.pi)
+
+    def potential(self, z: torch.Tensor) -> torch.Tensor:
+        """``U(z) / T = (-log p0(z) - d(G(z))) / T``, shape ``z.shape[:-1]``."""
+        return -(self.prior_log_density(z) + self.log_tilt(z)) / self.temperature
+
+    def potential_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Potential and its gradient in ``z`` for a batch of independent chains.
+
+        Only ``z`` requires a gradient, so autograd skips the weight gradients.
+        """
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            potential = self.potential(z)
+            (grad,) = torch.autograd.grad(potential.sum(), z)
+        return potential.detach(), grad
+
+    def prior_sample(self, num: int | Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draw latents from the prior N(0, I), shape ``(*num, latent_dim)``."""
+        shape = (num,) if isinstance(num, int) else tuple(num)
+        # Drawn on the CPU so that a CPU generator gives the same draws on every device.
+        return torch.randn(*shape, self.latent_dim, generator=generator).to(self.device)
+
+    def to(self, device) -> "LatentEBM":
+        """Move the generator and critic to ``device`` in place (as ``nn.Module.to``); returns self."""
+        self.generator.to(device)
+        self.critic.to(device)
+        return self
+
+    def to_jax(self):
+        """The same model, with the same weights, evaluated in JAX (see :class:`LatentEBMJax`)."""
+        from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
+
+        return LatentEBMJax.from_torch(self)
+
+    def __repr__(self) -> str:
+        extended = (
+            "" if self.extended_noise_scale is None else f", extended_noise_scale={self.extended_noise_scale}"
+        )
+        return (
+            f"LatentEBM(latent_dim={self.latent_dim}, data_shape={self.data_shape}, "
+            f"critic_output={self.critic_output!r}, temperature={self.temperature}{extended})"
+        )

@@ -1,0 +1,1 @@
+"""Fitting weights: GAN training, critic fine-tuning and calibration."""

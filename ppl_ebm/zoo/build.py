@@ -1,0 +1,236 @@
+"""Train, calibrate, score and save one zoo model with its model card (``ppl-ebm train``,
+``ppl-ebm calibrate``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from ppl_ebm import baselines, metrics
+from ppl_ebm.data import toy as datasets
+from ppl_ebm.training.calibration import calibration_report, fit_calibration
+from ppl_ebm.training.critic_tuning import FineTuneConfig, fine_tune_critic
+from ppl_ebm.targets.latent_ebm import LatentEBM
+from ppl_ebm.training.gan import TrainingConfig, train_gan
+from ppl_ebm.zoo.store import load_model, save_calibrated_critic, save_model
+
+__all__ = ["calibrate_zoo_model", "record_compare_in_card", "train_zoo_model", "write_card"]
+
+_EVAL_SAMPLES = 5000
+
+
+def train_zoo_model(config: TrainingConfig, name: str, output: Path, progress_bar: bool = True,
+                    command: str | None = None, eval_samples: int = _EVAL_SAMPLES,
+                    fine_tune: FineTuneConfig | None = FineTuneConfig(), init_from: str | Path | None = None) -> Path:
+    """Train ``config``, measure the generator alone, write ``output/name`` (weights,
+    ``config.json``, ``MODEL_CARD.md``), then calibrate it (:func:`calibrate_zoo_model`).
+
+    The generator-only metrics use ``eval_samples`` samples (the protocol of ``ppl-ebm compare``).
+    ``fine_tune=None`` skips the critic's fine-tuning (the logistic head is still fitted).
+    ``init_from`` (a zoo name or folder) continues that model's training for
+    ``config.iterations`` more generator iterations; the card records it."""
+    config = config.validate()
+    draw = lambda n, seed: datasets.sample_dataset(config.dataset, n, seed)  # noqa: E731
+    initial, lineage = None, {}
+    if init_from is not None:
+        start = load_model(init_from)
+        if start.dataset != config.dataset:
+            raise ValueError(f"init_from model {start.name!r} was trained on {start.dataset!r}, not {config.dataset!r}.")
+        initial = (start.generator, start.critic)
+        previous = start.config.get("total_iterations", start.config["training"]["iterations"])
+        lineage = {"init_from": {"name": start.name, "command": start.config.get("command"), "iterations": previous},
+                   "total_iterations": previous + config.iterations}
+    trained = train_gan(config, draw, progress_bar=progress_bar, initial=initial)
+    # NS-GAN discriminators give logits (DDLS Thm. 1); a WGAN critic is used raw (DDLS 3.4).
+    critic_output = "logit"
+    ebm = LatentEBM(trained.generator, trained.critic, critic_output=critic_output)
+
+    # Generator-only metrics at the same protocol as `ppl-ebm compare` (seed 0).
+    data = draw(eval_samples, 10_000)
+    generated = baselines.generator_only(ebm, eval_samples, 0).samples
+    scores = {"emd": metrics.emd(generated, data), "data_floor_emd": metrics.emd(draw(eval_samples, 20_000), data),
+              "eval_samples": eval_samples}
+    if config.dataset in datasets.MODE_DATASETS:
+        modes = metrics.mode_metrics(generated, datasets.mode_centers(config.dataset), datasets.mode_std(config.dataset))
+        scores.update(modes_recovered=int(modes["modes_recovered"]),
+                      high_quality_fraction=float(modes["high_quality_fraction"]),
+                      high_quality_std=float(modes["high_quality_std"]))
+    command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    folder = save_model(
+        Path(output) / name, name, trained.generator, trained.critic, config, critic_output,
+        extra={"generator_metrics": scores, "training_seconds": trained.seconds, "command": command,
+               "final_losses": {"critic": trained.history["critic_loss"][-1],
+                                "generator": trained.history["generator_loss"][-1]},
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", **lineage},
+    )
+    write_card(folder)
+    return calibrate_zoo_model(folder, fine_tune, progress_bar=progress_bar, eval_samples=eval_samples,
+                               command=command)
+
+
+def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = FineTuneConfig(),
+                        progress_bar: bool = True, eval_samples: int = _EVAL_SAMPLES,
+                        command: str | None = None) -> Path:
+    """Calibrate a zoo model in place (DDLS Sec. 5.2): fine-tune its critic by BCE against the
+    frozen generator (:func:`~ppl_ebm.training.critic_tuning.fine_tune_critic`; skipped when
+    ``fine_tune`` is None), fit the logistic head on top on one held-out split, and report
+    the MH-GAN Z statistic on another, before (the GAN's critic read as a logit), with the head
+    alone on the GAN's critic, and after. Writes ``critic_calibrated.safetensors``, the
+    ``calibration`` entry of ``config.json`` and the card."""
+    loaded = load_model(model)
+    dataset, latent_dim, seed = loaded.dataset, loaded.config["training"]["latent_dim"], loaded.config["training"]["seed"]
+    draw = lambda n, s: datasets.sample_dataset(dataset, n, s)  # noqa: E731
+    ebm = LatentEBM(loaded.generator, loaded.critic, critic_output=loaded.config["critic_output"])
+    held_out = 2 * eval_samples
+    fit_real, test_real = draw(held_out, 30_000 + seed), draw(held_out, 40_000 + seed)
+    fit_fake = baselines.generator_only(ebm, held_out, 30_000 + seed).samples
+    test_fake = baselines.generator_only(ebm, held_out, 40_000 + seed).samples
+    head_only = fit_calibration(loaded.critic, fit_real, fit_fake, critic_output=loaded.config["critic_output"])
+    head_only_report = calibration_report(head_only, test_real, test_fake)
+    calibration: dict[str, Any] = {}
+    critic = loaded.critic
+    if fine_tune is not None:
+        tuned = fine_tune_critic(loaded.generator, loaded.critic, draw, latent_dim, fine_tune, progress_bar)
+        critic = tuned.critic
+        calibration["fine_tune"] = {**tuned.config._asdict(), "seconds": tuned.seconds,
+                                    "final_bce": tuned.history["bce"][-1]}
+    calibrated = fit_calibration(critic, fit_real, fit_fake, critic_output="logit")
+    report = calibration_report(calibrated, test_real, test_fake, raw_logit_fn=head_only.raw_logit)
+    calibration.update(
+        weight=float(calibrated.weight.detach()), bias=float(calibrated.bias.detach()),
+        head_only={"weight": float(head_only.weight.detach()), "bias": float(head_only.bias.detach()),
+                   "after_z": head_only_report["after_z"], "after_bce": head_only_report["after_bce"]},
+        **{k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k not in ("weight", "bias")},
+        command=command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    if fine_tune is None:
+        # No fine-tuned weights: the head sits on the GAN's own critic.
+        folder = loaded.directory
+        config = json.loads((folder / "config.json").read_text())
+        config["calibration"] = calibration
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    else:
+        folder = save_calibrated_critic(loaded.directory, critic, calibration)
+    write_card(folder)
+    return folder
+
+
+def _table(rows: dict[str, Any]) -> str:
+    return "\n".join(
+        f"| {key} | {value:.4f} |" if isinstance(value, float) else f"| {key} | {value} |" for key, value in rows.items()
+    )
+
+
+def write_card(folder: Path) -> None:
+    """Write ``MODEL_CARD.md`` from the folder's ``config.json`` (so that calibrating again, or
+    recording results, rewrites it whole)."""
+    folder = Path(folder)
+    full = json.loads((folder / "config.json").read_text())
+    name, config = full["name"], TrainingConfig(**full["training"])
+    losses = full.get("final_losses")
+    scores = full.get("generator_metrics", {})
+    eval_samples = scores.get("eval_samples", _EVAL_SAMPLES)
+    text = f"""# {name}
+
+Toy {config.loss.upper()} on `{config.dataset}` ({'DDLS spec' if config.dataset == '25gaussians' else 'see ppl_ebm.data.toy'}),
+DOT/DDLS networks: generator {config.latent_dim}-{'-'.join([str(config.generator_width)] * config.depth)}-2,
+critic 2-{'-'.join([str(config.critic_width)] * config.depth)}-1, {config.activation}, prior N(0, I).
+
+## Reproduce
+
+```bash
+{full.get('command', '(not recorded)')}
+```
+
+Seed {config.seed}; {config.iterations} generator iterations, {config.critic_steps if config.loss == 'wgan-gp' else 1}
+critic step(s) each, batch {config.batch_size}, Adam lr {config.learning_rate} betas
+({config.beta1}, {config.beta2}){', gradient penalty ' + str(config.gradient_penalty) if config.loss == 'wgan-gp' else ''}.
+Trained in JAX on the translated torch networks in {full.get('training_seconds', float('nan')):.0f} s
+({full.get('machine', 'this machine')}).
+"""
+    if full.get("init_from"):
+        start = full["init_from"]
+        text += (f"Continued from `{start['name']}` ({start['iterations']} iterations, made by `{start['command']}`): "
+                 f"{full['total_iterations']} generator iterations in all.\n")
+    if losses:
+        text += f"Final losses: critic {losses['critic']:.4f}, generator {losses['generator']:.4f}.\n"
+    text += f"""
+## Generator-only metrics
+
+{eval_samples} generator samples (seed 0) against {eval_samples} fresh data points (seed 10000);
+exact EMD (W1, Euclidean cost). `data_floor_emd` scores a second fresh data sample: the floor at this size.
+
+| metric | value |
+|---|---|
+{_table({k: v for k, v in scores.items() if k != 'eval_samples'})}
+"""
+    calibration = full.get("calibration")
+    if calibration:
+        tune = calibration.get("fine_tune")
+        text += "\n## Calibration (DDLS 5.2)\n\n"
+        if calibration.get("command"):
+            text += f"```bash\n{calibration['command']}\n```\n\n"
+        if tune:
+            text += (
+                f"The critic fine-tuned by BCE against the frozen generator (`critic_calibrated.safetensors`): "
+                f"{tune['steps']} Adam steps, lr {tune['learning_rate']}, batch {tune['batch_size']} real + "
+                f"{tune['batch_size']} generated, seed {tune['seed']}, {tune['seconds']:.0f} s, final BCE "
+                f"{tune['final_bce']:.4f} (chance 1.3863). Then a logistic head "
+            )
+        else:
+            text += "A logistic head "
+        n = calibration.get("n_real", 2 * eval_samples)
+        head = calibration.get("head_only")
+        # Only a fine-tuned critic has a head-only fit to compare with (the head alone is "calibrated").
+        head_row = ("" if head is None else
+                    f"| GAN critic + logistic head | {head['after_z']:.2f} | {head['after_bce']:.4f} |\n")
+        text += f"""`a d(x) + b` fitted by BCE on {int(n)} held-out real and {int(n)} generated samples:
+a = {calibration['weight']:.4f}, b = {calibration['bias']:.4f}. MH-GAN Z statistic and BCE on another held-out split:
+
+| critic | Z | BCE |
+|---|---|---|
+| GAN critic read as a logit | {calibration.get('before_z', float('nan')):.2f} | {calibration.get('before_bce', float('nan')):.4f} |
+{head_row}| {'fine-tuned critic + logistic head' if tune else 'calibrated'} | {calibration.get('after_z', float('nan')):.2f} | {calibration.get('after_bce', float('nan')):.4f} |
+"""
+    results = full.get("compare_results")
+    if results:
+        text += "\n" + results.rstrip() + "\n"
+    text += f"""
+## Files
+
+`generator.safetensors`, `critic.safetensors`{', `critic_calibrated.safetensors`' if calibration and calibration.get('fine_tune') else ''}
+(load with `ppl_ebm.zoo.store.load_model("{name}")`; safetensors, no pickle), `config.json` (architecture,
+training config, calibration, these metrics).
+"""
+    (folder / "MODEL_CARD.md").write_text(text)
+
+
+def record_compare_in_card(folder: Path, metrics: dict[str, Any], command: str) -> None:
+    """Store a ``ppl-ebm compare`` result (its ``metrics.json``) in the model's config and card,
+    so that the card carries the measured DDLS figures beside the generator-only ones."""
+    from ppl_ebm.studies.compare_report import format_compare_table
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    sweep = metrics.get("sweep") or {}
+    text = (
+        "## DDLS and baselines (`ppl-ebm compare`)\n\n"
+        f"```bash\n{command}\n```\n\n"
+        f"{metrics['num_samples']} samples per method against {metrics['num_samples']} fresh data points, seed "
+        f"{metrics['seed']}; {metrics['emd']}.\n\n{format_compare_table(metrics['methods'], markdown=True)}\n"
+    )
+    if sweep:
+        text += (
+            f"\nULA step chosen on validation data: {sweep['best_step_size']:g} (sweep "
+            + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"]))
+            + f"; MALA adapted step {sweep['mala_adapted_step_size']:.3g}: {sweep['mala_adapted_emd']:.4f}, "
+            f"{sweep['mala_over_best']:.2f}x the best fixed step).\n"
+        )
+    config["compare_results"] = text
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_card(folder)
