@@ -70,13 +70,13 @@ def _compare_parser(subparsers) -> None:
 
 
 def _train_parser(subparsers) -> None:
-    from ppl_ebm.data.toy import DATASETS
+    from ppl_ebm.data import dataset_names
     from ppl_ebm.training.gan import LOSSES, TrainingConfig
 
     defaults = TrainingConfig(dataset="25gaussians")
     parser = subparsers.add_parser("train", help="train a toy GAN and save it as a zoo model",
                                    description="Train, calibrate and save a toy GAN with its model card.")
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
     parser.add_argument("--loss", default="wgan-gp", choices=LOSSES)
     parser.add_argument("--iterations", type=int, default=defaults.iterations)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)

@@ -10,6 +10,8 @@ import torch
 
 from ppl_ebm import zoo
 from ppl_ebm.cli import main
+from ppl_ebm.nets import architectures
+from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.training.critic_tuning import FineTuneConfig
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.gan import TrainingConfig
@@ -90,7 +92,7 @@ def test_bad_model_names_and_files(tiny_zoo, tmp_path):
     (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match="Missing weights"):
         zoo.load_model(broken)
-    config["training"]["critic_width"] = 64  # the stored weights no longer fit
+    config["critic"]["options"]["width"] = 64  # the stored weights no longer fit
     (broken / "config.json").write_text(json.dumps(config))
     for name in ("generator.safetensors", "critic.safetensors"):
         (broken / name).write_bytes((tiny_zoo / "tiny-nsgan" / name).read_bytes())
@@ -102,6 +104,10 @@ def test_bad_model_names_and_files(tiny_zoo, tmp_path):
         zoo.load_model(broken)
     with pytest.raises(ValueError, match="loss must be one of"):
         TrainingConfig(dataset="25gaussians", loss="vanilla").validate()
+    config["critic"]["architecture"] = "resnet"  # not a registered architecture
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config.json: architecture must be one of \[.*'toy_critic'"):
+        zoo.load_model(broken)
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -117,3 +123,132 @@ def test_every_shipped_zoo_entry_loads(name):
 
 def test_the_default_model_is_shipped():
     assert zoo.DEFAULT_MODEL in zoo.list_models()
+
+
+SHIPPED = zoo.list_models()
+
+
+def _old_way(directory, config, role):
+    """A shipped network built as the zoo built it before network configs were stored: the toy
+    architecture called with the training config's fields, weights read straight from safetensors."""
+    from safetensors.torch import load_file
+
+    training, data_dim = config["training"], config.get("data_dim", 2)
+    if role == "generator":
+        module = architectures.toy_generator(latent_dim=training["latent_dim"], data_dim=data_dim,
+                                             width=training["generator_width"], depth=training["depth"],
+                                             activation=training["activation"])
+    else:
+        module = architectures.toy_critic(data_dim=data_dim, width=training["critic_width"], depth=training["depth"],
+                                          activation=training["activation"])
+    file = {"generator": "generator.safetensors", "critic": "critic.safetensors",
+            "calibrated": "critic_calibrated.safetensors"}[role]
+    module.load_state_dict(load_file(str(directory / file)), strict=True)
+    return module.eval()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_models_give_the_outputs_of_the_old_loading(name):
+    model = zoo.load_model(name)
+    config = model.config
+    # The stored network configs are exactly what the training config describes.
+    expected = TrainingConfig(**config["training"]).network_configs(config.get("data_dim", 2))
+    assert (model.network_config("generator"), model.network_config("critic")) == expected
+    z = torch.randn(256, 2, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        x = _old_way(model.directory, config, "generator")(z)
+        assert torch.equal(model.generator(z), x)
+        assert torch.equal(model.critic(x), _old_way(model.directory, config, "critic")(x))
+        if model.calibrated_critic is not None:
+            assert torch.equal(model.calibrated_critic(x), _old_way(model.directory, config, "calibrated")(x))
+
+
+def _conv_gan(seed: int = 0):
+    generator_config = NetworkConfig("conv_generator", {"latent_dim": 8, "channels": 3, "base_width": 4,
+                                                        "image_size": 8})
+    critic_config = NetworkConfig("conv_critic", {"channels": 3, "base_width": 4, "image_size": 8})
+    torch.manual_seed(seed)
+    generator, critic = build_network(generator_config), build_network(critic_config)
+    # A few training-mode passes so BatchNorm's running statistics and spectral norm's power
+    # iteration vectors differ from a fresh build: the buffers must round-trip too.
+    with torch.no_grad():
+        for _ in range(3):
+            critic(generator(torch.randn(16, 8)))
+    return generator.eval(), critic.eval(), generator_config, critic_config
+
+
+def test_conv_gan_saved_with_save_model_loads_by_name(tmp_path, monkeypatch):
+    generator, critic, generator_config, critic_config = _conv_gan()
+    folder = zoo.save_model(tmp_path / "tiny-image-gan", "tiny-image-gan", generator, critic,
+                            generator_config=generator_config, critic_config=critic_config,
+                            extra={"dataset_note": "random weights"})
+    stored = json.loads((folder / "config.json").read_text())
+    assert stored["generator"] == generator_config.to_dict() and "training" not in stored
+    monkeypatch.setenv("PPL_EBM_MODELS", str(tmp_path))
+    assert "tiny-image-gan" in zoo.list_models()
+    model = zoo.load_model("tiny-image-gan")
+    assert model.dataset is None and model.config["dataset_note"] == "random weights"
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        images = model.generator(z)
+        assert images.shape == (5, 3, 8, 8)
+        assert torch.equal(images, generator(z))
+        assert torch.equal(model.critic(images), critic(images))
+    for module, original in ((model.generator, generator), (model.critic, critic)):
+        for (key, value), (key_b, value_b) in zip(module.state_dict().items(), original.state_dict().items()):
+            assert key == key_b and torch.equal(value, value_b)
+    assert zoo.latent_ebm_of(model).latent_dim == 8
+    # A calibrated (fine-tuned) critic has the critic's architecture and loads beside it.
+    _, tuned, _, _ = _conv_gan(seed=1)
+    zoo.save_calibrated_critic(folder, tuned, {"fine_tune": {"steps": 0}, "weight": 1.0, "bias": 0.0})
+    with torch.no_grad():
+        assert torch.equal(zoo.load_model("tiny-image-gan").calibrated_critic(images), tuned(images))
+
+
+def test_loading_imports_no_training_code(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    generator, critic, generator_config, critic_config = _conv_gan()
+    zoo.save_model(tmp_path / "image-gan", "image-gan", generator, critic,
+                   generator_config=generator_config, critic_config=critic_config)
+    code = (
+        "import sys; from ppl_ebm.zoo import load_model; model = load_model('image-gan'); "
+        "print(type(model.critic).__name__, sorted(m for m in sys.modules if m.startswith('ppl_ebm.training')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={**os.environ, "PPL_EBM_MODELS": str(tmp_path)})
+    assert result.stdout.split() == ["Sequential", "[]"]
+
+
+def test_save_model_needs_configs_that_describe_the_networks(tmp_path):
+    generator, critic, generator_config, critic_config = _conv_gan()
+    with pytest.raises(ValueError, match="generator_config and critic_config are required"):
+        zoo.save_model(tmp_path / "a", "a", generator, critic)
+    wrong = NetworkConfig("conv_critic", {"channels": 3, "base_width": 8, "image_size": 8})
+    state = torch.random.get_rng_state()
+    with pytest.raises(ValueError, match=r"critic_config .* does not describe the critic module"):
+        zoo.save_model(tmp_path / "a", "a", generator, critic, generator_config=generator_config, critic_config=wrong)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the check leaves torch's generator alone
+    assert not (tmp_path / "a").exists()  # nothing is written when a config is wrong
+
+
+def test_old_format_folders_say_how_to_upgrade(tmp_path):
+    import shutil
+
+    from ppl_ebm.zoo.build import add_network_configs
+
+    name = SHIPPED[0]
+    folder = tmp_path / name
+    shutil.copytree(zoo.model_dir(name), folder)
+    current = json.loads((folder / "config.json").read_text())
+    old = {key: value for key, value in current.items() if key not in ("generator", "critic")}
+    (folder / "config.json").write_text(json.dumps(old, indent=2) + "\n")
+    with pytest.raises(ValueError, match=r"no 'generator' network config .*add_network_configs"):
+        zoo.load_model(folder)
+    add_network_configs(folder)
+    assert (folder / "config.json").read_text() == (zoo.model_dir(name) / "config.json").read_text()
+    z = torch.randn(4, 2)
+    with torch.no_grad():
+        assert torch.equal(zoo.load_model(folder).generator(z), zoo.load_model(name).generator(z))

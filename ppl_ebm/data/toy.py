@@ -2,7 +2,8 @@
 
 Every sampler is a function of ``(n, seed)`` that returns a ``float32`` array of shape
 ``(n, 2)`` and is deterministic given ``seed`` (one ``np.random.default_rng(seed)`` per call;
-the Swiss Roll goes through scikit-learn's own ``random_state``).
+the Swiss Roll goes through scikit-learn's own ``random_state``). The names of the sets, their
+kinds and which metrics apply are in :mod:`ppl_ebm.data.registry`, the one list of them.
 
 Sources of the numbers
 ----------------------
@@ -35,25 +36,22 @@ not with the fixed per-component counts that some reference scripts use.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from scipy.special import logsumexp
 
 __all__ = [
-    "DATASETS",
-    "MODE_DATASETS",
+    "Mixture",
     "biased_two_gaussians",
+    "biased_two_gaussians_mixture",
     "four_gaussians",
-    "log_density",
-    "mixture_parameters",
-    "mode_centers",
-    "mode_std",
-    "sample_dataset",
+    "four_gaussians_mixture",
     "swiss_roll",
     "twenty_five_gaussians",
+    "twenty_five_gaussians_gulrajani",
+    "twenty_five_gaussians_mixture",
     "two_spirals",
+    "two_spirals_mixture",
 ]
 
 # --- 25-Gaussians -----------------------------------------------------------------------
@@ -127,37 +125,59 @@ def _spiral_centers() -> np.ndarray:
     return np.concatenate([first, -first], axis=0)
 
 
-def _diag_mixture_params(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights (k,), means (k, 2) and per-coordinate variances (k, 2) of a mixture set."""
-    if name == "25gaussians":
+#: A diagonal Gaussian mixture: weights ``(k,)``, means ``(k, 2)``, per-coordinate variances ``(k, 2)``.
+Mixture = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _equal_weights(means: np.ndarray, var: np.ndarray) -> Mixture:
+    return np.full(means.shape[0], 1.0 / means.shape[0]), means, var
+
+
+def twenty_five_gaussians_mixture(variant: str = "ddls") -> Mixture:
+    """Weights, means and per-coordinate variances of the 25-Gaussians grid.
+
+    Parameters
+    ----------
+    variant : {"ddls", "gulrajani"}, default "ddls"
+        See :func:`twenty_five_gaussians`.
+
+    Returns
+    -------
+    weights, means, variances : numpy.ndarray
+        ``(25,)``, ``(25, 2)``, ``(25, 2)``; means row-major in the grid's ``(i, j)``.
+    """
+    if variant == "ddls":
         means = _grid_centers(_DDLS_25_SPACING)
-        var = np.full_like(means, _DDLS_25_STD**2)
-    elif name == "25gaussians_gulrajani":
+        return _equal_weights(means, np.full_like(means, _DDLS_25_STD**2))
+    if variant == "gulrajani":
         means = _grid_centers(_GULRAJANI_25_SPACING)
-        var = np.full_like(means, _GULRAJANI_25_STD**2)
-    elif name == "4gaussians":
-        v = _FOUR_GAUSSIANS_HALF_SEPARATION
-        means = np.array([[v, v], [-v, v], [v, -v], [-v, -v]])
-        var = _FOUR_GAUSSIANS_VARIANCES.copy()
-    elif name == "biased2gaussians":
-        v = _BIASED_HALF_SEPARATION
-        means = np.array([[-v, -v], [v, v]])
-        var = np.full_like(means, _BIASED_VARIANCE)
-        return np.array(_BIASED_WEIGHTS), means, var
-    elif name == "twospirals":
-        means = _spiral_centers()
-        var = np.full_like(means, _SPIRAL_NOISE**2)
-    elif name == "swissroll":
-        raise ValueError("'swissroll' is not a Gaussian mixture: it has no mixture parameters")
-    else:
-        raise ValueError(f"unknown data set {name!r}; valid names: {sorted(DATASETS)}")
-    weights = np.full(means.shape[0], 1.0 / means.shape[0])
-    return weights, means, var
+        return _equal_weights(means, np.full_like(means, _GULRAJANI_25_STD**2))
+    raise ValueError(f"variant must be 'ddls' or 'gulrajani', got {variant!r}")
 
 
-def _sample_diag_mixture(name: str, n: int, seed: int) -> np.ndarray:
+def four_gaussians_mixture() -> Mixture:
+    """Weights, means and per-coordinate variances of :func:`four_gaussians`."""
+    v = _FOUR_GAUSSIANS_HALF_SEPARATION
+    means = np.array([[v, v], [-v, v], [v, -v], [-v, -v]])
+    return _equal_weights(means, _FOUR_GAUSSIANS_VARIANCES.copy())
+
+
+def biased_two_gaussians_mixture() -> Mixture:
+    """Weights, means and per-coordinate variances of :func:`biased_two_gaussians` (heavy mode first)."""
+    v = _BIASED_HALF_SEPARATION
+    means = np.array([[-v, -v], [v, v]])
+    return np.array(_BIASED_WEIGHTS), means, np.full_like(means, _BIASED_VARIANCE)
+
+
+def two_spirals_mixture() -> Mixture:
+    """Weights, means and per-coordinate variances of :func:`two_spirals` (200 components)."""
+    means = _spiral_centers()
+    return _equal_weights(means, np.full_like(means, _SPIRAL_NOISE**2))
+
+
+def _sample_diag_mixture(mixture: Mixture, n: int, seed: int) -> np.ndarray:
     n = _check_n(n)
-    weights, means, var = _diag_mixture_params(name)
+    weights, means, var = mixture
     rng = np.random.default_rng(seed)
     k = weights.shape[0]
     if np.allclose(weights, weights[0]):
@@ -190,11 +210,7 @@ def twenty_five_gaussians(n: int, seed: int = 0, variant: str = "ddls") -> np.nd
     numpy.ndarray
         ``float32`` array of shape ``(n, 2)``.
     """
-    if variant == "ddls":
-        return _sample_diag_mixture("25gaussians", n, seed)
-    if variant == "gulrajani":
-        return _sample_diag_mixture("25gaussians_gulrajani", n, seed)
-    raise ValueError(f"variant must be 'ddls' or 'gulrajani', got {variant!r}")
+    return _sample_diag_mixture(twenty_five_gaussians_mixture(variant), n, seed)
 
 
 def swiss_roll(n: int, seed: int = 0) -> np.ndarray:
@@ -244,7 +260,7 @@ def four_gaussians(n: int, seed: int = 0) -> np.ndarray:
     numpy.ndarray
         ``float32`` array of shape ``(n, 2)``.
     """
-    return _sample_diag_mixture("4gaussians", n, seed)
+    return _sample_diag_mixture(four_gaussians_mixture(), n, seed)
 
 
 def biased_two_gaussians(n: int, seed: int = 0) -> np.ndarray:
@@ -268,7 +284,7 @@ def biased_two_gaussians(n: int, seed: int = 0) -> np.ndarray:
     numpy.ndarray
         ``float32`` array of shape ``(n, 2)``.
     """
-    return _sample_diag_mixture("biased2gaussians", n, seed)
+    return _sample_diag_mixture(biased_two_gaussians_mixture(), n, seed)
 
 
 def two_spirals(n: int, seed: int = 0) -> np.ndarray:
@@ -292,159 +308,25 @@ def two_spirals(n: int, seed: int = 0) -> np.ndarray:
     numpy.ndarray
         ``float32`` array of shape ``(n, 2)``.
     """
-    return _sample_diag_mixture("twospirals", n, seed)
+    return _sample_diag_mixture(two_spirals_mixture(), n, seed)
 
 
-#: Registry: name -> sampler ``f(n, seed=...)``.
-DATASETS: dict[str, Callable[..., np.ndarray]] = {
-    "25gaussians": functools.partial(twenty_five_gaussians, variant="ddls"),
-    "25gaussians_gulrajani": functools.partial(twenty_five_gaussians, variant="gulrajani"),
-    "swissroll": swiss_roll,
-    "4gaussians": four_gaussians,
-    "biased2gaussians": biased_two_gaussians,
-    "twospirals": two_spirals,
-}
-
-#: The sets with well-separated modes, for which :func:`mode_centers` and :func:`mode_std`
-#: are defined.
-MODE_DATASETS: tuple[str, ...] = ("25gaussians", "25gaussians_gulrajani", "4gaussians", "biased2gaussians")
+def twenty_five_gaussians_gulrajani(n: int, seed: int = 0) -> np.ndarray:
+    """Sample the Gulrajani/DOT 25-Gaussians: :func:`twenty_five_gaussians` with ``variant="gulrajani"``."""
+    return twenty_five_gaussians(n, seed, variant="gulrajani")
 
 
-def sample_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
-    """Sample ``n`` points of the registered data set ``name``.
-
-    Parameters
-    ----------
-    name : str
-        One of the keys of :data:`DATASETS`.
-    n : int
-        Number of points (>= 1).
-    seed : int, default 0
-        Seed.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float32`` array of shape ``(n, 2)``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown name (the message lists the valid ones) or ``n < 1``.
-    """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; valid names: {sorted(DATASETS)}")
-    n = _check_n(n)
-    return DATASETS[name](n, seed=seed)
+#: Names that moved to :mod:`ppl_ebm.data.registry` (the one place that lists the data sets);
+#: still readable here for callers of this module.
+_FROM_REGISTRY = frozenset(
+    {"DATASETS", "MODE_DATASETS", "log_density", "mixture_parameters", "mode_centers", "mode_std", "sample_dataset"}
+)
 
 
-def _check_mode_name(name: str) -> None:
-    if name in MODE_DATASETS:
-        return
-    if name in DATASETS:
-        raise ValueError(
-            f"data set {name!r} has no discrete, well-separated modes (mode-based metrics are "
-            f"defined for {list(MODE_DATASETS)}); use a distance such as the EMD instead"
-        )
-    raise ValueError(f"unknown data set {name!r}; valid names: {sorted(DATASETS)}")
+def __getattr__(name: str) -> Any:
+    # Lazily, because the registry imports this module for its samplers.
+    if name in _FROM_REGISTRY:
+        from ppl_ebm.data import registry
 
-
-def mode_centers(name: str) -> np.ndarray:
-    """The mode centres of a mixture data set, for DDLS Table 1's mode metrics.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`MODE_DATASETS`: ``"25gaussians"``, ``"25gaussians_gulrajani"``,
-        ``"4gaussians"``, ``"biased2gaussians"``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64`` array ``(k, 2)`` (for ``"biased2gaussians"`` the heavy mode first).
-
-    Raises
-    ------
-    ValueError
-        For the Swiss Roll and the two spirals (no discrete modes: the spirals' 200
-        components overlap) and for unknown names.
-    """
-    _check_mode_name(name)
-    return _diag_mixture_params(name)[1].copy()
-
-
-def mode_std(name: str) -> float:
-    """The per-coordinate standard deviation of the modes of a mixture data set.
-
-    Exact for the isotropic sets (0.1 for ``"25gaussians"``, ``0.05/2.828`` for
-    ``"25gaussians_gulrajani"``, ``sqrt(5)`` for ``"biased2gaussians"``). The components of
-    ``"4gaussians"`` are anisotropic and differ; for it this is the pooled value
-    ``sqrt(mean of the 8 per-coordinate variances)`` (about 2.45), which is what
-    :func:`ppl_ebm.metrics.sample_quality.mode_metrics`'s ``high_quality_std`` returns for exact samples;
-    use :func:`mixture_parameters` for the exact covariances.
-
-    Parameters
-    ----------
-    name : str
-        One of :data:`MODE_DATASETS`.
-
-    Returns
-    -------
-    float
-
-    Raises
-    ------
-    ValueError
-        For the Swiss Roll, the spirals, and unknown names.
-    """
-    _check_mode_name(name)
-    _, _, var = _diag_mixture_params(name)
-    return float(np.sqrt(np.mean(var)))
-
-
-def mixture_parameters(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights, means and covariances of a Gaussian-mixture data set.
-
-    Parameters
-    ----------
-    name : str
-        Any key of :data:`DATASETS` but ``"swissroll"`` (the spirals included).
-
-    Returns
-    -------
-    weights : numpy.ndarray
-        ``(k,)``, summing to 1.
-    means : numpy.ndarray
-        ``(k, 2)``.
-    covariances : numpy.ndarray
-        ``(k, 2, 2)``, diagonal.
-    """
-    weights, means, var = _diag_mixture_params(name)
-    covs = np.zeros((var.shape[0], 2, 2))
-    covs[:, 0, 0] = var[:, 0]
-    covs[:, 1, 1] = var[:, 1]
-    return weights.copy(), means.copy(), covs
-
-
-def log_density(name: str, x: np.ndarray) -> np.ndarray:
-    """Exact log density of a Gaussian-mixture data set at the points ``x``.
-
-    Parameters
-    ----------
-    name : str
-        Any key of :data:`DATASETS` but ``"swissroll"``.
-    x : array_like
-        ``(m, 2)`` points.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64`` array ``(m,)``.
-    """
-    weights, means, var = _diag_mixture_params(name)
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"x must have shape (m, 2), got {x.shape}")
-    diff = x[:, None, :] - means[None, :, :]  # (m, k, 2)
-    log_comp = -0.5 * np.sum(diff**2 / var[None], axis=-1) - 0.5 * np.sum(np.log(2 * np.pi * var), axis=-1)[None]
-    return logsumexp(log_comp + np.log(weights)[None], axis=1)
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

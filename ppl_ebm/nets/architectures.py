@@ -29,7 +29,15 @@ def _activation(name: str) -> nn.Module:
     try:
         return _ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}.") from None
+
+
+def _check_sizes(minimum: int = 1, **sizes: object) -> None:
+    # Torch accepts some bad sizes (a width of 0 builds an empty layer) and fails late on
+    # others, so sizes are checked here, where the message can name the argument.
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
 
 
 def mlp(
@@ -54,6 +62,11 @@ def mlp(
     torch.nn.Sequential
         ``Linear, act, Linear, act, ..., Linear``; the output layer has no activation.
     """
+    _check_sizes(in_features=in_features, out_features=out_features)
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ValueError(f"hidden must be a sequence of layer widths, got {hidden!r}.")
+    _check_sizes(**{f"hidden[{index}]": width for index, width in enumerate(hidden)})
+    _activation(activation)  # an unknown name fails before any layer is built
     widths = [in_features, *hidden, out_features]
     layers: list[nn.Module] = []
     for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -86,6 +99,8 @@ def toy_generator(
     torch.nn.Sequential
         Maps ``(batch, latent_dim)`` to ``(batch, data_dim)``.
     """
+    _check_sizes(width=width)
+    _check_sizes(minimum=0, depth=depth)
     return mlp(latent_dim, [width] * depth, data_dim, activation)
 
 
@@ -112,12 +127,15 @@ def toy_critic(
         Maps ``(batch, data_dim)`` to ``(batch, 1)``; the trailing axis is kept so the
         critic has the same output shape as the convolutional one.
     """
+    _check_sizes(width=width)
+    _check_sizes(minimum=0, depth=depth)
     return mlp(data_dim, [width] * depth, 1, activation)
 
 
 def _upsampling_steps(image_size: int) -> int:
     # Both conv nets work on a 4x4 feature map at their narrow end, so the image
     # side must be 4 times a power of two.
+    _check_sizes(image_size=image_size)
     steps = (image_size // 4).bit_length() - 1
     if image_size < 8 or 4 * 2**steps != image_size:
         raise ValueError(f"image_size must be 4 * 2**k with k >= 1 (8, 16, 32, 64, ...), got {image_size}")
@@ -153,6 +171,7 @@ def conv_generator(
     torch.nn.Sequential
         Maps ``(batch, latent_dim)`` to ``(batch, channels, image_size, image_size)`` in ``[-1, 1]``.
     """
+    _check_sizes(latent_dim=latent_dim, channels=channels, base_width=base_width)
     width = base_width * 8
     layers: list[nn.Module] = [nn.Linear(latent_dim, 4 * 4 * width), nn.Unflatten(1, (width, 4, 4))]
     for _ in range(_upsampling_steps(image_size)):
@@ -196,6 +215,7 @@ def conv_critic(
     torch.nn.Sequential
         Maps ``(batch, channels, image_size, image_size)`` to ``(batch, 1)``.
     """
+    _check_sizes(channels=channels, base_width=base_width)
     wrap = _spectral_norm if spectral_norm else (lambda layer: layer)
     layers: list[nn.Module] = []
     width_in = channels

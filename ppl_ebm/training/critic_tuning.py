@@ -8,7 +8,8 @@ the last generator update. DDLS Sec. 5.2, after Azadi et al. (DRS) and Turner et
 "fine-tune[s] the pre-trained discriminator ... using the binary cross-entropy loss": with the
 generator frozen and fresh real and generated batches every step, the BCE minimiser is exactly
 the log density ratio. :func:`fine_tune_critic` does that, starting from the critic's own
-weights, in JAX on the translated networks (the same route as :mod:`ppl_ebm.training.gan`).
+weights, in JAX on the translated networks with optax's Adam (the same route as
+:mod:`ppl_ebm.training.gan`).
 
 The logistic head of :mod:`ppl_ebm.training.calibration` is then fitted on top of the fine-tuned critic
 (on other held-out samples), which is what the Z-statistic reports.
@@ -24,10 +25,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 from tqdm.auto import tqdm
 
-from ppl_ebm.training.gan import adam_init, adam_update
 from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["FineTuneConfig", "FineTunedCritic", "fine_tune_critic"]
@@ -124,17 +125,22 @@ def fine_tune_critic(
         fake_logit = critic_fn(params, fake).reshape(batch)
         return jnp.mean(jax.nn.softplus(-real_logit)) + jnp.mean(jax.nn.softplus(fake_logit))
 
+    # optax's Adam with torch's eps (1e-8): the update the hand-written Adam this replaced made,
+    # to float32 rounding (optax applies the step size after the division). It runs inside the
+    # jitted scan with the rest of the step, as the networks train in JAX here.
+    adam = optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2, eps=1e-8)
+
     def step(carry, key):
-        params, adam = carry
+        params, state = carry
         value, grads = jax.value_and_grad(loss)(params, key)
-        params, adam = adam_update(params, grads, adam, config.learning_rate, config.beta1, config.beta2)
-        return (params, adam), value
+        updates, state = adam.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), value
 
     @jax.jit
     def chunk(carry, keys):
         return jax.lax.scan(step, carry, keys)
 
-    carry = (critic_params, adam_init(critic_params))
+    carry = (critic_params, adam.init(critic_params))
     key = jax.random.key(config.seed)
     history: dict[str, list[float]] = {"step": [], "bce": []}
     start = time.perf_counter()

@@ -5,7 +5,8 @@ batch 256, gradient-penalty weight 0.1 for the toy sets) with the DOT/DDLS netwo
 (G 2-256-256-256-2, D 2-512-512-512-1) and DDLS's N(0, I) prior; Adam lr 1e-4,
 betas (0.5, 0.9) (DDLS Sec. 5.1). The non-saturating GAN's discriminator returns logits, as
 DDLS Theorem 1 needs. Training runs in JAX on the translated torch networks; the
-checkpoints are torch modules (saved as safetensors by :mod:`ppl_ebm.zoo.store`).
+checkpoints are torch modules (saved as safetensors by :mod:`ppl_ebm.zoo.store`, with the
+networks' :class:`~ppl_ebm.nets.registry.NetworkConfig`). The optimiser is optax's Adam.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 from tqdm.auto import tqdm
 
-from ppl_ebm.nets import architectures as networks
+from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.validation import check_positive_ints
 
-__all__ = ["TrainingConfig", "TrainedGAN", "train_gan"]
+__all__ = ["LOSSES", "TrainingConfig", "TrainedGAN", "build_networks", "train_gan"]
 
+#: The GAN losses :func:`train_gan` knows (``ppl-ebm train --loss`` reads this).
 LOSSES = ("wgan-gp", "nsgan")
 
 
@@ -56,6 +59,22 @@ class TrainingConfig(NamedTuple):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         return self
 
+    def network_configs(self, data_dim: int = 2) -> tuple[NetworkConfig, NetworkConfig]:
+        """The generator's and the critic's :class:`~ppl_ebm.nets.registry.NetworkConfig`.
+
+        The DOT/DDLS toy MLPs: ``toy_generator`` (``latent_dim -> generator_width x depth ->
+        data_dim``) and ``toy_critic`` (``data_dim -> critic_width x depth -> 1``). These are
+        what a model folder stores, so loading it needs no training code.
+        """
+        generator = NetworkConfig("toy_generator", {
+            "latent_dim": self.latent_dim, "data_dim": data_dim, "width": self.generator_width,
+            "depth": self.depth, "activation": self.activation,
+        })
+        critic = NetworkConfig("toy_critic", {
+            "data_dim": data_dim, "width": self.critic_width, "depth": self.depth, "activation": self.activation,
+        })
+        return generator, critic
+
 
 class TrainedGAN(NamedTuple):
     generator: torch.nn.Module
@@ -66,36 +85,32 @@ class TrainedGAN(NamedTuple):
 
 
 def build_networks(config: TrainingConfig, data_dim: int = 2) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """The zoo's toy generator and critic for a config (also used when loading checkpoints)."""
-    generator = networks.toy_generator(
-        latent_dim=config.latent_dim, data_dim=data_dim, width=config.generator_width,
-        depth=config.depth, activation=config.activation,
-    )
-    critic = networks.toy_critic(
-        data_dim=data_dim, width=config.critic_width, depth=config.depth, activation=config.activation
-    )
-    return generator, critic
+    """The toy generator and critic of ``config``, built through the network registry.
+
+    Parameters
+    ----------
+    config
+        The training config; its architecture fields give the networks (see
+        :meth:`TrainingConfig.network_configs`).
+    data_dim
+        Width of the data points.
+
+    Returns
+    -------
+    generator, critic
+        Freshly initialised torch modules (torch's global seed).
+    """
+    generator_config, critic_config = config.network_configs(data_dim)
+    return build_network(generator_config), build_network(critic_config)
 
 
-def adam_init(params):
-    zeros = jax.tree.map(jnp.zeros_like, params)
-    return (zeros, zeros, jnp.zeros((), jnp.int32))
-
-
-def adam_update(params, grads, state, learning_rate: float, beta1: float, beta2: float):
-    """torch.optim.Adam's update (eps 1e-8, bias-corrected), written out so a whole training
-    step compiles into one XLA program (also used by :mod:`ppl_ebm.training.critic_tuning`)."""
-    first, second, count = state
-    count = count + 1
-    first = jax.tree.map(lambda m, g: beta1 * m + (1 - beta1) * g, first, grads)
-    second = jax.tree.map(lambda v, g: beta2 * v + (1 - beta2) * g * g, second, grads)
-    correction1 = 1 - beta1**count
-    correction2 = 1 - beta2**count
-    params = jax.tree.map(
-        lambda p, m, v: p - learning_rate * (m / correction1) / (jnp.sqrt(v / correction2) + 1e-8),
-        params, first, second,
-    )
-    return params, (first, second, count)
+def _adam(config: TrainingConfig) -> optax.GradientTransformation:
+    # torch.optim.Adam's update (bias-corrected, eps 1e-8 added outside the square root), as
+    # the hand-written Adam this replaced; it stays inside the jitted training step. optax
+    # multiplies by the step after dividing ((m / c1) / (sqrt(v / c2) + eps) * -lr instead
+    # of lr * (m / c1) / (...)), so weights agree with the old code to float32 rounding, not bit
+    # for bit.
+    return optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2, eps=1e-8)
 
 
 def _losses(generator_fn, critic_fn, config: TrainingConfig):
@@ -158,19 +173,19 @@ def train_gan(
     pool = jnp.asarray(sample_data(pool_size, config.seed * 1_000_003 + 17))
     critic_loss, generator_loss = _losses(generator_fn, critic_fn, config)
     critic_steps = config.critic_steps if config.loss == "wgan-gp" else 1
-    hyper = (config.learning_rate, config.beta1, config.beta2)
+    adam = _adam(config)
 
     def iteration(carry, key):
         generator_params, critic_params, generator_adam, critic_adam = carry
         keys = jax.random.split(key, critic_steps + 1)
 
         def critic_update(index, inner):
-            params, adam = inner
+            params, state = inner
             data_key, loss_key = jax.random.split(keys[index])
             real = pool[jax.random.randint(data_key, (config.batch_size,), 0, pool.shape[0])]
-            loss, grads = jax.value_and_grad(critic_loss)(params, generator_params, real, loss_key)
-            params, adam = adam_update(params, grads, adam, *hyper)
-            return params, adam
+            grads = jax.grad(critic_loss)(params, generator_params, real, loss_key)
+            updates, state = adam.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
 
         critic_params, critic_adam = jax.lax.fori_loop(
             0, critic_steps, critic_update, (critic_params, critic_adam)
@@ -178,14 +193,15 @@ def train_gan(
         real = pool[jax.random.randint(keys[0], (config.batch_size,), 0, pool.shape[0])]
         c_loss = critic_loss(critic_params, generator_params, real, keys[-1])
         g_loss, grads = jax.value_and_grad(generator_loss)(generator_params, critic_params, keys[-1])
-        generator_params, generator_adam = adam_update(generator_params, grads, generator_adam, *hyper)
+        updates, generator_adam = adam.update(grads, generator_adam, generator_params)
+        generator_params = optax.apply_updates(generator_params, updates)
         return (generator_params, critic_params, generator_adam, critic_adam), (c_loss, g_loss)
 
     @jax.jit
     def chunk(carry, keys):
         return jax.lax.scan(iteration, carry, keys)
 
-    carry = (generator_params, critic_params, adam_init(generator_params), adam_init(critic_params))
+    carry = (generator_params, critic_params, adam.init(generator_params), adam.init(critic_params))
     key = jax.random.key(config.seed)
     history: dict[str, list[float]] = {"iteration": [], "critic_loss": [], "generator_loss": []}
     start = time.perf_counter()

@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from ppl_ebm import baselines, metrics
-from ppl_ebm.data import toy as datasets
+from ppl_ebm import data as datasets
 from ppl_ebm.training.calibration import calibration_report, fit_calibration
 from ppl_ebm.training.critic_tuning import FineTuneConfig, fine_tune_critic
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.gan import TrainingConfig, train_gan
 from ppl_ebm.zoo.store import load_model, save_calibrated_critic, save_model
 
-__all__ = ["calibrate_zoo_model", "record_compare_in_card", "train_zoo_model", "write_card"]
+__all__ = ["add_network_configs", "calibrate_zoo_model", "record_compare_in_card", "train_zoo_model", "write_card"]
 
 _EVAL_SAMPLES = 5000
 
@@ -55,14 +55,16 @@ def train_zoo_model(config: TrainingConfig, name: str, output: Path, progress_ba
     generated = baselines.generator_only(ebm, eval_samples, 0).samples
     scores = {"emd": metrics.emd(generated, data), "data_floor_emd": metrics.emd(draw(eval_samples, 20_000), data),
               "eval_samples": eval_samples}
-    if config.dataset in datasets.MODE_DATASETS:
+    if datasets.dataset_spec(config.dataset).has_modes:
         modes = metrics.mode_metrics(generated, datasets.mode_centers(config.dataset), datasets.mode_std(config.dataset))
         scores.update(modes_recovered=int(modes["modes_recovered"]),
                       high_quality_fraction=float(modes["high_quality_fraction"]),
                       high_quality_std=float(modes["high_quality_std"]))
     command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    generator_config, critic_config = config.network_configs(data_dim=2)
     folder = save_model(
         Path(output) / name, name, trained.generator, trained.critic, config, critic_output,
+        generator_config=generator_config, critic_config=critic_config, data_dim=2,
         extra={"generator_metrics": scores, "training_seconds": trained.seconds, "command": command,
                "final_losses": {"critic": trained.history["critic_loss"][-1],
                                 "generator": trained.history["generator_loss"][-1]},
@@ -117,6 +119,51 @@ def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = Fi
     else:
         folder = save_calibrated_critic(loaded.directory, critic, calibration)
     write_card(folder)
+    return folder
+
+
+def add_network_configs(model: str | Path) -> Path:
+    """Add the ``"generator"`` / ``"critic"`` network configs to a toy model folder written
+    before they were stored, from its training config; every other key and the weights stay.
+
+    The configs are checked by loading the folder afterwards (the weights must fit); on a
+    mismatch the folder is left as it was.
+
+    Parameters
+    ----------
+    model
+        A model folder (or zoo name) whose config.json has a ``"training"`` entry.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    from ppl_ebm.zoo.store import NETWORK_KEYS, model_dir
+
+    folder = model_dir(model)
+    path = folder / "config.json"
+    text = path.read_text()
+    config = json.loads(text)
+    if all(key in config for key in NETWORK_KEYS):
+        return folder
+    if "training" not in config:
+        raise ValueError(f"{path} has no 'training' entry to derive the network configs from; add them by hand.")
+    generator_config, critic_config = TrainingConfig(**config["training"]).network_configs(config.get("data_dim", 2))
+    # Insert after "data_dim" (where save_model writes them), keeping the other keys' order.
+    updated: dict[str, Any] = {}
+    for key, value in config.items():
+        updated[key] = value
+        if key == "data_dim":
+            updated.update(generator=generator_config.to_dict(), critic=critic_config.to_dict())
+    updated.setdefault("generator", generator_config.to_dict())
+    updated.setdefault("critic", critic_config.to_dict())
+    path.write_text(json.dumps(updated, indent=2) + "\n")
+    try:
+        load_model(folder)
+    except Exception:
+        path.write_text(text)
+        raise
     return folder
 
 

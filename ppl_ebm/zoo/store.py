@@ -1,25 +1,32 @@
 """The model zoo: small trained checkpoints loaded by name, safely.
 
-A model is a folder with ``config.json`` (architecture, training config, critic output kind,
-calibration), ``generator.safetensors``, ``critic.safetensors`` (the critic as GAN training left
-it), optionally ``critic_calibrated.safetensors`` (the critic fine-tuned by BCE against the frozen
-generator, DDLS Sec. 5.2; see :mod:`ppl_ebm.training.critic_tuning`) and ``MODEL_CARD.md``.
-Weights load through safetensors only: nothing is unpickled. Folders are looked up in
-``$PPL_EBM_MODELS`` (if set) and then in the repository's ``models/``.
+A model is a folder with ``config.json`` (the networks' architectures, the training config,
+critic output kind, calibration), ``generator.safetensors``, ``critic.safetensors`` (the critic
+as GAN training left it), optionally ``critic_calibrated.safetensors`` (the critic fine-tuned by
+BCE against the frozen generator, DDLS Sec. 5.2; see :mod:`ppl_ebm.training.critic_tuning`) and
+``MODEL_CARD.md``. Weights load through safetensors only: nothing is unpickled. Folders are
+looked up in ``$PPL_EBM_MODELS`` (if set) and then in the repository's ``models/``.
+
+The networks are built from ``config.json``'s ``"generator"`` and ``"critic"`` entries, each a
+:class:`~ppl_ebm.nets.registry.NetworkConfig` (``{"architecture": ..., "options": {...}}``),
+through the network registry; the fine-tuned critic has the critic's architecture. Loading
+imports no training code, so any registered architecture (the toy MLPs, the conv nets of an
+image GAN) loads by name.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
-from ppl_ebm.training.gan import TrainingConfig, build_networks
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -36,6 +43,8 @@ __all__ = [
 DEFAULT_MODEL = "25gaussians-wgan-gp"
 _REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 CALIBRATED_CRITIC_FILE = "critic_calibrated.safetensors"
+#: The config.json keys holding the networks' :class:`NetworkConfig`.
+NETWORK_KEYS = ("generator", "critic")
 
 
 class ZooModel(NamedTuple):
@@ -55,8 +64,13 @@ class ZooModel(NamedTuple):
         return self.config["name"]
 
     @property
-    def dataset(self) -> str:
-        return self.config["training"]["dataset"]
+    def dataset(self) -> str | None:
+        """The training data set's name, or None when the folder records no training."""
+        return (self.config.get("training") or {}).get("dataset")
+
+    def network_config(self, role: str) -> NetworkConfig:
+        """The :class:`NetworkConfig` of ``role``, ``"generator"`` or ``"critic"``."""
+        return _network_config(self.config, role, self.directory)
 
 
 def _search_paths() -> list[Path]:
@@ -97,17 +111,59 @@ def _load_weights(module: torch.nn.Module, path: Path) -> None:
         raise ValueError(f"{path} does not fit the architecture in config.json: {error}") from error
 
 
+def _network_config(config: dict[str, Any], role: str, directory: Path) -> NetworkConfig:
+    if role not in NETWORK_KEYS:
+        raise ValueError(f"role must be one of {NETWORK_KEYS}, got {role!r}.")
+    if role not in config:
+        raise ValueError(
+            f"{directory / 'config.json'} has no {role!r} network config "
+            "({\"architecture\": ..., \"options\": {...}}), which loading builds the network from. "
+            "A folder written before network configs were stored: add them with "
+            "ppl_ebm.zoo.build.add_network_configs(folder) (toy GANs, from the training config)."
+        )
+    return NetworkConfig.from_dict(config[role], argument=f"{role!r} in {directory / 'config.json'}")
+
+
+def _build(config: NetworkConfig, directory: Path) -> torch.nn.Module:
+    try:
+        return build_network(config)
+    except ValueError as error:
+        raise ValueError(f"{directory / 'config.json'}: {error}") from error
+
+
 def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> ZooModel:
-    """Load a zoo model (or a folder in the zoo's layout) with safetensors; no pickle."""
+    """Load a zoo model (or a folder in the zoo's layout) with safetensors; no pickle.
+
+    Parameters
+    ----------
+    name_or_path
+        A zoo name (see :func:`list_models`) or a model folder.
+
+    Returns
+    -------
+    ZooModel
+        The networks, built from ``config.json``'s ``"generator"`` / ``"critic"`` network configs
+        through :func:`~ppl_ebm.nets.registry.build_network`, with the stored weights, in eval mode.
+
+    Raises
+    ------
+    FileNotFoundError
+        For an unknown name or a missing weights file.
+    ValueError
+        For a config.json without network configs, with an unknown architecture or bad
+        options, or weights that do not fit the architecture.
+    """
     directory = model_dir(name_or_path)
     config = json.loads((directory / "config.json").read_text())
-    training = TrainingConfig(**config["training"]).validate()
-    generator, critic = build_networks(training, data_dim=config.get("data_dim", 2))
+    generator_config = _network_config(config, "generator", directory)
+    critic_config = _network_config(config, "critic", directory)
+    generator, critic = _build(generator_config, directory), _build(critic_config, directory)
     _load_weights(generator, directory / "generator.safetensors")
     _load_weights(critic, directory / "critic.safetensors")
     calibrated_critic = None
     if (config.get("calibration") or {}).get("fine_tune") is not None:
-        _, calibrated_critic = build_networks(training, data_dim=config.get("data_dim", 2))
+        # Fine-tuning keeps the critic's architecture (critic_tuning copies the module).
+        calibrated_critic = _build(critic_config, directory)
         _load_weights(calibrated_critic, directory / CALIBRATED_CRITIC_FILE)
         calibrated_critic.eval()
     return ZooModel(generator.eval(), critic.eval(), config, directory, calibrated_critic)
@@ -139,27 +195,99 @@ def latent_ebm_of(model: ZooModel, calibrated: bool = False, **ebm_options: Any)
     return LatentEBM(model.generator, critic, critic_output=model.config["critic_output"], **ebm_options)
 
 
+def _as_dict(training: Any) -> dict[str, Any] | None:
+    if training is None:
+        return None
+    if hasattr(training, "_asdict"):  # a NamedTuple config such as TrainingConfig
+        return dict(training._asdict())
+    if isinstance(training, Mapping):
+        return dict(training)
+    raise ValueError(f"training must be a NamedTuple config, a mapping or None, got {type(training).__name__}.")
+
+
+def _check_fits(module: torch.nn.Module, config: NetworkConfig, role: str) -> None:
+    """Build ``config`` and load ``module``'s weights into it, so a wrong config fails at save time."""
+    try:
+        # Building initialises weights from torch's global generator; saving must not move it.
+        with torch.random.fork_rng(devices=[]):
+            build_network(config).load_state_dict(module.state_dict(), strict=True)
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(
+            f"{role}_config {config.to_dict()} does not describe the {role} module: {error}. "
+            f"Pass the NetworkConfig the {role} was built from."
+        ) from error
+
+
 def save_model(
     directory: Path,
     name: str,
     generator: torch.nn.Module,
     critic: torch.nn.Module,
-    training: TrainingConfig,
-    critic_output: str,
+    training: Any = None,
+    critic_output: str = "logit",
     extra: dict[str, Any] | None = None,
+    *,
+    generator_config: NetworkConfig | None = None,
+    critic_config: NetworkConfig | None = None,
+    data_dim: int | None = None,
 ) -> Path:
-    """Write a model folder (weights as safetensors, config.json); returns the folder."""
+    """Write a model folder (weights as safetensors, config.json); returns the folder.
+
+    Parameters
+    ----------
+    directory
+        The folder to write (created if needed).
+    name
+        The model's name, stored in config.json.
+    generator, critic
+        The torch modules.
+    training
+        The training config (a NamedTuple such as
+        :class:`~ppl_ebm.training.gan.TrainingConfig`, or a mapping), stored under
+        ``"training"``; None stores none.
+    critic_output
+        How the critic's output is read (see :class:`~ppl_ebm.targets.latent_ebm.LatentEBM`).
+    extra
+        More config.json keys (metrics, the command, ...).
+    generator_config, critic_config
+        The networks' :class:`NetworkConfig`, which :func:`load_model` builds them from. When
+        omitted they come from ``training.network_configs(data_dim)`` if ``training`` has that
+        method (:class:`~ppl_ebm.training.gan.TrainingConfig` does); otherwise they are required.
+        Each is checked by building it and loading the module's weights into it.
+    data_dim
+        Width of the data points, stored as ``"data_dim"`` when given (default 2 when the
+        network configs come from ``training``).
+
+    Raises
+    ------
+    ValueError
+        If a network config is missing or does not describe its module.
+    """
     directory = Path(directory)
+    if generator_config is None or critic_config is None:
+        if not hasattr(training, "network_configs"):
+            raise ValueError(
+                "generator_config and critic_config are required unless training has network_configs() "
+                "(a TrainingConfig); pass the NetworkConfig each network was built from."
+            )
+        data_dim = 2 if data_dim is None else data_dim
+        from_training = training.network_configs(data_dim)
+        generator_config = generator_config or from_training[0]
+        critic_config = critic_config or from_training[1]
+    _check_fits(generator, generator_config, "generator")
+    _check_fits(critic, critic_config, "critic")
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(directory / "generator.safetensors"))
     save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(directory / "critic.safetensors"))
-    config = {
-        "name": name,
-        "critic_output": critic_output,
-        "data_dim": 2,
-        "training": training._asdict(),
-        **(extra or {}),
-    }
+    config: dict[str, Any] = {"name": name, "critic_output": critic_output}
+    if data_dim is not None:
+        config["data_dim"] = data_dim
+    config["generator"] = generator_config.to_dict()
+    config["critic"] = critic_config.to_dict()
+    training_dict = _as_dict(training)
+    if training_dict is not None:
+        config["training"] = training_dict
+    config.update(extra or {})
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return directory
 
