@@ -44,7 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ppl_ebm.diagnostics.fast import KEYS, arviz_reference, diagnose  # noqa: E402
+from ppl_ebm.diagnostics.arviz_engine import diagnose as arviz_reference  # noqa: E402
+from ppl_ebm.diagnostics.fast import KEYS, diagnose  # noqa: E402
 
 
 def write_ar1_draws(path: Path, chains: int, draws: int, dims: int, seed: int, block_chains: int = 250) -> None:

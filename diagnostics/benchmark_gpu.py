@@ -78,7 +78,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks' helpers
 from benchmark_flops import flops_per_chain_step  # noqa: E402
-from benchmark_kernels import _loadavg, machine_facts  # noqa: E402
+from benchmark_kernels import loadavg, machine_facts  # noqa: E402
 from benchmark_scaling import build_conv_ebm  # noqa: E402
 
 # DDLS Sec. 5.2 / App. B: step 0.01, noise std 0.1, x0.1 every 200 iterations, noise annealed along.
@@ -312,7 +312,7 @@ def measure(args, log) -> dict:
             row["batch_sweep"] = sweep
             row["flops_per_chain_step"] = flops
             rows.append(row)
-    machine["loadavg_at_end"] = _loadavg()
+    machine["loadavg_at_end"] = loadavg()
     return {"machine": machine, "matmul_peak_gflops": peaks, "rows": rows}
 
 

@@ -64,6 +64,9 @@ from pathlib import Path
 
 import numpy as np
 
+# What the other benchmark scripts import from this one, and its entry point.
+__all__ = ["BACKENDS", "SAMPLERS", "STEP_SIZE", "loadavg", "machine_facts", "main", "mala_warmup"]
+
 BACKENDS = ("torch", "jax")
 SAMPLERS = ("ula", "mala")
 GOAL = 0.9
@@ -327,11 +330,12 @@ def machine_facts() -> dict:
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", ""),
         # The machine may be shared: a load above the CPU count means the timings are noisy.
-        "loadavg_at_start": _loadavg(),
+        "loadavg_at_start": loadavg(),
     }
 
 
-def _loadavg() -> list[float] | None:
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (rounded), or None where the OS has none."""
     try:
         return [round(value, 2) for value in os.getloadavg()]
     except OSError:
@@ -464,7 +468,7 @@ def main(argv=None) -> dict:
                 )
     min_ratio = min(row["ratio"] for row in rows)
     total_seconds = time.perf_counter() - total_start
-    facts["loadavg_at_end"] = _loadavg()
+    facts["loadavg_at_end"] = loadavg()
     log("")
     log(format_table(rows))
     log(

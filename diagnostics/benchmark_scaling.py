@@ -66,7 +66,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks' helpers
 from benchmark_flops import flops_per_chain_step  # noqa: E402
-from benchmark_kernels import BACKENDS, SAMPLERS, STEP_SIZE, _loadavg, machine_facts, mala_warmup  # noqa: E402
+from benchmark_kernels import BACKENDS, SAMPLERS, STEP_SIZE, loadavg, machine_facts, mala_warmup  # noqa: E402
 
 MIN_STEPS = 5  # fewer makes torch ULA's extra init evaluation a large part of the timed phase
 
@@ -190,15 +190,14 @@ def format_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on the benchmark machines
-    import matplotlib.pyplot as plt
+    # The object API: no pyplot state and no backend switch (files only, no display needed).
+    from matplotlib.figure import Figure
 
     done = [r for r in rows if "skipped" not in r]
     color = {"torch": "C3", "jax": "C0"}  # one colour per backend in both panels
     style = {"ula": "-", "mala": ":"}
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 4.5))
+    left, right = fig.subplots(1, 2)
     for network, backend, sampler in sorted({(r["network"], r["backend"], r["sampler"]) for r in done}):
         points = sorted((r["chains"], r["chain_steps_per_s"]) for r in done if r["curve"] in ("chains", "conv")
                         and (r["network"], r["backend"], r["sampler"]) == (network, backend, sampler))
@@ -242,7 +241,6 @@ def plot(rows: list[dict], path: Path) -> None:
         axis.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # -- the benchmark -------------------------------------------------------------------------------
@@ -335,7 +333,7 @@ def main(argv=None) -> dict:
                 rows += measure_curve("conv", "conv", ebm.latent_dim, ebm, flops, backend, sampler, args.conv_chains,
                                       args.conv_steps, args, log)
     total_seconds = time.perf_counter() - total_start
-    facts["loadavg_at_end"] = _loadavg()
+    facts["loadavg_at_end"] = loadavg()
     log("")
     log(format_table(rows))
     log(f"total {total_seconds:.0f} s; load average {facts['loadavg_at_start']} at start, {facts['loadavg_at_end']} at end")

@@ -69,13 +69,12 @@ def main(argv=None):
 
 
 def plot(history, args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object API: no pyplot state and no backend switch in the caller's process.
+    from matplotlib.figure import Figure
 
     draws = [row["draws"] for row in history]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    figure = Figure(figsize=(10, 3.6))
+    left, right = figure.subplots(1, 2)
     left.plot(draws, [row["rhat_max"] for row in history], "o-")
     left.axhline(1.01, color="grey", linestyle="--", label="1.01")
     left.set(xlabel="draws per chain", ylabel="rank R-hat (max over dims)", title=f"{args.model}, {args.chains} chains")
@@ -86,7 +85,6 @@ def plot(history, args, path: Path) -> None:
     right.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ import pytest
 import torch
 from problems import Z_THRESHOLD
 
-from ppl_ebm.baselines import methods as baseline_methods
-from ppl_ebm.baselines.methods import BaselineResult, dot, drs, estimate_lipschitz, generator_only, mh_gan
+from ppl_ebm.baselines import BaselineResult, dot, drs, estimate_lipschitz, generator_only, mh_gan
+from ppl_ebm.baselines.common import generate_and_tilt
 from ppl_ebm.targets.gaussian import QuadraticCritic
 from ppl_ebm.targets.latent_ebm import LatentEBM
 
@@ -236,7 +236,7 @@ def test_estimate_lipschitz_of_a_linear_critic():
 def test_log_tilt_of_generated_points_matches_the_ebm(ebm):
     z = ebm.prior_sample(64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        x, tilt = baseline_methods._generate_and_tilt(ebm, z)
+        x, tilt = generate_and_tilt(ebm, z)
         np.testing.assert_allclose(tilt.numpy(), ebm.log_tilt(z).double().numpy(), rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(x.numpy(), ebm.generate(z).numpy())
 

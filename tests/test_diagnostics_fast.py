@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from ppl_ebm.diagnostics.arviz_engine import diagnose as arviz_reference
+from ppl_ebm.diagnostics.fast import KEYS, diagnose
 from ppl_ebm.diagnostics.summary import summarize
-from ppl_ebm.diagnostics.fast import KEYS, arviz_reference, diagnose
 
 
 def _ar1(chains: int, draws: int, dims: int, seed: int) -> np.ndarray:
@@ -76,7 +77,7 @@ def test_refuses_bad_input():
 def test_packed_key_sort_orders_every_kind_of_float32():
     """The (key << 31 | position)-as-float64 sort equals a stable argsort on extremes:
     +-0, subnormals, the largest finite values, and many ties."""
-    from ppl_ebm.diagnostics.fast import _sort_with_permutation, _Workspace
+    from ppl_ebm.diagnostics.estimators import Workspace, sort_with_permutation
 
     tiny = np.finfo(np.float32).smallest_subnormal
     big = np.finfo(np.float32).max
@@ -84,7 +85,7 @@ def test_packed_key_sort_orders_every_kind_of_float32():
     rng = np.random.default_rng(0)
     values = np.concatenate([special, np.round(rng.standard_normal(5000), 1).astype(np.float32), special])
     values = values[rng.permutation(values.size)]
-    sorted_values, order = _sort_with_permutation(values, _Workspace())
+    sorted_values, order = sort_with_permutation(values, Workspace())
     want = np.argsort(values, kind="stable")
     np.testing.assert_array_equal(sorted_values, values[want].astype(np.float64))
     # A permutation that sorts (ties, 0.0 and -0.0 included, in either order).
@@ -107,10 +108,24 @@ def test_tail_quantile_compared_in_float64():
 def test_ess_does_not_depend_on_the_first_lag_guess():
     """Strongly autocorrelated chains make Geyer's sequence run past a short guess: the
     autocovariances are then recomputed to every lag, giving the same ESS."""
-    from ppl_ebm.diagnostics.fast import _ess
+    from ppl_ebm.diagnostics.estimators import ess_of_chains
 
     chains = np.cumsum(np.random.default_rng(4).standard_normal((8, 400)), axis=1)  # random walks
-    full, full_lag, _ = _ess(chains, lags=400)
-    short, short_lag, _ = _ess(chains, lags=8)
+    full, full_lag, _ = ess_of_chains(chains, lags=400)
+    short, short_lag, _ = ess_of_chains(chains, lags=8)
     assert full_lag > 8  # the short guess really was too short
     assert short == full and short_lag == full_lag
+
+
+def test_both_engines_agree_on_a_chain_subset():
+    """summarize(max_chains=...) hands both engines the same chain indices, read block by block."""
+    draws = _ar1(20, 80, 3, seed=11).astype(np.float32)
+    fast = summarize(draws, engine="fast", max_chains=7, seed=3, chunk_bytes=7 * 80 * 8)
+    slow = summarize(draws, engine="arviz", max_chains=7, seed=3, chunk_bytes=7 * 80 * 8)
+    assert fast["subsampled"] and fast["chains_used"] == 7
+    for key in KEYS:
+        np.testing.assert_allclose(fast[key], slow[key], rtol=1e-12, atol=0, equal_nan=True, err_msg=key)
+    chosen = np.sort(np.random.default_rng(3).choice(20, size=7, replace=False))
+    on_copy = diagnose(draws[chosen])
+    for key in KEYS:
+        np.testing.assert_array_equal(fast[key], on_copy[key], err_msg=key)

@@ -1,4 +1,4 @@
-"""Tests of ppl_ebm.metrics.sample_quality against closed forms (EMD <= 2000 points to stay fast)."""
+"""Tests of ppl_ebm.metrics (distances, modes) against closed forms (EMD <= 2000 points to stay fast)."""
 
 import numpy as np
 import pytest

@@ -1,9 +1,10 @@
 """Sampler diagnostics: arrays first, ArviZ underneath.
 
-Every number here comes from ArviZ's own estimators through
-:mod:`ppl_ebm.diagnostics.arviz_compat` (ArviZ 0.23 or 1.x), or with ``engine="fast"`` from the same
-estimators reimplemented for thousands of chains (:mod:`ppl_ebm.diagnostics.fast`, tested
-equal to ArviZ's): rank-normalised split R-hat, bulk and
+Every number here comes from one of two engines with one signature (:data:`ENGINES`):
+ArviZ's own estimators (:mod:`ppl_ebm.diagnostics.arviz_engine`, through
+:mod:`ppl_ebm.diagnostics.arviz_compat`, ArviZ 0.23 or 1.x), or with ``engine="fast"`` the same
+estimators reimplemented for thousands of chains (:mod:`ppl_ebm.diagnostics.fast` over
+:mod:`ppl_ebm.diagnostics.estimators`, tested equal to ArviZ's): rank-normalised split R-hat, bulk and
 tail ESS (Vehtari et al. 2021) and the Monte Carlo standard errors of the mean and the
 standard deviation. This module adds what sampler comparisons need on top: the
 integrated autocorrelation time, chain subsampling for runs with thousands of chains
@@ -23,12 +24,14 @@ Geyer, C. J. (1992). Practical Markov chain Monte Carlo. *Statistical Science* 7
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from ppl_ebm.diagnostics import arviz_compat
+from ppl_ebm.diagnostics import arviz_engine, fast
+from ppl_ebm.diagnostics.arviz_engine import integrated_autocorrelation_time
+from ppl_ebm.diagnostics.estimators import KEYS
 
 __all__ = [
     "integrated_autocorrelation_time",
@@ -36,7 +39,16 @@ __all__ = [
     "compare",
     "format_table",
     "COMPARE_COLUMNS",
+    "DEFAULT_CHUNK_BYTES",
+    "ENGINES",
 ]
+
+#: ``summarize``'s engines by name: each is ``diagnose(draws, *, chains, block_bytes)`` on a
+#: ``(chain, draw, dim)`` array, returning a ``(dim,)`` array per name in ``estimators.KEYS``.
+ENGINES: dict[str, Callable[..., dict[str, np.ndarray]]] = {
+    "arviz": arviz_engine.diagnose,
+    "fast": fast.diagnose,
+}
 
 #: Columns of :func:`compare`, in order.
 COMPARE_COLUMNS: tuple[str, ...] = (
@@ -64,44 +76,6 @@ COMPARE_COLUMNS: tuple[str, ...] = (
 
 #: Default memory budget (bytes of float64) of one block of dimensions in :func:`summarize`.
 DEFAULT_CHUNK_BYTES = 1 << 27  # 128 MiB
-
-
-# ----------------------------------------------------------------------------- arrays
-
-
-def integrated_autocorrelation_time(draws: Any) -> np.ndarray:
-    r"""Integrated autocorrelation time (IAT) of each dimension.
-
-    Defined as
-
-    .. math:: \tau = \frac{M N}{\widehat{\mathrm{ESS}}_{\mathrm{mean}}}
-
-    where :math:`M N` is the total number of draws (chains times draws per chain) and
-    :math:`\widehat{\mathrm{ESS}}_{\mathrm{mean}}` is ArviZ's ``method="mean"`` ESS: the
-    basic split-chain ESS of the raw draws, without rank normalisation, whose
-    autocorrelation sum is truncated by Geyer's initial monotone sequence (Geyer 1992;
-    Vehtari et al. 2021, eqs. 10-11). It estimates
-    :math:`\tau = 1 + 2\sum_{t\ge1}\rho_t`, the factor by which autocorrelation
-    inflates the variance of the sample mean; for an AR(1) chain with coefficient
-    :math:`\rho`, :math:`\tau = (1+\rho)/(1-\rho)`. Values below 1 mean antithetic
-    chains (ArviZ caps ESS at :math:`MN\log_{10}(MN)`).
-
-    Parameters
-    ----------
-    draws
-        Array ``(chain, draw, *event)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        IAT per event element, shape ``event``.
-    """
-    arr = np.asarray(draws)
-    if arr.ndim < 2:
-        raise ValueError(f"draws must have shape (chain, draw, *event); got {arr.shape}")
-    n_total = arr.shape[0] * arr.shape[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return n_total / arviz_compat.ess(arr, method="mean")
 
 
 # ----------------------------------------------------------------------------- summarize
@@ -175,7 +149,8 @@ def summarize(
     chunk_bytes
         Memory bound (float64 bytes) of one block of dimensions handed to ArviZ.
     engine
-        ``"arviz"``: ArviZ's own functions, block by block. ``"fast"``: the same estimators
+        ``"arviz"``: ArviZ's own functions, block by block
+        (:func:`ppl_ebm.diagnostics.arviz_engine.diagnose`). ``"fast"``: the same estimators
         by :func:`ppl_ebm.diagnostics.fast.diagnose` (equal to ArviZ's to rounding; minutes
         faster on thousands of chains, reads a memory-mapped run in blocks); use it with
         ``max_chains=None`` to diagnose every chain of a large run.
@@ -269,27 +244,11 @@ def summarize(
     scale = n_usable / n_used if n_used else math.nan
     all_chains = n_used == n_chain
 
-    keys = ("ess_bulk", "ess_tail", "rhat", "mcse_mean", "mcse_sd", "iat")
-    per_dim = {k: np.full(dim, np.nan) for k in keys}
-    if engine not in ("arviz", "fast"):
+    if engine not in ENGINES:
         raise ValueError(f"engine must be 'arviz' or 'fast', got {engine!r}.")
-    if n_used and engine == "fast":
-        from ppl_ebm.diagnostics.fast import diagnose
-
-        per_dim.update(diagnose(latents if all_chains else latents[chosen], block_bytes=chunk_bytes))
-    elif n_used:
-        step = max(1, int(chunk_bytes) // (8 * n_used * max(n_draw, 1)))
-        for d0 in range(0, dim, step):
-            d1 = min(dim, d0 + step)
-            block = latents[:, :, d0:d1] if all_chains else latents[chosen, :, d0:d1]
-            block = np.asarray(block, dtype=np.float64)
-            per_dim["ess_bulk"][d0:d1] = arviz_compat.ess(block, "bulk")
-            per_dim["ess_tail"][d0:d1] = arviz_compat.ess(block, "tail")
-            per_dim["rhat"][d0:d1] = arviz_compat.rhat(block, "rank")
-            per_dim["mcse_mean"][d0:d1] = arviz_compat.mcse(block, "mean")
-            per_dim["mcse_sd"][d0:d1] = arviz_compat.mcse(block, "sd")
-            per_dim["iat"][d0:d1] = integrated_autocorrelation_time(block)
-            del block
+    per_dim = {key: np.full(dim, np.nan) for key in KEYS}
+    if n_used:
+        per_dim.update(ENGINES[engine](latents, chains=None if all_chains else chosen, block_bytes=chunk_bytes))
 
     def _agg(fn, key):
         return float(fn(per_dim[key])) if dim else math.nan

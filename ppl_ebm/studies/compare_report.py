@@ -6,15 +6,15 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+# Figures by the object API, not pyplot: no global figure state and no backend switch, so
+# importing this module never changes the user's matplotlib backend; savefig renders files
+# with the format's own (Agg) canvas.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ppl_ebm.studies.compare import PAPER_STEP_SIZE
 
-from ppl_ebm.studies.compare import PAPER_STEP_SIZE  # noqa: E402
-
-__all__ = ["format_compare_table", "write_report"]
+__all__ = ["format_cell", "format_compare_table", "target_check_line", "write_report"]
 
 _COLUMNS = (
     ("emd", "EMD", "{:.4f}"),
@@ -31,7 +31,20 @@ _COLUMNS = (
 )
 
 
-def _cell(value, fmt: str) -> str:
+def format_cell(value: object, fmt: str) -> str:
+    """One table cell: ``fmt`` applied to ``value``, ``-`` when missing or not finite.
+
+    Parameters
+    ----------
+    value
+        A number, or None.
+    fmt
+        A ``str.format`` pattern; ``"{:d}"`` formats ``int(value)``.
+
+    Returns
+    -------
+    str
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
     if fmt == "{:d}":
@@ -42,7 +55,7 @@ def _cell(value, fmt: str) -> str:
 def format_compare_table(metrics: dict[str, dict], markdown: bool = False) -> str:
     """One row per method: sample quality (EMD, DDLS Table 1 metrics) and sampler efficiency."""
     header = ["method", *(title for _, title, _ in _COLUMNS)]
-    rows = [[name, *(_cell(values.get(key), fmt) for key, _, fmt in _COLUMNS)] for name, values in metrics.items()]
+    rows = [[name, *(format_cell(values.get(key), fmt) for key, _, fmt in _COLUMNS)] for name, values in metrics.items()]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -57,7 +70,8 @@ def _plot_samples(samples: dict[str, np.ndarray], data: np.ndarray, path: Path, 
     names = list(samples)
     columns = min(4, len(names))
     rows = math.ceil(len(names) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows), squeeze=False)
+    figure = Figure(figsize=(3.2 * columns, 3.2 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     low, high = np.percentile(data, [0.5, 99.5], axis=0)
     pad = 0.25 * (high - low)
     for axis, name in zip(axes.flat, names):
@@ -74,11 +88,11 @@ def _plot_samples(samples: dict[str, np.ndarray], data: np.ndarray, path: Path, 
     figure.suptitle("samples (blue) over fresh data (grey)", fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def _plot_sweep(sweep: dict, path: Path) -> None:
-    figure, axis = plt.subplots(figsize=(5, 3.5))
+    figure = Figure(figsize=(5, 3.5))
+    axis = figure.subplots()
     axis.semilogx(sweep["step_sizes"], sweep["emd"], "o-", label="ULA, fixed step")
     axis.axhline(sweep["mala_adapted_emd"], color="tab:green", ls="--",
                  label=f"MALA adapted (step {sweep['mala_adapted_step_size']:.2g})")
@@ -93,7 +107,6 @@ def _plot_sweep(sweep: dict, path: Path) -> None:
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
 def _autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
@@ -106,7 +119,8 @@ def _autocorrelation(x: np.ndarray, max_lag: int) -> np.ndarray:
 
 def _plot_traces(traces: dict[str, np.ndarray], path: Path) -> None:
     names = list(traces)
-    figure, axes = plt.subplots(len(names), 2, figsize=(9, 1.9 * len(names)), squeeze=False)
+    figure = Figure(figsize=(9, 1.9 * len(names)))
+    axes = figure.subplots(len(names), 2, squeeze=False)
     for row, name in enumerate(names):
         chains = traces[name]  # (chain, draw, dim): a few chains, latent dimension 0
         for chain in chains:
@@ -119,7 +133,6 @@ def _plot_traces(traces: dict[str, np.ndarray], path: Path) -> None:
     axes[0, 1].set_title("autocorrelation of z[0]", fontsize=9)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def _calibrated_critic(model_config: dict) -> str:

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+# The object API, not pyplot: importing this module leaves the user's matplotlib backend alone.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ppl_ebm.diagnostics.mixing import nested_rhat_reference  # noqa: E402
-from ppl_ebm.studies.compare_report import target_check_line  # noqa: E402  (one formatter for every report)
+from ppl_ebm.diagnostics.mixing import nested_rhat_reference
+from ppl_ebm.studies.compare_report import target_check_line  # one formatter for every report
 
 __all__ = ["write_mixing_report"]
 
@@ -22,7 +20,8 @@ def _step_or_later(step, config) -> str:
 
 def _plot(study: dict, path: Path) -> None:
     samplers = study["samplers"]
-    figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    figure = Figure(figsize=(17, 3.6))
+    axes = figure.subplots(1, 4)
     for name, view in samplers.items():
         progression, coupling = view["progression"], view["coupling"]
         steps = progression["steps"]
@@ -50,7 +49,6 @@ def _plot(study: dict, path: Path) -> None:
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def write_mixing_report(study: dict, folder: Path, command: str = "") -> dict[str, Path]:

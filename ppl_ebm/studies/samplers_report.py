@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+# The object API, not pyplot: importing this module leaves the user's matplotlib backend alone.
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ppl_ebm.studies.compare_report import _cell, target_check_line  # noqa: E402  (one formatter for every report)
+from ppl_ebm.studies.compare_report import format_cell, target_check_line  # one formatter for every report
 
 __all__ = ["format_sampler_table", "write_sampler_report"]
 
@@ -28,14 +26,15 @@ _COLUMNS = (
 def format_sampler_table(rows: dict[str, dict]) -> str:
     header = "| method | " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(_COLUMNS) + 1)]
-    lines += ["| " + name + " | " + " | ".join(_cell(row.get(k), f) for k, _, f in _COLUMNS) + " |"
+    lines += ["| " + name + " | " + " | ".join(format_cell(row.get(k), f) for k, _, f in _COLUMNS) + " |"
               for name, row in rows.items()]
     return "\n".join(lines)
 
 
 def _plot(study: dict, path: Path) -> None:
     models = list(study["models"])
-    figure, axes = plt.subplots(1, len(models), figsize=(6 * len(models), 3.8), squeeze=False)
+    figure = Figure(figsize=(6 * len(models), 3.8))
+    axes = figure.subplots(1, len(models), squeeze=False)
     for axis, name in zip(axes[0], models):
         rows = study["models"][name]["methods"]
         names = list(rows)
@@ -49,7 +48,6 @@ def _plot(study: dict, path: Path) -> None:
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[str, Path]:
