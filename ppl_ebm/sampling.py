@@ -9,21 +9,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 
-from ppl_ebm.targets.latent_ebm import LatentEBM
+from ppl_ebm.drivers.convergence import check_convergence_settings, continue_until_converged
+from ppl_ebm.kernels.registry import BACKENDS, SamplerSpec, get_sampler, sampler_names
 from ppl_ebm.result import SampleResult
+from ppl_ebm.targets.latent_ebm import LatentEBM
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
 
-SAMPLERS = ("ula", "mala", "nuts", "hmc")
-BACKENDS = ("torch", "jax")
-_LANGEVIN_OPTIONS = {
-    "ula": {"step_size", "noise_scale", "decay_rate", "decay_every", "noise_decay_rate"},
-    "mala": {"step_size", "adapt_step_size", "target_accept_prob", "per_chain_step_size", "independence_every"},
-}
+
+def __getattr__(name: str):
+    # SAMPLERS reads the registry when asked, so a sampler registered later is listed too.
+    if name == "SAMPLERS":
+        return sampler_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
@@ -33,9 +36,9 @@ def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
     return int(value)
 
 
-def _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thinning, options):
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}.")
+def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_samples, thinning, options,
+              until, draws_dir, max_seconds) -> dict[str, Any]:
+    """Everything checked before any work; returns the sampler's options with defaults filled."""
     if backend not in BACKENDS:
         raise ValueError(
             f"backend must be one of {BACKENDS} ('torch' = Pyro, 'jax' = NumPyro), got {backend!r}."
@@ -46,13 +49,7 @@ def _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thi
     _positive_int("thinning", thinning)
     if num_samples % thinning:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of thinning ({thinning}).")
-    if sampler in _LANGEVIN_OPTIONS:
-        unknown = set(options) - _LANGEVIN_OPTIONS[sampler]
-        if unknown:
-            raise ValueError(
-                f"Unknown option(s) {sorted(unknown)} for sampler {sampler!r}; "
-                f"it takes {sorted(_LANGEVIN_OPTIONS[sampler])}."
-            )
+    options = spec.validate(options)
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
     if isinstance(target, LatentEBMJax) and backend != "jax":
@@ -62,37 +59,64 @@ def _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thi
             "target must be a ppl_ebm.LatentEBM, a LatentEBMJax, or a model callable "
             f"(Pyro for backend='torch', NumPyro for 'jax'); got {type(target).__name__}."
         )
+    if until is not None and until != "converged":
+        raise ValueError(f"until must be None or 'converged', got {until!r}.")
+    if draws_dir is not None and (not spec.has("streaming") or until is not None):
+        raise ValueError(
+            f"draws_dir streams and resumes the samplers {sampler_names('streaming')}; {spec.name!r} runs inside the "
+            f"PPL's own MCMC driver, and until='converged' decides its own length (got until={until!r})."
+        )
+    if until is not None and not spec.has("until"):
+        raise ValueError(f"until='converged' continues our kernels' chains ({sampler_names('until')}); "
+                         f"{spec.name!r} runs inside the PPL's driver: call its MCMC.run again.")
+    if max_seconds is not None:
+        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
+            raise ValueError(f"max_seconds must be a number of seconds > 0 (or None), got {max_seconds!r}.")
+        if draws_dir is not None or until is not None:
+            raise ValueError("max_seconds cuts one in-memory run; it cannot be combined with draws_dir "
+                             "(a resumable run) or until='converged' (which decides its own length).")
+    return options
 
 
 class _Target:
-    """The batched potential, starting points and site layout, per backend."""
+    """The batched potential, starting points, site layout and the driver's view, per backend."""
 
-    def __init__(self, potential_fn, initial_position, site_shapes, constrain, generate):
+    def __init__(self, potential_fn, initial_position, site_shapes, constrain, generate, problem):
         self.potential_fn = potential_fn
         self.initial_position = initial_position
         self.site_shapes = site_shapes
         self.constrain = constrain
         self.generate = generate
+        self.problem = problem
+
+
+def _ebm_potential(ebm):
+    """A LatentEBMJax's batched potential: module level, so compiled programs are shared."""
+    return ebm.potential
 
 
 def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
     import torch
 
+    from ppl_ebm.drivers.run_torch import TorchProblem
     from ppl_ebm.ppl import pyro_potential
 
     rng = torch.Generator().manual_seed(seed)
     if isinstance(target, LatentEBM):
         # DDLS Alg. 1 starts every chain at a prior draw z0 ~ p0.
         position = target.prior_sample(num_chains, generator=rng)
-        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate)
+        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
+                       TorchProblem(target.potential))
     batched = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
     position = None if initial_params is not None else pyro_potential.initial_positions(batched, num_chains, rng)
-    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None)
+    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
+                   TorchProblem(batched.potential))
 
 
 def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
     import jax
 
+    from ppl_ebm.drivers.run_jax import JaxProblem
     from ppl_ebm.ppl import numpyro_potential
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
@@ -101,10 +125,12 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
         target = target.to_jax()
     if isinstance(target, LatentEBMJax):
         position = target.prior_sample(key, num_chains)
-        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate)
+        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
+                       JaxProblem(target, _ebm_potential))
     batched = numpyro_potential.batched_potential_from_model(target, model_args, model_kwargs, key)
     position = None if initial_params is not None else numpyro_potential.initial_positions(batched, num_chains, key)
-    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None)
+    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
+                   JaxProblem(None, lambda _: batched.potential))
 
 
 def _initial(initial_params, prepared: _Target, num_chains: int, backend: str):
@@ -214,64 +240,50 @@ def sample(
         ``latents`` (chain, draw, dim) — flat latent sites in name order for a model;
         ``posterior`` per site; ``stats``; ``to_arviz()``.
     """
-    _validate(target, sampler, backend, num_chains, num_warmup, num_samples, thinning, sampler_options)
-    if draws_dir is not None and (sampler not in _LANGEVIN_OPTIONS or until is not None):
-        raise ValueError(
-            "draws_dir streams and resumes our ULA/MALA kernels; NUTS/HMC run inside the PPL's own "
-            f"MCMC driver and until='converged' samples in blocks (got sampler={sampler!r}, until={until!r})."
-        )
-    if max_seconds is not None:
-        if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
-            raise ValueError(f"max_seconds must be a number of seconds > 0 (or None), got {max_seconds!r}.")
-        if draws_dir is not None or until is not None:
-            raise ValueError("max_seconds cuts one in-memory run; it cannot be combined with draws_dir "
-                             "(a resumable run) or until='converged' (which decides its own length).")
-    if device is not None:
-        return _on_device(device, target, backend, sampler, num_chains, num_warmup, num_samples, seed,
-                          thinning=thinning, initial_params=initial_params, model_args=model_args,
-                          model_kwargs=model_kwargs, return_generated=return_generated, progress_bar=progress_bar,
-                          until=until, target_rhat=target_rhat, target_ess=target_ess, max_samples=max_samples,
-                          draws_dir=draws_dir, max_seconds=max_seconds, **sampler_options)
+    spec = get_sampler(sampler)
+    options = _validate(target, spec, backend, num_chains, num_warmup, num_samples, thinning, sampler_options,
+                        until, draws_dir, max_seconds)
     if until is not None:
-        if until != "converged":
-            raise ValueError(f"until must be None or 'converged', got {until!r}.")
-        from ppl_ebm.drivers.convergence import sample_until_converged
-
-        return sample_until_converged(
-            sample, target, sampler, backend, num_chains, num_warmup, num_samples, seed,
-            target_rhat=target_rhat, target_ess=target_ess, max_samples=max_samples, progress_bar=progress_bar,
-            options=sampler_options, thinning=thinning, initial_params=initial_params, model_args=model_args,
-            model_kwargs=model_kwargs, return_generated=return_generated,
-        )
+        check_convergence_settings(target_rhat, target_ess, max_samples, num_samples, thinning, return_generated)
     if return_generated and not isinstance(target, LatentEBM) and not hasattr(target, "generate"):
         raise ValueError("return_generated=True needs a latent EBM target.")
     model_kwargs = {} if model_kwargs is None else model_kwargs
-    make_target = _torch_target if backend == "torch" else _jax_target
-    prepared = make_target(target, num_chains, seed, initial_params, model_args, model_kwargs)
-    position = _initial(initial_params, prepared, num_chains, backend)
-    store = None
-    if draws_dir is not None:
-        store = _open_store(draws_dir, target, prepared, position, initial_params, sampler, backend, num_chains,
-                            num_warmup, num_samples, thinning, seed, sampler_options)
-    run = _run_torch if backend == "torch" else _run_jax
-    latents, stats = run(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar,
-                         sampler_options, store, max_seconds)
-    posterior = _posterior(latents, prepared, backend)
-    generated = _generated(latents, prepared, backend) if return_generated else None
+    with ExitStack() as placement:
+        # The device is a policy of this one call, not a second call of sample().
+        _place(placement, device, target, backend)
+        make_target = _torch_target if backend == "torch" else _jax_target
+        prepared = make_target(target, num_chains, seed, initial_params, model_args, model_kwargs)
+        position = _initial(initial_params, prepared, num_chains, backend)
+        if spec.family == "ppl":
+            latents, stats = _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning,
+                                      progress_bar, options, max_seconds)
+        else:
+            store = None
+            if draws_dir is not None:
+                store = _open_store(draws_dir, target, position, initial_params, spec.name, backend, num_chains,
+                                    num_warmup, num_samples, thinning, seed, options)
+            latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
+                                           seed, thinning, progress_bar, store, max_seconds,
+                                           until, target_rhat, target_ess, max_samples)
+        posterior = _posterior(latents, prepared, backend)
+        generated = _generated(latents, prepared, backend) if return_generated else None
     return SampleResult(
         latents=latents,
         stats=stats,
-        sampler=sampler,
+        sampler=spec.name,
         backend=backend,
         site=next(iter(prepared.site_shapes)) if prepared.constrain is None else "latents",
         generated=generated,
         posterior=posterior,
-        extra={"seed": seed, "num_warmup": num_warmup, "thinning": thinning, **sampler_options},
+        extra={"seed": seed, "num_warmup": num_warmup, "thinning": thinning, **options,
+               **({"until": until} if until is not None else {})},
     )
 
 
-def _on_device(device, target, backend, sampler, *args, **kwargs) -> SampleResult:
-    """``sample`` again with ``device=None``, the target (torch) or the default device (JAX) set."""
+def _place(placement: ExitStack, device: str | None, target, backend: str) -> None:
+    """torch: move a latent EBM's networks to ``device`` in place; JAX: run under it."""
+    if device is None:
+        return
     from ppl_ebm.drivers import devices
 
     if backend == "torch":
@@ -281,14 +293,13 @@ def _on_device(device, target, backend, sampler, *args, **kwargs) -> SampleResul
         elif resolved.type != "cpu":
             raise ValueError("device= moves a latent EBM's networks; a Pyro model's tensors stay where the "
                              "model creates them, so put them on the GPU in the model and leave device=None.")
-        return sample(target, sampler, backend, *args, **kwargs)
+        return
     import jax
 
-    with jax.default_device(devices.jax_device(device)):
-        return sample(target, sampler, backend, *args, **kwargs)
+    placement.enter_context(jax.default_device(devices.jax_device(device)))
 
 
-def _open_store(draws_dir, target, prepared, position, initial_params, sampler, backend, num_chains, num_warmup,
+def _open_store(draws_dir, target, position, initial_params, sampler, backend, num_chains, num_warmup,
                 num_samples, thinning, seed, options):
     from ppl_ebm.drivers.draw_store import DrawStore, fingerprint
 
@@ -302,42 +313,48 @@ def _open_store(draws_dir, target, prepared, position, initial_params, sampler, 
     return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
 
 
-def _run_torch(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
-               max_seconds=None):
-    from ppl_ebm.ppl import pyro_kernels
-    from ppl_ebm.drivers import run_torch
-
-    if sampler in ("nuts", "hmc"):
-        return run_torch.run_hmc(
-            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar,
-            max_seconds=max_seconds, **options
-        )
-    kernel_class = pyro_kernels.ULA if sampler == "ula" else pyro_kernels.MALA
-    kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], seed=seed, **options)
-    return run_torch.run_langevin(
-        kernel, num_warmup, num_samples, thinning, init_params=position, progress_bar=progress_bar, store=store,
-        max_seconds=max_seconds,
-    )
+def _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options,
+             max_seconds):
+    """The PPL's own NUTS/HMC (Pyro one chain after another, NumPyro vectorised)."""
+    if backend == "torch":
+        from ppl_ebm.drivers.run_torch import run_hmc
+    else:
+        from ppl_ebm.drivers.run_jax import run_hmc
+    return run_hmc(spec.name, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning,
+                   progress_bar, max_seconds=max_seconds, **options)
 
 
-def _run_jax(sampler, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options, store,
-             max_seconds=None):
-    import jax
+def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples, seed, thinning,
+                  progress_bar, store, max_seconds, until, target_rhat, target_ess, max_samples):
+    """Our kernels: build from the registry, start the chains, run; ``until`` continues them."""
+    sampler = spec.build(backend, options)
+    if backend == "torch":
+        import torch
 
-    from ppl_ebm.ppl import numpyro_kernels
-    from ppl_ebm.drivers import run_jax
+        from ppl_ebm.drivers import run_torch as driver
+        from ppl_ebm.kernels.samplers_torch import langevin_params
 
-    if sampler in ("nuts", "hmc"):
-        return run_jax.run_hmc(
-            sampler, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning, progress_bar,
-            max_seconds=max_seconds, **options
-        )
-    kernel_class = numpyro_kernels.ULA if sampler == "ula" else numpyro_kernels.MALA
-    kernel = kernel_class(potential_fn=prepared.potential_fn, num_chains=position.shape[0], **options)
-    return run_jax.run_langevin(
-        kernel, jax.random.key(seed), num_warmup, num_samples, thinning, init_params=position,
-        progress_bar=progress_bar, store=store, max_seconds=max_seconds,
-    )
+        params = langevin_params(options, num_warmup, device=position.device)
+        rng_key = torch.Generator(device=position.device).manual_seed(int(seed))
+    else:
+        import jax
+
+        from ppl_ebm.drivers import run_jax as driver
+        from ppl_ebm.kernels.samplers_jax import langevin_params
+
+        params = langevin_params(options, num_warmup)
+        rng_key = jax.random.split(jax.random.key(seed))[0]
+    chain = driver.init_chain(sampler, params, prepared.problem, position, rng_key)
+
+    def run_block(chain, count, sink=None, budget=None):
+        return driver.run_langevin(sampler, params, prepared.problem, chain, count, thinning, progress_bar, sink,
+                                   budget)
+
+    if until is None:
+        _, latents, stats = run_block(chain, num_samples, store, max_seconds)
+        return latents, stats
+    return continue_until_converged(run_block, chain, num_samples, num_warmup, target_rhat, target_ess,
+                                    max_samples, seed)
 
 
 def _posterior(latents: np.ndarray, prepared: _Target, backend: str) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""One check for the configs' integer fields, so every config says the same thing the same way."""
+"""Checks shared by several entry points, so each says the same thing the same way."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_positive_ints"]
+__all__ = ["check_positive_ints", "check_target_arguments"]
 
 
 def check_positive_ints(config: Any, names: tuple[str, ...]) -> None:
@@ -16,3 +16,9 @@ def check_positive_ints(config: Any, names: tuple[str, ...]) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def check_target_arguments(model: Any, potential_fn: Any) -> None:
+    """Exactly one of ``model`` and ``potential_fn``, as Pyro's and NumPyro's own kernels ask."""
+    if (model is None) == (potential_fn is None):
+        raise ValueError("Give exactly one of `model` or `potential_fn`.")

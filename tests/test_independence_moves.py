@@ -107,7 +107,7 @@ def test_warmup_ends_on_the_averaged_step_when_its_last_step_is_an_independence_
     for _ in range(10):
         before = np.asarray(state.step_size)
         state = kernel.transition(state)
-    averaged = np.exp(np.asarray(state.adaptation.log_step_size_average))
+    averaged = np.exp(np.asarray(state.sampler.adaptation.log_step_size_average))
     np.testing.assert_allclose(np.asarray(state.step_size), averaged, rtol=1e-6)
     assert not np.allclose(before, averaged)
 

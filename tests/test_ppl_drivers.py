@@ -141,15 +141,19 @@ def test_front_door_reports_non_finite_counts_for_jax():
     import jax.numpy as jnp
 
     from ppl_ebm.drivers import run_jax
+    from ppl_ebm.kernels.registry import get_sampler
+    from ppl_ebm.kernels.samplers_jax import langevin_params
 
     def potential(z):
         energy = 0.5 * jnp.sum(z**2, axis=-1)
         return jnp.where(z[:, 0] > 1.0, jnp.inf, energy)
 
-    kernel = numpyro_kernels.ULA(potential_fn=potential, num_chains=300, step_size=0.5, noise_scale=0.7)
-    latents, stats = run_jax.run_langevin(
-        kernel, jax.random.key(0), 0, 100, init_params=jnp.zeros((300, 2)), progress_bar=False
-    )
+    spec = get_sampler("ula")
+    options = spec.validate({"step_size": 0.5, "noise_scale": 0.7})
+    sampler, params = spec.build("jax", options), langevin_params(options, num_warmup=0)
+    problem = run_jax.JaxProblem(None, lambda _: potential)
+    chain = run_jax.init_chain(sampler, params, problem, jnp.zeros((300, 2)), jax.random.key(0))
+    _, latents, stats = run_jax.run_langevin(sampler, params, problem, chain, 100, progress_bar=False)
     assert np.isfinite(latents).all() and (latents[..., 0] <= 1.0).all()
     assert stats["stopped"].sum() > 0
     np.testing.assert_array_equal(stats["nonfinite"], stats["stopped"].astype(np.int64))

@@ -4,6 +4,7 @@ moments, and it reports when the budget runs out first."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from problems import assert_moments
 
@@ -37,6 +38,22 @@ def test_mala_runs_until_rhat_and_ess_are_met(problem, backend):
     assert_moments(draws, problem.mean, problem.covariance, f"until converged {backend}")
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("sampler, options", [("ula", {"step_size": 0.05, "decay_every": 60}), ("mala-imh", {})])
+def test_continuing_gives_the_draws_of_one_long_run(problem, backend, sampler, options):
+    # The driver continues the same chains (positions, adapted steps, PRNG state, iteration
+    # count: the decay schedule and the independence cycle go on) on the same program, so three
+    # blocks of 40 draws are one run of 120, bit for bit.
+    run = dict(num_chains=6, num_warmup=50, seed=2, progress_bar=False, **options)
+    blocks = ppl_ebm.sample(problem.ebm, sampler, backend, num_samples=40, until="converged", target_ess=1e9,
+                            max_samples=120, **run)
+    assert not blocks.stats["converged"] and blocks.latents.shape[1] == 120
+    one_run = ppl_ebm.sample(problem.ebm, sampler, backend, num_samples=120, **run)
+    np.testing.assert_array_equal(blocks.latents, one_run.latents)
+    for key in ("acceptance", "step_size", "grad_evals", "nonfinite"):
+        np.testing.assert_array_equal(blocks.stats[key], one_run.stats[key], err_msg=key)
+
+
 def test_budget_exhausted_is_reported(problem):
     result = ppl_ebm.sample(problem.ebm, "ula", "jax", num_chains=4, num_warmup=10, num_samples=50, seed=0,
                             step_size=0.05, until="converged", target_ess=1e9, max_samples=150, progress_bar=False)
@@ -47,7 +64,7 @@ def test_budget_exhausted_is_reported(problem):
 def test_until_rejects_what_it_cannot_do(problem):
     with pytest.raises(ValueError, match="until must be"):
         ppl_ebm.sample(problem.ebm, "mala", "jax", until="forever")
-    with pytest.raises(ValueError, match="ULA or MALA"):
+    with pytest.raises(ValueError, match="continues our kernels' chains"):
         ppl_ebm.sample(problem.ebm, "nuts", "jax", until="converged")
     with pytest.raises(ValueError, match="max_samples"):
         ppl_ebm.sample(problem.ebm, "mala", "jax", num_samples=100, until="converged", max_samples=50)

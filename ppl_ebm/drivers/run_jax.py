@@ -1,10 +1,11 @@
-"""Run samplers on the JAX backend: our batched kernels under ``lax.scan``, NumPyro's NUTS/HMC.
+"""Run samplers on the JAX backend: our pure kernels under ``lax.scan``, NumPyro's NUTS/HMC.
 
-Mirrors :mod:`ppl_ebm.drivers.run_torch` name for name. Steps run in jitted chunks (a progress bar
-between chunks); each chunk shape is compiled once, and that time is reported apart. A
-LatentEBMJax target's programs take its weights as an argument and are kept across calls
-(``_PROGRAMS``), so sampling one target again, or one with other weights of the same shapes,
-compiles nothing.
+Mirrors :mod:`ppl_ebm.drivers.run_torch` name for name; the chunk/checkpoint/budget loop is
+:func:`ppl_ebm.drivers.loop.run_chunks`, shared by both. Steps run in jitted chunks; the
+kernel's hyper-parameters (:class:`~ppl_ebm.kernels.samplers_jax.LangevinParams`) and, for a
+pytree target (a LatentEBMJax), its weights are arguments of the compiled program, not
+constants in it. Programs are kept across calls (``_PROGRAMS``): another step size, another
+call on the same target, a continued run or other weights of the same shapes compile nothing.
 """
 
 from __future__ import annotations
@@ -12,59 +13,45 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
-from tqdm.auto import tqdm
 
-from ppl_ebm.drivers.draw_store import (
-    CHUNK_STEPS, DrawStore, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
-)
-from ppl_ebm.ppl.numpyro_kernels import _batched_value_and_grad, _BatchedLangevin
+from ppl_ebm.drivers.loop import run_chunks
+from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
+from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState
 
-__all__ = ["run_langevin", "run_hmc"]
+__all__ = ["ChainState", "JaxProblem", "init_chain", "run_hmc", "run_langevin"]
 
 
-def _progress(total: int, enabled: bool, description: str):
-    return tqdm(total=total, disable=not enabled, desc=description, mininterval=0.5, leave=False)
+class ChainState(NamedTuple):
+    """What a driver carries between steps: the kernel's state and the PRNG key it splits."""
+
+    state: SamplerState
+    rng_key: jax.Array
 
 
-# Compiled chunk programs shared by sample() calls on one target (a study, a protocol run in
-# batches of chains): each call used to compile afresh, 2-8 s per call for the SN-GAN net on a
-# GPU. Shared only when the potential is a method of a pytree (LatentEBMJax), so that its
-# weights are an argument of the program, not constants baked into it, and every kernel
-# setting is a plain value that can go in the key.
+class JaxProblem(NamedTuple):
+    """The target as the compiled program sees it. ``weights``: a pytree passed to the program
+    as an argument (a LatentEBMJax), or None; ``potential(weights)`` gives the batched
+    potential ``(chains, dim) -> (chains,)``; ``proposal(weights)`` the law of independence
+    steps (None: N(0, I)). Programs are shared across calls only when ``weights`` is a pytree
+    and both functions are module-level or methods (stable identities)."""
+
+    weights: Any
+    potential: Callable[[Any], Callable[[jax.Array], jax.Array]]
+    proposal: Callable[[Any], Proposal] | None = None
+
+
+
+# Compiled chunk programs shared by sample() calls (a study's sweep over step sizes, a
+# protocol run in batches of chains, until="converged"'s continuation): each call used to
+# compile afresh, 2-8 s per call for the SN-GAN net on a GPU.
 _PROGRAMS: OrderedDict = OrderedDict()
 _PROGRAM_LIMIT = 16  # programs hold device code and buffers: keep the recent ones only
-_PLAIN = (int, float, bool, str, type(None))
-_TARGET_FIELDS = ("_model", "_potential_fn", "_potential_and_grad", "_constrain")
-
-
-def _pytree_target(kernel: _BatchedLangevin):
-    """The pytree whose method is the kernel's potential (a LatentEBMJax), else None."""
-    method = getattr(kernel, "_potential_fn", None)
-    owner = getattr(method, "__self__", None)
-    if kernel._model is not None or owner is None:
-        return None
-    leaves = jax.tree_util.tree_leaves(owner)
-    is_pytree = not (len(leaves) == 1 and leaves[0] is owner)  # an unregistered object is its own leaf
-    return owner if is_pytree else None
-
-
-def _settings(kernel: _BatchedLangevin) -> tuple | None:
-    """Everything but the target that the traced transition reads, as a key; None when a
-    setting is not a plain value (or a tuple of them, like ULA's StepSchedule)."""
-    items = []
-    for name, value in sorted(vars(kernel).items()):
-        if name in _TARGET_FIELDS:
-            continue
-        plain = isinstance(value, _PLAIN) or (isinstance(value, tuple) and all(isinstance(v, _PLAIN) for v in value))
-        if not plain:
-            return None
-        items.append((name, type(value).__name__, value))
-    return (type(kernel).__module__, type(kernel).__qualname__, tuple(items))
 
 
 def _avals(tree) -> tuple:
@@ -72,173 +59,136 @@ def _avals(tree) -> tuple:
     return treedef, tuple((leaf.shape, str(leaf.dtype)) for leaf in leaves)
 
 
-class _ChunkRunner:
-    """Compiles ``num_draws`` draws of ``thinning`` transitions each, once per shape (and, for a
-    pytree target, once per target structure across calls: see ``_PROGRAMS``)."""
+def _is_pytree(value) -> bool:
+    if value is None:
+        return False
+    leaves = jax.tree_util.tree_leaves(value)
+    return not (len(leaves) == 1 and leaves[0] is value)  # an unregistered object is its own leaf
 
-    def __init__(self, kernel: _BatchedLangevin):
-        self.kernel = kernel
-        self.target = _pytree_target(kernel)
-        self.settings = None if self.target is None else _settings(kernel)
+
+class _Advance:
+    """Compiles ``num_draws`` draws of ``thinning`` steps each, once per shape and structure."""
+
+    def __init__(self, sampler: LangevinSampler, params: LangevinParams, problem: JaxProblem):
+        self.sampler, self.params, self.problem = sampler, params, problem
+        self.shared = _is_pytree(problem.weights)
         self.compiled: dict[tuple[int, int, bool], Callable] = {}
         self.compile_seconds = 0.0
+        self.description = f"{sampler.name} (jax)"
 
-    def _advance(self, target, state, num_draws: int, thinning: int, collect: bool):
-        kernel, saved = self.kernel, self.kernel._potential_and_grad
-        if target is not None:  # trace against the argument's weights, not the closed-over ones
-            kernel._potential_and_grad = _batched_value_and_grad(getattr(target, kernel._potential_fn.__name__))
-        try:
-            def thin(s, _):
-                s = jax.lax.fori_loop(0, thinning, lambda _, inner: kernel.transition(inner), s)
-                return s, (s.z if collect else None)
+    def _steps(self, weights, params, chain: ChainState, num_draws: int, thinning: int, collect: bool):
+        sampler, problem = self.sampler, self.problem
+        potential_and_grad = batched_value_and_grad(problem.potential(weights))
+        proposal = None if problem.proposal is None else problem.proposal(weights)
 
-            return jax.lax.scan(thin, state, None, length=num_draws)
-        finally:
-            kernel._potential_and_grad = saved
+        def one(_, current: ChainState) -> ChainState:
+            rng_key, step_key = jax.random.split(current.rng_key)
+            state, _ = sampler.step(step_key, current.state, potential_and_grad, params, proposal)
+            return ChainState(state, rng_key)
 
-    def _program(self, state, key) -> Callable:
-        shared = self.settings is not None
-        if shared:
-            device = jax.tree_util.tree_leaves(state)[0].devices()
-            cache_key = (self.settings, key, _avals(self.target), _avals(state), tuple(sorted(map(str, device))),
+        def thin(current, _):
+            current = jax.lax.fori_loop(0, thinning, one, current)
+            return current, (current.state.langevin.position if collect else None)
+
+        return jax.lax.scan(thin, chain, None, length=num_draws)
+
+    def _program(self, chain, key) -> Callable:
+        weights = self.problem.weights if self.shared else None
+        if self.shared:
+            device = jax.tree_util.tree_leaves(chain)[0].devices()
+            cache_key = (self.sampler, self.problem.potential, self.problem.proposal, key, _avals(weights),
+                         _avals(self.params), _avals(chain), tuple(sorted(map(str, device))),
                          str(jax.config.jax_default_matmul_precision))
             if cache_key in _PROGRAMS:
                 _PROGRAMS.move_to_end(cache_key)
                 return _PROGRAMS[cache_key]
         start = time.perf_counter()
-        jitted = jax.jit(self._advance, static_argnums=(2, 3, 4))
-        program = jitted.lower(self.target if shared else None, state, *key).compile()
+        jitted = jax.jit(self._steps, static_argnums=(3, 4, 5))
+        program = jitted.lower(weights, self.params, chain, *key).compile()
         self.compile_seconds += time.perf_counter() - start
-        if shared:
+        if self.shared:
             _PROGRAMS[cache_key] = program
             while len(_PROGRAMS) > _PROGRAM_LIMIT:
                 _PROGRAMS.popitem(last=False)
         return program
 
-    def __call__(self, state, num_draws: int, thinning: int, collect: bool):
+    def __call__(self, chain: ChainState, num_draws: int, thinning: int, collect: bool):
         key = (num_draws, thinning, collect)
         if key not in self.compiled:
-            self.compiled[key] = self._program(state, key)
-        target = self.target if self.settings is not None else None
-        state, draws = self.compiled[key](target, state)
-        return jax.block_until_ready(state), draws
+            self.compiled[key] = self._program(chain, key)
+        weights = self.problem.weights if self.shared else None
+        chain, draws = self.compiled[key](weights, self.params, chain)
+        chain = jax.block_until_ready(chain)
+        return chain, (np.asarray(draws) if collect else None)
 
+    def iteration(self, chain: ChainState) -> int:
+        return int(chain.state.iteration)
 
-def run_langevin(
-    kernel: _BatchedLangevin,
-    rng_key: jax.Array,
-    num_warmup: int,
-    num_samples: int,
-    thinning: int = 1,
-    init_params: jax.Array | None = None,
-    model_args: tuple = (),
-    model_kwargs: dict | None = None,
-    progress_bar: bool = True,
-    store: DrawStore | None = None,
-    max_seconds: float | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Drive a NumPyro ULA/MALA kernel's pure ``transition`` in jitted ``lax.scan`` chunks.
+    def shape(self, chain: ChainState) -> tuple[int, int]:
+        return tuple(chain.state.langevin.position.shape)
 
-    Draws are handed over a chunk at a time: to memory, or to ``store`` (a
-    :class:`~ppl_ebm.drivers.draw_store.DrawStore`), which also receives the kernel state after every
-    chunk and, when it holds a checkpoint, is resumed from it (the returned draws are then
-    its memory map). ``max_seconds`` ends sampling at the first chunk boundary past that
-    many seconds after warmup.
-    """
-    model_kwargs = {} if model_kwargs is None else model_kwargs
-    start = time.perf_counter()
-    state = kernel.init_state(rng_key, num_warmup, init_params, model_args, model_kwargs)
-    state = jax.block_until_ready(state)
-    num_chains, dim = state.z.shape
-    num_draws = num_samples // thinning
-    sink = MemoryDraws(num_chains, num_draws, dim) if store is None else store
-    state, previous = resume(state, sink, _restore_state)
-    resumed_at = int(state.i)
-    runner = _ChunkRunner(kernel)
-    per_chunk = chunk_draws(thinning, num_chains, dim)
-    description = f"{type(kernel).__name__} (jax)"
-    with _progress(num_warmup + num_draws * thinning, progress_bar, description) as bar:
-        bar.update(resumed_at)
-        done = resumed_at
-        while done < num_warmup:
-            steps = min(CHUNK_STEPS - done % CHUNK_STEPS, num_warmup - done)
-            state, _ = runner(state, steps, 1, False)
-            done += steps
-            if sink.resumable:
-                progress = progress_record(previous, start, None, done, runner.compile_seconds)
-                sink.checkpoint(_state_arrays(state), progress)
-            bar.set_postfix(_logging(state), refresh=False)
-            bar.update(steps)
-        # Sampling time starts here: init_state (and any warmup) is warmup, as before streaming.
-        warmup_end = time.perf_counter()
-        warmup_compile = runner.compile_seconds
-        kept = (done - num_warmup) // thinning
-        while kept < num_draws:
-            count = min(per_chunk, num_draws - kept)
-            state, chunk = runner(state, count, thinning, True)
-            sink.write(kept, np.asarray(chunk))
-            kept += count
-            if sink.resumable:
-                progress = progress_record(previous, start, warmup_end, num_warmup + kept * thinning,
-                                           runner.compile_seconds)
-                sink.checkpoint(_state_arrays(state), progress)
-            bar.set_postfix(_logging(state), refresh=False)
-            bar.update(count * thinning)
-            if max_seconds is not None and time.perf_counter() - warmup_end >= max_seconds:
-                break
-    end = time.perf_counter()
-    total = num_warmup + kept * thinning
-    warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
-    stats = {
-        "acceptance": np.asarray(state.mean_acceptance),
-        "step_size": np.asarray(state.step_size),
-        "divergences": np.zeros(num_chains, dtype=np.int64),
-        "nonfinite": np.asarray(state.langevin.nonfinite_count).astype(np.int64),
-        "stopped": ~np.asarray(state.langevin.active),
-        "grad_evals": np.full(num_chains, 1 + total, dtype=np.int64),
-        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
-        "compile_seconds": previous.get("compile_seconds", 0.0) + runner.compile_seconds,
-        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
-        "sampling_seconds": previous.get("sampling_seconds", 0.0)
-        + sampling_seconds - (runner.compile_seconds - warmup_compile),
-        "resumed_at_iteration": resumed_at,
-        "budget_stopped": kept < num_draws,
-    }
-    if state.mean_independence_acceptance is not None:
-        stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
-    return (sink.draws()[:, :kept] if kept < num_draws else sink.draws()), stats
+    def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
+        """The state's leaves as numpy arrays (typed PRNG keys as their key data)."""
+        leaves = jax.tree_util.tree_leaves(chain)
+        return {f"leaf{i}": np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+                for i, leaf in enumerate(leaves)}
 
+    def restore_state(self, template: ChainState, arrays: dict[str, np.ndarray]) -> ChainState:
+        """Inverse of :meth:`state_arrays`, with ``template``'s tree structure and dtypes."""
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        restored = [
+            jax.random.wrap_key_data(jnp.asarray(arrays[f"leaf{i}"]), impl=jax.random.key_impl(leaf))
+            if _is_key(leaf) else jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype)
+            for i, leaf in enumerate(leaves)
+        ]
+        return jax.tree_util.tree_unflatten(treedef, restored)
 
-def _state_arrays(state) -> dict[str, np.ndarray]:
-    """The kernel state's leaves as numpy arrays (typed PRNG keys as their key data)."""
-    leaves = jax.tree_util.tree_leaves(state)
-    return {
-        f"leaf{i}": np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
-        for i, leaf in enumerate(leaves)
-    }
+    def logging(self, chain: ChainState) -> dict[str, str]:
+        return {"step": f"{float(jnp.mean(chain.state.step_size)):.2e}",
+                "acc": f"{float(jnp.mean(chain.state.mean_acceptance)):.2f}"}
 
-
-def _restore_state(template, arrays: dict[str, np.ndarray]):
-    """Inverse of :func:`_state_arrays`, with ``template``'s tree structure and dtypes."""
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    restored = [
-        jax.random.wrap_key_data(jnp.asarray(arrays[f"leaf{i}"]), impl=jax.random.key_impl(leaf))
-        if _is_key(leaf)
-        else jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype)
-        for i, leaf in enumerate(leaves)
-    ]
-    return jax.tree_util.tree_unflatten(treedef, restored)
+    def chain_stats(self, chain: ChainState) -> dict[str, np.ndarray]:
+        state = chain.state
+        stats = {
+            "acceptance": np.asarray(state.mean_acceptance),
+            "step_size": np.asarray(state.step_size),
+            "nonfinite": np.asarray(state.langevin.nonfinite_count).astype(np.int64),
+            "stopped": ~np.asarray(state.langevin.active),
+        }
+        if state.mean_independence_acceptance is not None:
+            stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
+        return stats
 
 
 def _is_key(leaf) -> bool:
     return hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
-def _logging(state) -> dict[str, str]:
-    return {
-        "step": f"{float(jnp.mean(state.step_size)):.2e}",
-        "acc": f"{float(jnp.mean(state.mean_acceptance)):.2f}",
-    }
+def init_chain(sampler: LangevinSampler, params: LangevinParams, problem: JaxProblem, position: jax.Array,
+               rng_key: jax.Array) -> ChainState:
+    """The chains' starting state at ``position`` (chains, dim); ``rng_key`` drives every step."""
+    potential_and_grad = batched_value_and_grad(problem.potential(problem.weights))
+    state = sampler.init(position, potential_and_grad, params)
+    return ChainState(state, rng_key)
+
+
+def run_langevin(
+    sampler: LangevinSampler,
+    params: LangevinParams,
+    problem: JaxProblem,
+    chain: ChainState,
+    num_samples: int,
+    thinning: int = 1,
+    progress_bar: bool = True,
+    sink=None,
+    max_seconds: float | None = None,
+) -> tuple[ChainState, np.ndarray, dict]:
+    """Run ``chain`` (see :func:`init_chain`) through the rest of warmup
+    (``params.num_warmup``) and ``num_samples`` steps: :func:`ppl_ebm.drivers.loop.run_chunks`.
+    Returns ``(final chain state, draws (chain, draw, dim), stats)``; pass the final state
+    back in to continue the same chains."""
+    advance = _Advance(sampler, params, problem)
+    return run_chunks(advance, chain, int(params.num_warmup), num_samples, thinning, sink, progress_bar, max_seconds)
 
 
 def run_hmc(

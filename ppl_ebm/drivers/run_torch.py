@@ -1,6 +1,8 @@
-"""Run samplers on the torch backend: our batched kernels in a tight loop, Pyro's NUTS/HMC.
+"""Run samplers on the torch backend: our pure kernels in a tight loop, Pyro's NUTS/HMC.
 
-Mirrors :mod:`ppl_ebm.drivers.run_jax` name for name. Each runner returns ``(latents, stats)`` with
+Mirrors :mod:`ppl_ebm.drivers.run_jax` name for name; the chunk/checkpoint/budget loop is
+:func:`ppl_ebm.drivers.loop.run_chunks`, shared by both. Each runner returns
+``(final state, latents, stats)`` or ``(latents, stats)`` (NUTS/HMC, whose state Pyro owns),
 ``latents`` a numpy array ``(chain, draw, dim)`` of flat unconstrained positions and ``stats``
 as documented on :class:`ppl_ebm.result.SampleResult`.
 """
@@ -9,152 +11,140 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
-from tqdm.auto import tqdm
 
-from ppl_ebm.drivers.draw_store import (
-    CHUNK_STEPS, DrawStore, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
-)
-from ppl_ebm.ppl.pyro_kernels import _BatchedLangevin
+from ppl_ebm.drivers.loop import run_chunks
+from ppl_ebm.kernels.langevin_torch import Proposal, batched_value_and_grad
+from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState
 
-__all__ = ["run_langevin", "run_hmc"]
+__all__ = ["ChainState", "TorchProblem", "init_chain", "run_hmc", "run_langevin"]
 
 
-def _progress(total: int, enabled: bool, description: str):
-    return tqdm(total=total, disable=not enabled, desc=description, mininterval=0.5, leave=False)
+class ChainState(NamedTuple):
+    """See :class:`ppl_ebm.drivers.run_jax.ChainState`; ``rng_key`` is a ``torch.Generator``
+    (or None: torch's global generator)."""
+
+    state: SamplerState
+    rng_key: torch.Generator | None
+
+
+class TorchProblem(NamedTuple):
+    """See :class:`ppl_ebm.drivers.run_jax.JaxProblem`: here the potential and the proposal
+    are plain functions (nothing is compiled, so no weights need passing as arguments)."""
+
+    potential: Callable[[torch.Tensor], torch.Tensor]
+    proposal: Proposal | None = None
+
+
+
+class _Advance:
+    """Steps in a Python loop; the kept positions go to one preallocated buffer per chunk."""
+
+    compile_seconds = 0.0
+
+    def __init__(self, sampler: LangevinSampler, params: LangevinParams, problem: TorchProblem):
+        self.sampler, self.params, self.proposal = sampler, params, problem.proposal
+        self.potential_and_grad = batched_value_and_grad(problem.potential)
+        self.description = f"{sampler.name} (torch)"
+
+    def __call__(self, chain: ChainState, num_draws: int, thinning: int, collect: bool):
+        sampler, params, potential_and_grad, proposal = self.sampler, self.params, self.potential_and_grad, self.proposal
+        state, rng = chain
+        buffer = torch.empty((num_draws, *state.langevin.position.shape), dtype=state.langevin.position.dtype,
+                             device=state.langevin.position.device) if collect else None
+        with torch.no_grad():
+            for draw in range(num_draws):
+                for _ in range(thinning):
+                    state, _ = sampler.step(rng, state, potential_and_grad, params, proposal)
+                if collect:
+                    buffer[draw] = state.langevin.position
+        return ChainState(state, rng), (buffer.cpu().numpy() if collect else None)
+
+    def iteration(self, chain: ChainState) -> int:
+        return int(chain.state.iteration)
+
+    def shape(self, chain: ChainState) -> tuple[int, int]:
+        return tuple(chain.state.langevin.position.shape)
+
+    def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
+        """The state as named numpy arrays (NamedTuples walked, the Generator's bytes kept)."""
+        arrays: dict[str, np.ndarray] = {}
+
+        def walk(value, name):
+            if value is None:
+                return
+            if isinstance(value, tuple) and hasattr(value, "_fields"):
+                for field in value._fields:
+                    walk(getattr(value, field), f"{name}.{field}")
+            elif isinstance(value, torch.Generator):
+                arrays[name] = value.get_state().numpy()
+            elif isinstance(value, torch.Tensor):
+                arrays[name] = value.detach().cpu().numpy()
+            else:
+                arrays[name] = np.asarray(value)
+
+        walk(chain, "state")
+        return arrays
+
+    def restore_state(self, template: ChainState, arrays: dict[str, np.ndarray]) -> ChainState:
+        """Inverse of :meth:`state_arrays`, shaped, typed and placed like ``template``."""
+
+        def build(value, name):
+            if value is None:
+                return None
+            if isinstance(value, tuple) and hasattr(value, "_fields"):
+                return type(value)(*(build(getattr(value, field), f"{name}.{field}") for field in value._fields))
+            if isinstance(value, torch.Generator):
+                value.set_state(torch.from_numpy(arrays[name].copy()))
+                return value
+            if isinstance(value, torch.Tensor):
+                return torch.from_numpy(arrays[name].copy()).to(device=value.device, dtype=value.dtype)
+            return type(value)(arrays[name].item())
+
+        return build(template, "state")
+
+    def logging(self, chain: ChainState) -> dict[str, str]:
+        return {"step": f"{float(chain.state.step_size.mean()):.2e}",
+                "acc": f"{float(chain.state.mean_acceptance.mean()):.2f}"}
+
+    def chain_stats(self, chain: ChainState) -> dict[str, np.ndarray]:
+        state = chain.state
+        stats = {
+            "acceptance": state.mean_acceptance.cpu().numpy(),
+            "step_size": state.step_size.cpu().numpy().copy(),
+            "nonfinite": state.langevin.nonfinite_count.cpu().numpy(),
+            "stopped": (~state.langevin.active).cpu().numpy(),
+        }
+        if state.mean_independence_acceptance is not None:
+            stats["independence_acceptance"] = state.mean_independence_acceptance.cpu().numpy()
+        return stats
+
+
+def init_chain(sampler: LangevinSampler, params: LangevinParams, problem: TorchProblem, position: torch.Tensor,
+               rng_key: torch.Generator | None) -> ChainState:
+    """See :func:`ppl_ebm.drivers.run_jax.init_chain`."""
+    return ChainState(sampler.init(position, batched_value_and_grad(problem.potential), params), rng_key)
 
 
 def run_langevin(
-    kernel: _BatchedLangevin,
-    num_warmup: int,
+    sampler: LangevinSampler,
+    params: LangevinParams,
+    problem: TorchProblem,
+    chain: ChainState,
     num_samples: int,
     thinning: int = 1,
-    init_params: torch.Tensor | None = None,
-    model_args: tuple = (),
-    model_kwargs: dict | None = None,
     progress_bar: bool = True,
-    store: DrawStore | None = None,
+    sink=None,
     max_seconds: float | None = None,
-) -> tuple[np.ndarray, dict]:
-    """Drive a Pyro ULA/MALA kernel's pure ``transition`` without Pyro's per-step overhead.
-
-    ``init_params`` (chains, dim) defaults to the kernel's own ``initial_params``. Draws are
-    handed over in chunks: to memory, or to ``store`` (a :class:`~ppl_ebm.drivers.draw_store.DrawStore`),
-    which also receives the kernel state after every chunk and, when it holds a checkpoint,
-    is resumed from it (the returned draws are then its memory map). ``max_seconds`` ends
-    sampling at the first chunk boundary past that many seconds after warmup.
-    """
-    model_kwargs = {} if model_kwargs is None else model_kwargs
-    init_params = kernel._initial_params if init_params is None else init_params
-    start = time.perf_counter()
-    state = kernel.init_state(kernel._rng, num_warmup, init_params, model_args, model_kwargs)
-    num_chains, dim = state.z.shape
-    num_draws = num_samples // thinning
-    sink = MemoryDraws(num_chains, num_draws, dim) if store is None else store
-    state, previous = resume(state, sink, _restore_state)
-    resumed_at = state.i
-    per_chunk = chunk_draws(thinning, num_chains, dim)
-    buffer = torch.empty(per_chunk, num_chains, dim, dtype=state.z.dtype, device=state.z.device)
-    held = 0
-    total = num_warmup + num_samples
-    update_every = max(1, total // 200)
-    warmup_end = start if resumed_at >= num_warmup else None
-    done = resumed_at
-    with torch.no_grad(), _progress(total, progress_bar, f"{type(kernel).__name__} (torch)") as bar:
-        bar.update(resumed_at)
-        for iteration in range(resumed_at, total):
-            state = kernel.transition(state)
-            done = iteration + 1
-            if done > num_warmup and (done - num_warmup) % thinning == 0:
-                buffer[held] = state.z
-                held += 1
-            if done == num_warmup:
-                warmup_end = time.perf_counter()
-            in_warmup_boundary = done <= num_warmup and (done % CHUNK_STEPS == 0 or done == num_warmup)
-            if held == per_chunk or done == total or in_warmup_boundary:
-                kept = max(0, done - num_warmup) // thinning
-                if held:
-                    sink.write(kept - held, buffer[:held].cpu().numpy())
-                    held = 0
-                if sink.resumable:
-                    sink.checkpoint(_state_arrays(state), progress_record(previous, start, warmup_end, done))
-                if max_seconds is not None and done > num_warmup and time.perf_counter() - warmup_end >= max_seconds:
-                    break
-            # Only with a visible bar: the postfix reads tensors (a device sync on a GPU).
-            if progress_bar and (done % update_every == 0 or done == total):
-                bar.set_postfix(kernel_logging(state), refresh=False)
-                bar.update(done - bar.n)
-    end = time.perf_counter()
-    kernel.state = state
-    warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
-    stats = {
-        "acceptance": state.mean_acceptance.cpu().numpy(),
-        "step_size": state.step_size.cpu().numpy(),
-        "divergences": np.zeros(num_chains, dtype=np.int64),
-        "nonfinite": state.langevin.nonfinite_count.cpu().numpy(),
-        "stopped": (~state.langevin.active).cpu().numpy(),
-        "grad_evals": np.full(num_chains, 1 + done, dtype=np.int64),
-        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
-        "compile_seconds": 0.0,
-        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds,
-        "sampling_seconds": previous.get("sampling_seconds", 0.0) + sampling_seconds,
-        "resumed_at_iteration": int(resumed_at),
-        "budget_stopped": done < total,
-    }
-    if state.mean_independence_acceptance is not None:
-        stats["independence_acceptance"] = state.mean_independence_acceptance.cpu().numpy()
-    kept = max(0, done - num_warmup) // thinning
-    return sink.draws()[:, :kept] if done < total else sink.draws(), stats
-
-
-def _state_arrays(state) -> dict[str, np.ndarray]:
-    """The kernel state as named numpy arrays (NamedTuples walked, the Generator's bytes kept)."""
-    arrays: dict[str, np.ndarray] = {}
-
-    def walk(value, name):
-        if value is None:
-            return
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            for field in value._fields:
-                walk(getattr(value, field), f"{name}.{field}")
-        elif isinstance(value, torch.Generator):
-            arrays[name] = value.get_state().numpy()
-        elif isinstance(value, torch.Tensor):
-            arrays[name] = value.detach().cpu().numpy()
-        else:
-            arrays[name] = np.asarray(value)
-
-    walk(state, "state")
-    return arrays
-
-
-def _restore_state(template, arrays: dict[str, np.ndarray]):
-    """Inverse of :func:`_state_arrays`, shaped, typed and placed like ``template``."""
-
-    def build(value, name):
-        if value is None:
-            return None
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)(*(build(getattr(value, field), f"{name}.{field}") for field in value._fields))
-        if isinstance(value, torch.Generator):
-            value.set_state(torch.from_numpy(arrays[name].copy()))
-            return value
-        if isinstance(value, torch.Tensor):
-            return torch.from_numpy(arrays[name].copy()).to(device=value.device, dtype=value.dtype)
-        return type(value)(arrays[name].item())
-
-    return build(template, "state")
-
-
-def kernel_logging(state) -> dict[str, str]:
-    return {
-        "step": f"{float(state.step_size.mean()):.2e}",
-        "acc": f"{float(state.mean_acceptance.mean()):.2f}",
-    }
+) -> tuple[ChainState, np.ndarray, dict]:
+    """See :func:`ppl_ebm.drivers.run_jax.run_langevin`."""
+    advance = _Advance(sampler, params, problem)
+    return run_chunks(advance, chain, int(params.num_warmup), num_samples, thinning, sink, progress_bar, max_seconds)
 
 
 class _CountingPotential:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from ppl_ebm.kernels.cycle import check_lagged_cycle
 from ppl_ebm.kernels.langevin_jax import (
-    LangevinState, _column, _independence_log_ratio, _is_finite, independence_step, langevin_init, mala_step,
+    LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
     ula_step,
 )
 
@@ -51,7 +51,7 @@ def reflection_maximal_coupling(
     probability ``1 - TV = 2 Phi(-|mean_x - mean_y| / (2 scale))``, the most any coupling gives.
     """
     normal_key, uniform_key = jax.random.split(rng_key)
-    scale = _column(scale, mean_x)
+    scale = as_column(scale, mean_x)
     xi = jax.random.normal(normal_key, mean_x.shape, dtype=mean_x.dtype)
     z = (mean_x - mean_y) / scale
     # Meet with probability min(1, phi(xi + z) / phi(xi)): then y = mean_y + scale (xi + z) = x.
@@ -94,12 +94,12 @@ def coupled_ula_step(
     """One ULA step of both chains of every pair; each marginal is :func:`ula_step`'s kernel.
 
     Returns the new states and ``met`` (the two new positions are equal)."""
-    step = _column(step_size, state_x.position)
+    step = as_column(step_size, state_x.position)
     mean_x = state_x.position - 0.5 * step * state_x.grad
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, met = reflection_maximal_coupling(rng_key, mean_x, mean_y, noise_scale)
     (ux, gx), (uy, gy) = _evaluate_pair(potential_and_grad_fn, x, y)
-    fx, fy = _is_finite(ux, gx), _is_finite(uy, gy)
+    fx, fy = is_finite(ux, gx), is_finite(uy, gy)
     # A non-finite proposal stops that chain where it is (as ula_step does); it cannot meet.
     new_x = _move(state_x, fx, x, ux, gx, ~fx)
     new_y = _move(state_y, fy, y, uy, gy, ~fy)
@@ -111,7 +111,7 @@ def _mala_log_ratio(state: LangevinState, proposal, potential, grad, step) -> ja
     backward = state.position - proposal + 0.5 * step * grad
     log_q = (jnp.sum(forward * forward, axis=-1) - jnp.sum(backward * backward, axis=-1)) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_q
-    return jnp.where(_is_finite(potential, grad), log_ratio, -jnp.inf)
+    return jnp.where(is_finite(potential, grad), log_ratio, -jnp.inf)
 
 
 def coupled_mala_step(
@@ -125,7 +125,7 @@ def coupled_mala_step(
 
     Proposals from the reflection-maximal coupling, one uniform for both accept tests."""
     proposal_key, accept_key = jax.random.split(rng_key)
-    step = _column(step_size, state_x.position)
+    step = as_column(step_size, state_x.position)
     mean_x = state_x.position - 0.5 * step * state_x.grad
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, proposals_met = reflection_maximal_coupling(proposal_key, mean_x, mean_y, jnp.sqrt(step))
@@ -133,8 +133,8 @@ def coupled_mala_step(
     log_uniform = jnp.log(jax.random.uniform(accept_key, ux.shape, dtype=ux.dtype))
     accept_x = log_uniform < _mala_log_ratio(state_x, x, ux, gx, step)
     accept_y = log_uniform < _mala_log_ratio(state_y, y, uy, gy, step)
-    new_x = _move(state_x, accept_x, x, ux, gx, ~_is_finite(ux, gx))
-    new_y = _move(state_y, accept_y, y, uy, gy, ~_is_finite(uy, gy))
+    new_x = _move(state_x, accept_x, x, ux, gx, ~is_finite(ux, gx))
+    new_y = _move(state_y, accept_y, y, uy, gy, ~is_finite(uy, gy))
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
@@ -154,9 +154,9 @@ def coupled_independence_step(
     potential, grad = potential_and_grad_fn(proposal)  # one proposal serves both chains
     log_uniform = jnp.log(jax.random.uniform(accept_key, potential.shape, dtype=potential.dtype))
     # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
-    finite = _is_finite(potential, grad)
-    accept_x = finite & (log_uniform < _independence_log_ratio(state_x, proposal, potential))
-    accept_y = finite & (log_uniform < _independence_log_ratio(state_y, proposal, potential))
+    finite = is_finite(potential, grad)
+    accept_x = finite & (log_uniform < independence_log_ratio(state_x, proposal, potential))
+    accept_y = finite & (log_uniform < independence_log_ratio(state_y, proposal, potential))
     new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
     new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y

@@ -13,7 +13,7 @@ import torch
 
 from ppl_ebm.kernels.cycle import check_lagged_cycle
 from ppl_ebm.kernels.langevin_torch import (
-    LangevinState, _column, _independence_log_ratio, _is_finite, independence_step, langevin_init, mala_step,
+    LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
     ula_step,
 )
 
@@ -29,7 +29,7 @@ def reflection_maximal_coupling(
     rng: torch.Generator | None, mean_x: torch.Tensor, mean_y: torch.Tensor, scale: float | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """See :func:`ppl_ebm.kernels.coupling_jax.reflection_maximal_coupling`."""
-    scale = _column(scale, mean_x)
+    scale = as_column(scale, mean_x)
     xi = torch.randn(mean_x.shape, generator=rng, dtype=mean_x.dtype, device=mean_x.device)
     z = (mean_x - mean_y) / scale
     log_ratio = 0.5 * (xi * xi).sum(-1) - 0.5 * ((xi + z) ** 2).sum(-1)
@@ -68,12 +68,12 @@ def coupled_ula_step(
     noise_scale: float | torch.Tensor,
 ) -> tuple[LangevinState, LangevinState, torch.Tensor]:
     """See :func:`ppl_ebm.kernels.coupling_jax.coupled_ula_step`."""
-    step = _column(step_size, state_x.position)
+    step = as_column(step_size, state_x.position)
     mean_x = state_x.position - 0.5 * step * state_x.grad
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, met = reflection_maximal_coupling(rng, mean_x, mean_y, noise_scale)
     (ux, gx), (uy, gy) = _evaluate_pair(potential_and_grad_fn, x, y)
-    fx, fy = _is_finite(ux, gx), _is_finite(uy, gy)
+    fx, fy = is_finite(ux, gx), is_finite(uy, gy)
     new_x = _move(state_x, fx, x, ux, gx, ~fx)
     new_y = _move(state_y, fy, y, uy, gy, ~fy)
     return new_x, new_y, met & fx & fy
@@ -84,7 +84,7 @@ def _mala_log_ratio(state: LangevinState, proposal, potential, grad, step) -> to
     backward = state.position - proposal + 0.5 * step * grad
     log_q = ((forward * forward).sum(-1) - (backward * backward).sum(-1)) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_q
-    return torch.where(_is_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
+    return torch.where(is_finite(potential, grad), log_ratio, torch.full_like(log_ratio, -torch.inf))
 
 
 def coupled_mala_step(
@@ -95,7 +95,7 @@ def coupled_mala_step(
     step_size: float | torch.Tensor,
 ) -> tuple[LangevinState, LangevinState, torch.Tensor]:
     """See :func:`ppl_ebm.kernels.coupling_jax.coupled_mala_step`."""
-    step = _column(step_size, state_x.position)
+    step = as_column(step_size, state_x.position)
     mean_x = state_x.position - 0.5 * step * state_x.grad
     mean_y = state_y.position - 0.5 * step * state_y.grad
     x, y, proposals_met = reflection_maximal_coupling(rng, mean_x, mean_y, torch.sqrt(step))
@@ -103,8 +103,8 @@ def coupled_mala_step(
     log_uniform = torch.log(torch.rand(ux.shape, generator=rng, dtype=ux.dtype, device=ux.device))
     accept_x = log_uniform < _mala_log_ratio(state_x, x, ux, gx, step)
     accept_y = log_uniform < _mala_log_ratio(state_y, y, uy, gy, step)
-    new_x = _move(state_x, accept_x, x, ux, gx, ~_is_finite(ux, gx))
-    new_y = _move(state_y, accept_y, y, uy, gy, ~_is_finite(uy, gy))
+    new_x = _move(state_x, accept_x, x, ux, gx, ~is_finite(ux, gx))
+    new_y = _move(state_y, accept_y, y, uy, gy, ~is_finite(uy, gy))
     return new_x, new_y, proposals_met & accept_x & accept_y
 
 
@@ -120,9 +120,9 @@ def coupled_independence_step(
     potential, grad = potential_and_grad_fn(proposal)
     log_uniform = torch.log(torch.rand(potential.shape, generator=rng, dtype=potential.dtype, device=potential.device))
     # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
-    finite = _is_finite(potential, grad)
-    accept_x = finite & (log_uniform < _independence_log_ratio(state_x, proposal, potential))
-    accept_y = finite & (log_uniform < _independence_log_ratio(state_y, proposal, potential))
+    finite = is_finite(potential, grad)
+    accept_x = finite & (log_uniform < independence_log_ratio(state_x, proposal, potential))
+    accept_y = finite & (log_uniform < independence_log_ratio(state_y, proposal, potential))
     new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
     new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y

@@ -1,14 +1,22 @@
-"""When MALA interleaves independence steps (``independence_every``), shared by both backends.
+"""Kernel composition: every k-th step another kernel, shared by both backends.
 
-Step ``j`` (0-based, warmup included) is an independence Metropolis-Hastings step from N(0, I)
-when ``(j + 1) % every == 0``, and a MALA step otherwise. A fixed cycle of kernels that each
+Written once for MALA with independence steps (``independence_every``) and for the global-local
+samplers to come (i-SIR / Ex2MCMC). Step ``j`` (0-based, warmup included) is the other kernel
+(for MALA: an independence Metropolis-Hastings step from the prior) when ``(j + 1) % every == 0``,
+and the base kernel otherwise. A fixed cycle of kernels that each
 leave the target invariant leaves it invariant; a random choice would too, but the cycle keeps
 the cost per draw fixed and the draws reproducible from the seed alone.
 """
 
 from __future__ import annotations
 
-__all__ = ["check_independence_every", "check_lagged_cycle", "phase_counts", "running_mean"]
+__all__ = ["check_independence_every", "check_lagged_cycle", "is_other_step", "phase_counts", "running_mean"]
+
+
+def is_other_step(iteration, every: int):
+    """Whether step ``iteration`` (0-based) is the cycle's other kernel: ``(iteration + 1) % every == 0``.
+    Plain arithmetic: a Python int (torch) or a traced JAX integer."""
+    return (iteration + 1) % every == 0
 
 
 def check_independence_every(value) -> int | None:

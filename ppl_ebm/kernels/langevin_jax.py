@@ -12,7 +12,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LangevinInfo", "LangevinState", "independence_step", "langevin_init", "mala_step", "ula_step"]
+__all__ = [
+    "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
+    "langevin_init",
+    "mala_step", "standard_normal_proposal", "ula_step",
+]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
@@ -35,11 +39,40 @@ class LangevinInfo(NamedTuple):
     nonfinite: jax.Array
 
 
-def _is_finite(potential: jax.Array, grad: jax.Array) -> jax.Array:
+class Proposal(NamedTuple):
+    """See :class:`ppl_ebm.kernels.langevin_torch.Proposal`."""
+
+    sample: Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+    potential: Callable[[jax.Array], jax.Array]
+
+
+def standard_normal_proposal() -> Proposal:
+    """See :func:`ppl_ebm.kernels.langevin_torch.standard_normal_proposal`."""
+    return Proposal(
+        lambda rng_key, shape, dtype: jax.random.normal(rng_key, shape, dtype=dtype),
+        lambda position: 0.5 * jnp.sum(position * position, axis=-1),
+    )
+
+def batched_value_and_grad(potential_fn: Callable) -> Callable:
+    """``(chains, dim) -> (U (chains,), grad U (chains, dim))`` from a batched potential: the
+    gradient of the sum, since each chain's potential depends on its own row only."""
+
+    def summed(position):
+        per_chain = potential_fn(position)
+        return jnp.sum(per_chain), per_chain
+
+    def potential_and_grad(position):
+        (_, potential), grad = jax.value_and_grad(summed, has_aux=True)(position)
+        return potential, grad
+
+    return potential_and_grad
+
+
+def is_finite(potential: jax.Array, grad: jax.Array) -> jax.Array:
     return jnp.isfinite(potential) & jnp.all(jnp.isfinite(grad), axis=-1)
 
 
-def _column(value: float | jax.Array, position: jax.Array) -> jax.Array:
+def as_column(value: float | jax.Array, position: jax.Array) -> jax.Array:
     # One value or one per chain, shaped (1, 1) or (chains, 1) to broadcast over (chains, dim).
     return jnp.reshape(jnp.asarray(value, dtype=position.dtype), (-1, 1))
 
@@ -47,7 +80,7 @@ def _column(value: float | jax.Array, position: jax.Array) -> jax.Array:
 def langevin_init(position: jax.Array, potential_and_grad_fn: PotentialAndGrad) -> LangevinState:
     """Evaluate the potential and gradient at the starting positions ``(chains, dim)``."""
     potential, grad = potential_and_grad_fn(position)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     return LangevinState(position, potential, grad, finite, (~finite).astype(jnp.int32))
 
 
@@ -59,11 +92,11 @@ def ula_step(
     noise_scale: float | jax.Array,
 ) -> tuple[LangevinState, LangevinInfo]:
     """See :func:`ppl_ebm.kernels.langevin_torch.ula_step`."""
-    step = _column(step_size, state.position)
+    step = as_column(step_size, state.position)
     noise = jax.random.normal(rng_key, state.position.shape, dtype=state.position.dtype)
-    proposal = state.position - 0.5 * step * state.grad + _column(noise_scale, noise) * noise
+    proposal = state.position - 0.5 * step * state.grad + as_column(noise_scale, noise) * noise
     potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     move = state.active & finite
     newly_stopped = state.active & ~finite
     new_state = LangevinState(
@@ -84,11 +117,11 @@ def mala_step(
 ) -> tuple[LangevinState, LangevinInfo]:
     """See :func:`ppl_ebm.kernels.langevin_torch.mala_step`."""
     noise_key, accept_key = jax.random.split(rng_key)
-    step = _column(step_size, state.position)
+    step = as_column(step_size, state.position)
     noise = jax.random.normal(noise_key, state.position.shape, dtype=state.position.dtype)
     proposal = state.position - 0.5 * step * state.grad + jnp.sqrt(step) * noise
     potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
     log_forward = -0.5 * jnp.sum(noise * noise, axis=-1)
     backward = state.position - proposal + 0.5 * step * grad
@@ -101,20 +134,24 @@ def independence_step(
     rng_key: jax.Array,
     state: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
+    proposal: Proposal | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """See :func:`ppl_ebm.kernels.langevin_torch.independence_step`."""
+    proposal = standard_normal_proposal() if proposal is None else proposal
     proposal_key, accept_key = jax.random.split(rng_key)
-    proposal = jax.random.normal(proposal_key, state.position.shape, dtype=state.position.dtype)
-    potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
-    log_ratio = _independence_log_ratio(state, proposal, potential)
-    return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)
+    position = proposal.sample(proposal_key, state.position.shape, state.position.dtype)
+    potential, grad = potential_and_grad_fn(position)
+    finite = is_finite(potential, grad)
+    log_ratio = independence_log_ratio(state, position, potential, proposal)
+    return _metropolis(accept_key, state, position, potential, grad, finite, log_ratio)
 
 
-def _independence_log_ratio(state: LangevinState, proposal: jax.Array, potential: jax.Array) -> jax.Array:
-    """See :func:`ppl_ebm.kernels.langevin_torch._independence_log_ratio`."""
-    log_proposal_ratio = 0.5 * (jnp.sum(proposal * proposal, axis=-1) - jnp.sum(state.position * state.position, axis=-1))
-    return state.potential - potential + log_proposal_ratio
+def independence_log_ratio(
+    state: LangevinState, position: jax.Array, potential: jax.Array, proposal: Proposal | None = None
+) -> jax.Array:
+    """See :func:`ppl_ebm.kernels.langevin_torch.independence_log_ratio`."""
+    proposal = standard_normal_proposal() if proposal is None else proposal
+    return state.potential - potential + proposal.potential(position) - proposal.potential(state.position)
 
 
 def _metropolis(rng_key, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:

@@ -17,7 +17,11 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["LangevinInfo", "LangevinState", "independence_step", "langevin_init", "mala_step", "ula_step"]
+__all__ = [
+    "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
+    "langevin_init",
+    "mala_step", "standard_normal_proposal", "ula_step",
+]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -46,11 +50,40 @@ class LangevinInfo(NamedTuple):
     nonfinite: torch.Tensor
 
 
-def _is_finite(potential: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+class Proposal(NamedTuple):
+    """The law an independence step proposes from, in the space the chains move in:
+    ``sample(rng, shape, dtype, device)`` draws positions, ``potential(position)`` is its
+    ``-log density`` up to a constant (for a latent EBM, the prior in unconstrained space)."""
+
+    sample: Callable[..., torch.Tensor]
+    potential: Callable[[torch.Tensor], torch.Tensor]
+
+
+def standard_normal_proposal() -> Proposal:
+    """N(0, I): a latent EBM's default prior, and the PPL models' unconstrained default."""
+    return Proposal(
+        lambda rng, shape, dtype, device: torch.randn(shape, generator=rng, dtype=dtype, device=device),
+        lambda position: 0.5 * (position * position).sum(-1),
+    )
+
+def batched_value_and_grad(potential_fn: Callable) -> Callable:
+    """See :func:`ppl_ebm.kernels.langevin_jax.batched_value_and_grad`."""
+
+    def potential_and_grad(position):
+        with torch.enable_grad():
+            position = position.detach().requires_grad_(True)
+            potential = potential_fn(position)
+            (grad,) = torch.autograd.grad(potential.sum(), position)
+        return potential.detach(), grad
+
+    return potential_and_grad
+
+
+def is_finite(potential: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.isfinite(potential) & torch.isfinite(grad).all(dim=-1)
 
 
-def _column(value: float | torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+def as_column(value: float | torch.Tensor, position: torch.Tensor) -> torch.Tensor:
     # One value or one per chain, shaped (1, 1) or (chains, 1) to broadcast over (chains, dim).
     return torch.as_tensor(value, dtype=position.dtype, device=position.device).reshape(-1, 1)
 
@@ -58,7 +91,7 @@ def _column(value: float | torch.Tensor, position: torch.Tensor) -> torch.Tensor
 def langevin_init(position: torch.Tensor, potential_and_grad_fn: PotentialAndGrad) -> LangevinState:
     """Evaluate the potential and gradient at the starting positions ``(chains, dim)``."""
     potential, grad = potential_and_grad_fn(position)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     return LangevinState(
         position, potential, grad, finite, (~finite).to(torch.int64)
     )
@@ -76,13 +109,13 @@ def ula_step(
     A chain whose new potential or gradient is not finite stays at its last finite position
     and is marked inactive for the rest of the run; its count in ``nonfinite_count`` grows by one.
     """
-    step = _column(step_size, state.position)
+    step = as_column(step_size, state.position)
     noise = torch.randn(
         state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
     )
-    proposal = state.position - 0.5 * step * state.grad + _column(noise_scale, noise) * noise
+    proposal = state.position - 0.5 * step * state.grad + as_column(noise_scale, noise) * noise
     potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     move = state.active & finite
     newly_stopped = state.active & ~finite
     new_state = LangevinState(
@@ -107,13 +140,13 @@ def mala_step(
     ``min(1, exp(U(z) - U(y) + log q(z | y) - log q(y | z)))`` with
     ``log q(y | z) = -|y - z + step/2 grad U(z)|^2 / (2 step)``. A non-finite proposal is rejected.
     """
-    step = _column(step_size, state.position)
+    step = as_column(step_size, state.position)
     noise = torch.randn(
         state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
     )
     proposal = state.position - 0.5 * step * state.grad + torch.sqrt(step) * noise
     potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
+    finite = is_finite(potential, grad)
     # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
     log_forward = -0.5 * (noise * noise).sum(-1)
     backward = state.position - proposal + 0.5 * step * grad
@@ -126,28 +159,31 @@ def independence_step(
     rng: torch.Generator | None,
     state: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
+    proposal: Proposal | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
-    """One independence Metropolis-Hastings step proposing ``y ~ N(0, I)`` for every chain.
+    """One independence Metropolis-Hastings step proposing ``y ~ q`` for every chain
+    (``proposal``; default N(0, I)).
 
-    For a latent EBM that is its prior ``p0``, so the acceptance
-    ``min(1, exp(U(z) - U(y) + |y|^2/2 - |z|^2/2))`` is ``min(1, exp(d(G(y)) - d(G(z))))``:
+    For a latent EBM whose ``q`` is its prior ``p0`` the acceptance
+    ``min(1, exp(U(z) - U(y) + Q(y) - Q(z)))`` (``Q = -log q``) is ``min(1, exp(d(G(y)) - d(G(z))))``:
     MH-GAN's move in latent space. It jumps between modes that Langevin steps cannot cross;
-    its acceptance is the overlap of the target with N(0, I), so it suits targets near the prior.
+    its acceptance is the overlap of the target with q, so it suits targets near the prior.
     """
-    proposal = torch.randn(
-        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
-    )
-    potential, grad = potential_and_grad_fn(proposal)
-    finite = _is_finite(potential, grad)
-    log_ratio = _independence_log_ratio(state, proposal, potential)
-    return _metropolis(rng, state, proposal, potential, grad, finite, log_ratio)
+    proposal = standard_normal_proposal() if proposal is None else proposal
+    position = proposal.sample(rng, state.position.shape, state.position.dtype, state.position.device)
+    potential, grad = potential_and_grad_fn(position)
+    finite = is_finite(potential, grad)
+    log_ratio = independence_log_ratio(state, position, potential, proposal)
+    return _metropolis(rng, state, position, potential, grad, finite, log_ratio)
 
 
-def _independence_log_ratio(state: LangevinState, proposal: torch.Tensor, potential: torch.Tensor) -> torch.Tensor:
-    """``U(z) - U(y) + log q(z) - log q(y)`` for q = N(0, I) (the normalising constants cancel);
-    the coupled independence step uses it too, so its marginals are this kernel."""
-    log_proposal_ratio = 0.5 * ((proposal * proposal).sum(-1) - (state.position * state.position).sum(-1))
-    return state.potential - potential + log_proposal_ratio
+def independence_log_ratio(
+    state: LangevinState, position: torch.Tensor, potential: torch.Tensor, proposal: Proposal | None = None
+) -> torch.Tensor:
+    """``U(z) - U(y) + Q(y) - Q(z)`` with ``Q`` the proposal's potential (its normalising
+    constant cancels); the coupled independence step uses it too, so its marginals are this kernel."""
+    proposal = standard_normal_proposal() if proposal is None else proposal
+    return state.potential - potential + proposal.potential(position) - proposal.potential(state.position)
 
 
 def _metropolis(rng, state, proposal, potential, grad, finite, log_ratio) -> tuple[LangevinState, LangevinInfo]:

@@ -19,7 +19,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer.mcmc.util import _guess_max_plate_nesting, initialize_model
 
-__all__ = ["BatchedPotential", "batched_potential_from_model", "initial_positions"]
+__all__ = ["BatchedPotential", "batched_potential_from_model", "initial_positions", "unravel_sites"]
 
 _CHAIN_PLATE = "_ppl_ebm_chains"
 
@@ -44,7 +44,7 @@ class BatchedPotential(NamedTuple):
         return sum(math.prod(shape) for shape in self.site_shapes.values())
 
 
-def _unravel(flat: torch.Tensor, site_shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def unravel_sites(flat: torch.Tensor, site_shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     values, start = {}, 0
     for name, shape in site_shapes.items():
         size = math.prod(shape)
@@ -81,11 +81,11 @@ def batched_potential_from_model(
         raise ValueError("The Pyro model has no continuous latent sample site to sample.")
 
     def constrain(flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: transforms[name].inv(value) for name, value in _unravel(flat, site_shapes).items()}
+        return {name: transforms[name].inv(value) for name, value in unravel_sites(flat, site_shapes).items()}
 
     def potential(flat: torch.Tensor) -> torch.Tensor:
         num_chains = flat.shape[0]
-        unconstrained = _unravel(flat, site_shapes)
+        unconstrained = unravel_sites(flat, site_shapes)
         log_density = flat.new_zeros(num_chains)
         conditioned = {}
         for name, value in unconstrained.items():

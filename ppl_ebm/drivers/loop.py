@@ -1,0 +1,131 @@
+"""The one loop both backends' Langevin drivers run: chunks, checkpoints, budget, progress.
+
+A backend supplies an :class:`Advance` (move every chain ``num_draws x thinning`` steps and
+return the kept positions; turn its state to arrays and back; read its statistics); this
+loop owns what is the same for torch and JAX: warmup in chunks without collecting, then
+collection in chunks of at most :data:`~ppl_ebm.drivers.draw_store.CHUNK_STEPS` steps and
+:data:`~ppl_ebm.drivers.draw_store.CHUNK_BYTES`, the checkpoint after each chunk, resume from
+one, the wall-clock budget, the progress bar and the timing statistics.
+
+The driver owns the state: :func:`run_chunks` takes the chains' state and returns the final
+one, so a caller continues a run (``until="converged"``) by passing it back in, and gets the
+draws of one long run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ppl_ebm.drivers.draw_store import (
+    CHUNK_STEPS, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
+)
+
+__all__ = ["Advance", "run_chunks"]
+
+
+class Advance(Protocol):
+    """What a backend gives :func:`run_chunks`."""
+
+    description: str
+    compile_seconds: float
+
+    def __call__(self, chain: Any, num_draws: int, thinning: int, collect: bool) -> tuple[Any, np.ndarray | None]:
+        """``num_draws`` x ``thinning`` steps; the kept positions ``(draws, chains, dim)`` if ``collect``."""
+
+    def iteration(self, chain: Any) -> int: ...
+
+    def shape(self, chain: Any) -> tuple[int, int]: ...
+
+    def state_arrays(self, chain: Any) -> dict[str, np.ndarray]: ...
+
+    def restore_state(self, template: Any, arrays: dict[str, np.ndarray]) -> Any: ...
+
+    def logging(self, chain: Any) -> dict[str, str]: ...
+
+    def chain_stats(self, chain: Any) -> dict[str, np.ndarray]: ...
+
+
+def run_chunks(
+    advance: Advance,
+    chain: Any,
+    num_warmup: int,
+    num_samples: int,
+    thinning: int = 1,
+    sink=None,
+    progress_bar: bool = True,
+    max_seconds: float | None = None,
+) -> tuple[Any, np.ndarray, dict]:
+    """Run ``chain`` through what is left of its ``num_warmup`` warmup steps, then
+    ``num_samples`` more steps keeping every ``thinning``-th position.
+
+    Draws are counted from where this call starts (or from the end of warmup): a state that
+    finished warmup continues sampling, which is how ``until="converged"`` extends a run. A
+    ``sink`` holding a checkpoint (a resumable :class:`~ppl_ebm.drivers.draw_store.DrawStore`)
+    resumes from it. Returns ``(final chain state, draws (chain, draw, dim), stats)``.
+    """
+    start = time.perf_counter()
+    num_chains, dim = advance.shape(chain)
+    first = advance.iteration(chain)
+    origin = max(first, num_warmup)  # the first collected step's iteration count
+    num_draws = num_samples // thinning
+    sink = MemoryDraws(num_chains, num_draws, dim) if sink is None else sink
+    chain, previous = resume(chain, sink, advance.restore_state)
+    done = advance.iteration(chain)
+    resumed_at = done
+    per_chunk = chunk_draws(thinning, num_chains, dim)
+    compile_before = advance.compile_seconds
+    warmup_end = start if done >= num_warmup else None
+    warmup_compile = 0.0
+    with tqdm(total=origin + num_samples - first, disable=not progress_bar, desc=advance.description,
+              mininterval=0.5, leave=False) as bar:
+        bar.update(done - first)
+        while done < num_warmup:
+            steps = min(CHUNK_STEPS - done % CHUNK_STEPS, num_warmup - done)
+            chain, _ = advance(chain, steps, 1, False)
+            done += steps
+            if sink.resumable:
+                sink.checkpoint(advance.state_arrays(chain), progress_record(
+                    previous, start, None, done, advance.compile_seconds - compile_before))
+            if progress_bar:  # the postfix reads device values: only with a visible bar
+                bar.set_postfix(advance.logging(chain), refresh=False)
+            bar.update(steps)
+        if warmup_end is None:
+            warmup_end = time.perf_counter()
+            warmup_compile = advance.compile_seconds - compile_before
+        kept = (done - origin) // thinning
+        while kept < num_draws:
+            count = min(per_chunk, num_draws - kept)
+            chain, block = advance(chain, count, thinning, True)
+            sink.write(kept, block)
+            kept += count
+            done += count * thinning
+            if sink.resumable:
+                sink.checkpoint(advance.state_arrays(chain), progress_record(
+                    previous, start, warmup_end, done, advance.compile_seconds - compile_before))
+            if progress_bar:
+                bar.set_postfix(advance.logging(chain), refresh=False)
+            bar.update(count * thinning)
+            if max_seconds is not None and time.perf_counter() - warmup_end >= max_seconds:
+                break
+    end = time.perf_counter()
+    compile_seconds = advance.compile_seconds - compile_before
+    warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
+    stats = dict(advance.chain_stats(chain))
+    stats.update({
+        "divergences": np.zeros(num_chains, dtype=np.int64),
+        # One gradient at the start, one per step: the state's count, so a continued run adds up.
+        "grad_evals": np.full(num_chains, 1 + advance.iteration(chain), dtype=np.int64),
+        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
+        "compile_seconds": previous.get("compile_seconds", 0.0) + compile_seconds,
+        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
+        "sampling_seconds": previous.get("sampling_seconds", 0.0)
+        + sampling_seconds - (compile_seconds - warmup_compile),
+        "resumed_at_iteration": int(resumed_at) if sink.resumable else 0,
+        "budget_stopped": kept < num_draws,
+    })
+    draws = sink.draws()
+    return chain, (draws[:, :kept] if kept < num_draws else draws), stats

@@ -1,0 +1,199 @@
+"""The sampler registry: a sampler is one entry here.
+
+Each :class:`SamplerSpec` names the sampler, its options (default and check each), what it can
+do (``capabilities``) and how to build it on each backend. The front door
+(:func:`ppl_ebm.sample`), the CLI, the studies and the couplings read this table; no other file
+lists sampler names. Adding a sampler is one :func:`register` call plus its kernel files.
+
+Capabilities:
+
+- ``"streaming"``: draws written to disk as they come, with resumable checkpoints (``draws_dir``);
+- ``"until"``: ``until="converged"`` continues the same chains;
+- ``"max_seconds"``: a wall-clock budget;
+- ``"coupling"``: coupled kernels for L-lag meeting times (:mod:`ppl_ebm.kernels.coupling_jax`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
+from ppl_ebm.kernels.cycle import check_independence_every
+
+__all__ = [
+    "BACKENDS", "Option", "SamplerSpec", "get_sampler", "langevin_param_values", "register", "sampler_names",
+]
+
+BACKENDS = ("torch", "jax")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One sampler option: its default and a check that returns the value or raises ValueError."""
+
+    name: str
+    default: Any
+    check: Callable[[Any], Any] = lambda value: value
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler: ``family`` ``"langevin"`` (our batched kernels, built as
+    :class:`~ppl_ebm.kernels.samplers_jax.LangevinSampler`) or ``"ppl"`` (the PPL's own NUTS/HMC,
+    whose options pass through to its kernel unchecked); ``kernel`` is the Langevin kernel
+    (``"ula"``, ``"mala"``) or the PPL class name (``"NUTS"``, ``"HMC"``)."""
+
+    name: str
+    family: str
+    kernel: str
+    description: str
+    options: tuple[Option, ...] = ()
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def validate(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Options with defaults filled in, each checked; unknown names refused."""
+        if self.family == "ppl":
+            return dict(options)
+        known = {option.name: option for option in self.options}
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} for sampler {self.name!r}; it takes {sorted(known)}.")
+        resolved = {name: options.get(name, option.default) for name, option in known.items()}
+        for name, option in known.items():
+            resolved[name] = option.check(resolved[name])
+        if self.kernel == "ula":
+            StepSchedule(resolved["step_size"], resolved["noise_scale"], resolved["decay_rate"],
+                         resolved["decay_every"], resolved["noise_decay_rate"]).validate()
+        return resolved
+
+    def build(self, backend: str, options: Mapping[str, Any]):
+        """The pure Langevin sampler for ``backend`` from validated ``options`` (family "langevin")."""
+        if self.family != "langevin":
+            raise ValueError(f"{self.name!r} runs inside the PPL's own driver; it has no pure kernel to build.")
+        if backend == "torch":
+            from ppl_ebm.kernels.samplers_torch import LangevinSampler
+        else:
+            from ppl_ebm.kernels.samplers_jax import LangevinSampler
+        return LangevinSampler(
+            self.kernel,
+            options.get("independence_every"),
+            bool(options.get("adapt_step_size", False)),
+            bool(options.get("per_chain_step_size", True)),
+        )
+
+
+_SAMPLERS: dict[str, SamplerSpec] = {}
+
+
+def register(spec: SamplerSpec) -> SamplerSpec:
+    """Add a sampler; its name must be new."""
+    if spec.name in _SAMPLERS:
+        raise ValueError(f"A sampler named {spec.name!r} is already registered.")
+    _SAMPLERS[spec.name] = spec
+    return spec
+
+
+def sampler_names(capability: str | None = None, family: str | None = None) -> tuple[str, ...]:
+    """Registered names, in registration order, optionally those with a capability or of a family."""
+    return tuple(name for name, spec in _SAMPLERS.items()
+                 if (capability is None or spec.has(capability)) and (family is None or spec.family == family))
+
+
+def get_sampler(name: str) -> SamplerSpec:
+    """The entry for ``name``; a clear error listing the names otherwise."""
+    if name not in _SAMPLERS:
+        raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}.")
+    return _SAMPLERS[name]
+
+
+def langevin_param_values(options: Mapping[str, Any], num_warmup: int) -> tuple:
+    """``(step_size, noise_scale, decay_rate, decay_every, noise_decay_rate, target_accept_prob,
+    num_warmup)`` with the Nones resolved: noise ``sqrt(step_size)`` (DDLS Eq. 4), no decay
+    (``decay_every`` 0), noise decay ``sqrt(decay_rate)`` (keeps ``noise^2 / step`` fixed)."""
+    step_size = float(options["step_size"])
+    noise_scale = options.get("noise_scale")
+    decay_rate = float(options.get("decay_rate", 0.1))
+    noise_decay_rate = options.get("noise_decay_rate")
+    return (
+        step_size,
+        math.sqrt(step_size) if noise_scale is None else float(noise_scale),
+        decay_rate,
+        int(options.get("decay_every") or 0),
+        math.sqrt(decay_rate) if noise_decay_rate is None else float(noise_decay_rate),
+        float(options.get("target_accept_prob", 0.574)),
+        int(num_warmup),
+    )
+
+
+# -- option checks ---------------------------------------------------------------------------
+def _positive_float(name: str) -> Callable[[Any], float]:
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+        return float(value)
+
+    return check
+
+
+def _probability(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"target_accept_prob must be in (0, 1), got {value!r}.")
+    return float(value)
+
+
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def check(value):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}.")
+        return value
+
+    return check
+
+
+def _required_independence_every(value) -> int:
+    if value is None:
+        raise ValueError("independence_every must be an int >= 2 for mala-imh (use 'mala' for plain MALA).")
+    return check_independence_every(value)
+
+
+_OURS = frozenset({"streaming", "until", "max_seconds", "coupling"})
+_ULA_OPTIONS = (
+    Option("step_size", 0.01, _positive_float("step_size"), "step size eps (DDLS Alg. 1)"),
+    Option("noise_scale", None, help="noise std; None: sqrt(step_size)"),
+    Option("decay_rate", 0.1, help="multiply the step by this every decay_every steps (DDLS App. B.2)"),
+    Option("decay_every", None, help="None: constant step"),
+    Option("noise_decay_rate", None, help="None: sqrt(decay_rate), keeping noise^2/step fixed"),
+)
+
+
+def _mala_options(independence_every: Option) -> tuple[Option, ...]:
+    return (
+        Option("step_size", 0.01, _positive_float("step_size"), "initial step size"),
+        Option("adapt_step_size", True, _boolean("adapt_step_size"), "dual averaging in warmup"),
+        Option("target_accept_prob", 0.574, _probability, "0.574: Roberts & Rosenthal 1998"),
+        Option("per_chain_step_size", True, _boolean("per_chain_step_size"), "one adapted step per chain"),
+        independence_every,
+    )
+
+
+register(SamplerSpec("ula", "langevin", "ula", "unadjusted Langevin, DDLS Alg. 1", _ULA_OPTIONS, _OURS))
+register(SamplerSpec(
+    "mala", "langevin", "mala", "Metropolis-adjusted Langevin, per-chain dual averaging",
+    _mala_options(Option("independence_every", None, check_independence_every,
+                         "every k-th step an independence step from the prior")),
+    _OURS,
+))
+register(SamplerSpec(
+    "mala-imh", "langevin", "mala", "MALA whose every k-th step (default 2) is an independence step from the prior",
+    _mala_options(Option("independence_every", 2, _required_independence_every, "k >= 2")),
+    _OURS,
+))
+register(SamplerSpec("nuts", "ppl", "NUTS", "the PPL's own NUTS (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
+register(SamplerSpec("hmc", "ppl", "HMC", "the PPL's own HMC (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
