@@ -6,13 +6,17 @@ Chain-steps per second (chains x steps / seconds) of ULA and MALA on both backen
 EBM made of a generator ``mlp(2, [W, W, W], 2)`` and a critic ``mlp(2, [W, W, W], 1)`` (ReLU,
 seeded random weights, ``W = 512`` by default) wrapped as ``ppl_ebm.LatentEBM``.
 
-* **ours**: the real driver path of ``ppl_ebm.sample``: ``pyro_kernels.ULA/MALA`` through
-  ``run_torch.run_langevin`` and ``numpyro_kernels.ULA/MALA`` through ``run_jax.run_langevin``
-  (``progress_bar=False``), with ``potential_fn=ebm.potential`` as ``sample`` passes it. The time
-  is the driver's own ``stats["sampling_seconds"]``: the post-warmup sampling phase, JAX compile
-  time excluded (the driver reports it apart as ``compile_seconds``). ULA runs with
-  ``num_warmup=0``; MALA with ``num_warmup = max(2, steps // 4)`` adaptation steps, which are
-  not timed.
+* **ours**: the real driver path of ``ppl_ebm.sample``: the registry's sampler
+  (``kernels.registry.get_sampler("ula"/"mala")``, options ``validate({"step_size": 0.01})``),
+  ``spec.build(backend, options)``, ``langevin_params(options, num_warmup)`` and then the
+  backend's driver: ``run_torch.init_chain`` / ``run_torch.run_langevin`` on a
+  ``TorchProblem(ebm.potential)`` with a seeded ``torch.Generator``, or ``run_jax.init_chain`` /
+  ``run_jax.run_langevin`` on a ``JaxProblem(ebm_jax, potential maker)`` (the weights a pytree
+  argument of the compiled program, the maker a module-level function as ``sample`` passes) with
+  ``jax.random.key(seed)``; ``progress_bar=False``. The time is the driver's own
+  ``stats["sampling_seconds"]``: the post-warmup sampling phase, JAX compile time excluded (the
+  driver reports it apart as ``compile_seconds``). ULA runs with ``num_warmup=0``; MALA with
+  ``num_warmup = max(2, steps // 4)`` adaptation steps, which are not timed.
 * **bare**: the same update on the same potential, hand-written with no ppl_ebm code but the
   potential itself, recording every draw as the driver does.
   torch: a Python loop under ``torch.no_grad()`` whose gradient is
@@ -20,13 +24,12 @@ seeded random weights, ``W = 512`` by default) wrapped as ``ppl_ebm.LatentEBM``.
   ``enable_grad``; JAX: one jitted ``lax.scan`` over ``jax.value_and_grad`` of the summed
   potential of the ``LatentEBMJax`` (compiled and run once before timing).
 
-Timed regions are matched per backend. torch with ``num_warmup=0`` (ULA): the driver's
-``sampling_seconds`` includes ``init_state`` (one potential/gradient evaluation at the start), so
-the bare ULA loop's timed region also starts with that evaluation; MALA (after warmup) and
-both JAX samplers time ``steps`` transitions only, the initial evaluation outside. Both sides
-do one potential+gradient evaluation per step. Each (backend, sampler, chains) runs ours and
-bare interleaved, ``--repeats`` times (3), and keeps the best of each; the ratio is
-best-ours / best-bare. The goal is ratio >= 0.9 everywhere.
+Timed regions are matched: ``steps`` transitions and the copy of their draws, nothing else.
+The initial potential/gradient evaluation is outside on both sides (``init_chain`` runs before
+``run_langevin``, whose clock starts inside it; the bare loops evaluate the start before their
+clock starts), and MALA's warmup is outside ours. Both sides do one potential+gradient
+evaluation per step. Each (backend, sampler, chains) runs ours and bare interleaved,
+``--repeats`` times (3), and keeps the best of each; the ratio is best-ours / best-bare. The goal is ratio >= 0.9 everywhere.
 
 Steps per measurement: ``round(steps * (100 / chains) ** steps_exponent)``, at least 2 (so
 ``--steps 100`` gives 100, 18 and 3 steps at 100, 1000 and 10000 chains, about 1-4 s each on a
@@ -96,23 +99,39 @@ def mala_warmup(steps: int) -> int:
 
 
 # -- torch ---------------------------------------------------------------------------------------
-def torch_ours(ebm, sampler: str, position, steps: int, seed: int) -> dict:
-    from ppl_ebm.ppl import pyro_kernels
-    from ppl_ebm.drivers import run_torch
+def _langevin(sampler: str, steps: int):
+    """The registry's sampler and its validated options, as ``ppl_ebm.sample`` builds them."""
+    from ppl_ebm.kernels.registry import get_sampler
 
-    chains = position.shape[0]
-    if sampler == "ula":
-        kernel = pyro_kernels.ULA(potential_fn=ebm.potential, num_chains=chains, seed=seed, step_size=STEP_SIZE)
-        num_warmup = 0
-    else:
-        kernel = pyro_kernels.MALA(potential_fn=ebm.potential, num_chains=chains, seed=seed, step_size=STEP_SIZE)
-        num_warmup = mala_warmup(steps)
-    _, stats = run_torch.run_langevin(kernel, num_warmup, steps, init_params=position, progress_bar=False)
+    spec = get_sampler(sampler)
+    options = spec.validate({"step_size": STEP_SIZE})
+    num_warmup = 0 if sampler == "ula" else mala_warmup(steps)
+    return spec, options, num_warmup
+
+
+def _summary(stats: dict) -> dict:
     return {
         "seconds": float(stats["sampling_seconds"]),
         "compile_seconds": float(stats["compile_seconds"]),
         "acceptance": float(np.mean(stats["acceptance"])),
     }
+
+
+def torch_ours(ebm, sampler: str, position, steps: int, seed: int) -> dict:
+    """registry -> build -> init_chain -> run_langevin on the torch backend (``ppl_ebm.sample``'s path)."""
+    import torch
+
+    from ppl_ebm.drivers import run_torch
+    from ppl_ebm.kernels.samplers_torch import langevin_params
+
+    spec, options, num_warmup = _langevin(sampler, steps)
+    kernel = spec.build("torch", options)
+    params = langevin_params(options, num_warmup, device=position.device)
+    problem = run_torch.TorchProblem(ebm.potential)
+    rng = torch.Generator(device=position.device).manual_seed(seed)
+    chain = run_torch.init_chain(kernel, params, problem, position, rng)  # untimed, as in the bare loop
+    _, _, stats = run_torch.run_langevin(kernel, params, problem, chain, steps, progress_bar=False)
+    return _summary(stats)
 
 
 def _torch_value_and_grad(potential):
@@ -140,8 +159,8 @@ def torch_bare(ebm, sampler: str, position, steps: int, seed: int) -> dict:
     with torch.no_grad():
         if sampler == "ula":
             half_step, noise_scale = 0.5 * STEP_SIZE, math.sqrt(STEP_SIZE)
+            _, g = value_and_grad(z)  # the initial state exists before the timed phase (init_chain)
             start = time.perf_counter()
-            _, g = value_and_grad(z)  # matches init_state inside the driver's timed region
             for i in range(steps):
                 z = z - half_step * g + noise_scale * torch.randn(z.shape, generator=rng)
                 _, g = value_and_grad(z)
@@ -182,27 +201,27 @@ def torch_warmup(ebm, sampler, position, seed):
 
 
 # -- JAX -----------------------------------------------------------------------------------------
+def _ebm_potential(ebm):
+    """The LatentEBMJax's batched potential. Module level (a stable identity), so the driver's
+    compiled programs are shared across the repeats, as ``ppl_ebm.sample`` shares them."""
+    return ebm.potential
+
+
 def jax_ours(ebm_jax, sampler: str, position, steps: int, seed: int) -> dict:
+    """registry -> build -> init_chain -> run_langevin on the JAX backend (``ppl_ebm.sample``'s path)."""
     import jax
 
-    from ppl_ebm.ppl import numpyro_kernels
     from ppl_ebm.drivers import run_jax
+    from ppl_ebm.kernels.samplers_jax import langevin_params
 
-    chains = position.shape[0]
-    if sampler == "ula":
-        kernel = numpyro_kernels.ULA(potential_fn=ebm_jax.potential, num_chains=chains, step_size=STEP_SIZE)
-        num_warmup = 0
-    else:
-        kernel = numpyro_kernels.MALA(potential_fn=ebm_jax.potential, num_chains=chains, step_size=STEP_SIZE)
-        num_warmup = mala_warmup(steps)
-    _, stats = run_jax.run_langevin(
-        kernel, jax.random.key(seed), num_warmup, steps, init_params=position, progress_bar=False
-    )
-    return {
-        "seconds": float(stats["sampling_seconds"]),
-        "compile_seconds": float(stats["compile_seconds"]),
-        "acceptance": float(np.mean(stats["acceptance"])),
-    }
+    spec, options, num_warmup = _langevin(sampler, steps)
+    kernel = spec.build("jax", options)
+    params = langevin_params(options, num_warmup)
+    problem = run_jax.JaxProblem(ebm_jax, _ebm_potential)
+    chain = run_jax.init_chain(kernel, params, problem, position, jax.random.key(seed))  # untimed
+    chain = jax.block_until_ready(chain)
+    _, _, stats = run_jax.run_langevin(kernel, params, problem, chain, steps, progress_bar=False)
+    return _summary(stats)
 
 
 def _jax_value_and_grad(ebm, z):
@@ -490,8 +509,9 @@ def main(argv=None) -> dict:
             "backends": args.backends,
             "samplers": args.samplers,
             "quick": args.quick,
-            "timing": "ours: driver stats['sampling_seconds'] (post-warmup, JAX compile excluded); "
-            "bare: hand-written loop, compiled and warmed up before timing; best of repeats",
+            "timing": "ours: registry -> build -> init_chain (untimed) -> run_langevin, the driver's "
+            "stats['sampling_seconds'] (post-warmup, JAX compile excluded); bare: hand-written loop, "
+            "compiled and warmed up before timing, its initial evaluation untimed; best of repeats",
         },
         "rows": rows,
         "min_ratio": min_ratio,

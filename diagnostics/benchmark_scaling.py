@@ -17,12 +17,13 @@ progress_bar=False)`` with the torch ``LatentEBM`` on both backends (JAX transla
   (1 10 100) chains and ``--conv-steps`` (3) steps: one chain-step costs ~0.7 GFLOP there.
 
 The time is the driver's ``stats["sampling_seconds"]``: the post-warmup phase, JAX compile
-time excluded (``compile_seconds`` apart). ``wall_seconds`` is the whole ``sample`` call
-(translation to JAX, prior draws, ``init_state``, compiles, the copy of the draws). ULA runs
+time excluded (``compile_seconds`` apart). ``sample`` runs our samplers as registry ->
+``build`` -> ``init_chain`` -> ``run_langevin``; the driver's clock starts inside
+``run_langevin``, so the initial potential/gradient evaluation (``init_chain``) is outside
+``sampling_seconds`` on both backends. ``wall_seconds`` is the whole ``sample`` call
+(translation to JAX, prior draws, ``init_chain``, compiles, the copy of the draws). ULA runs
 with ``num_warmup=0``, MALA with ``benchmark_kernels.mala_warmup(steps)`` untimed adaptation
-steps. Caveat: with ``num_warmup=0`` the torch driver's timed phase includes ``init_state``
-(one potential/gradient evaluation more than ``steps``), so torch ULA at few steps is
-understated by up to ``steps / (steps + 1)``; hence at least 5 steps per point.
+steps.
 
 Steps per point: unless ``--steps`` fixes them, a point starts at 5 steps and reruns with the
 steps scaled up to ``--target-seconds`` (1.5) of sampling, at most ``--max-steps`` (5000),
@@ -68,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmar
 from benchmark_flops import flops_per_chain_step  # noqa: E402
 from benchmark_kernels import BACKENDS, SAMPLERS, STEP_SIZE, loadavg, machine_facts, mala_warmup  # noqa: E402
 
-MIN_STEPS = 5  # fewer makes torch ULA's extra init evaluation a large part of the timed phase
+MIN_STEPS = 5  # a calibrated point starts here; also the floor used to predict a point's time
 
 
 # -- the models ----------------------------------------------------------------------------------
@@ -125,8 +126,8 @@ def run_sample(ebm, backend: str, sampler: str, chains: int, steps: int, seed: i
 def measure_point(ebm, backend, sampler, chains, fixed_steps, args) -> dict:
     """The fastest of ``--repeats`` runs, at ``fixed_steps`` or at steps grown to ~``--target-seconds``."""
     # Untimed 1-step run: the first call at a chain count pays one-off costs that can land in
-    # sampling_seconds (torch allocations; JAX's eager ops in init_state compiling for the new
-    # shape, timed when num_warmup=0 and the driver counts init_state, as torch's does).
+    # sampling_seconds (torch's first allocations at the new shape, the first steps' thread
+    # start-up; JAX's eager ops compiling for the new shape).
     # Skipped by --quick, whose timings only show that the script runs.
     if not args.quick:
         run_sample(ebm, backend, sampler, chains, 1, args.seed)
