@@ -47,3 +47,28 @@ def test_gaussian_target_mode_is_its_mean():
     assert check["mode_beyond_prior"] is False
     with pytest.raises(TypeError, match="needs a ppl_ebm.LatentEBM"):
         highest_density_check(lambda z: z)
+
+
+def test_box_prior_search_runs_in_unconstrained_space():
+    # Box prior, d(x) = slope * x_0: in u (z = -1 + 2 sigmoid(u)) the potential per coordinate is
+    # -slope z_0 - log(2 s (1 - s)), s = sigmoid(u); its minimum solves
+    # -2 slope s (1 - s) + 2 s - 1 = 0 in u_0 and is u_1 = 0.
+    from scipy.optimize import brentq
+
+    generator = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        generator.weight.copy_(torch.eye(2))
+        generator.bias.zero_()
+    slope = 3.0
+    ebm = ppl_ebm.LatentEBM(generator, LinearCritic(slope), latent_dim=2, prior="uniform")
+    check = highest_density_check(ebm, prior_draws=20_000)
+
+    def derivative(u):
+        s = 1.0 / (1.0 + np.exp(-u))
+        return -2 * slope * s * (1 - s) + 2 * s - 1
+
+    u0 = brentq(derivative, 0.0, 20.0)
+    np.testing.assert_allclose(check["argmin_unconstrained"], [u0, 0.0], atol=1e-2)
+    np.testing.assert_allclose(check["argmin"], [2.0 / (1.0 + np.exp(-u0)) - 1.0, 0.0], atol=1e-3)
+    assert check["argmin_norm"] <= np.sqrt(2.0) and check["prior_max_norm"] <= np.sqrt(2.0)
+    assert check["mode_beyond_prior"] is False

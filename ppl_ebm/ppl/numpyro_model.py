@@ -1,13 +1,16 @@
-"""The latent EBM as a NumPyro model (mirrors :mod:`pyro_model` name for name)."""
+"""The latent EBM as a NumPyro model (mirrors :mod:`pyro_model` name for name).
+
+``z ~ p0`` (the EBM's prior as a NumPyro distribution) plus the factor of :mod:`pyro_model`;
+NumPyro's MCMC samples ``u = T^{-1}(z)`` with ``T = biject_to(p0.support)``, the bijection
+of ``LatentEBMJax.constrain``, so its potential in u is ``LatentEBMJax.potential(u)``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpyro
-import numpyro.distributions as dist
 
 from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
@@ -33,7 +36,7 @@ def latent_ebm_site(ebm: LatentEBMJax, name: str = "z") -> jax.Array:
     (``ebm.to_jax()``) so the translation is done once, not at every model call.
     """
     ebm = _as_jax(ebm)
-    z = numpyro.sample(name, dist.Normal(jnp.zeros(ebm.latent_dim), 1.0).to_event(1))
+    z = numpyro.sample(name, ebm.prior.distribution)
     log_weight = ebm.log_tilt(z) / ebm.temperature
     if ebm.temperature != 1.0:
         log_weight = log_weight + (1.0 / ebm.temperature - 1.0) * ebm.prior_log_density(z)

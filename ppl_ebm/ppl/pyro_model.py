@@ -1,8 +1,11 @@
 """The latent EBM as a Pyro model (mirrored in :mod:`numpyro_model`).
 
-``z ~ N(0, I)`` plus ``factor(d(G(z)))`` is the DDLS target ``p0(z) exp(d(G(z)))``. With a
+``z ~ p0`` plus ``factor(d(G(z)))`` is the DDLS target ``p0(z) exp(d(G(z)))``. With a
 temperature T the factor is ``d(G(z)) / T + (1/T - 1) log p0(z)``, so the model's density is
-``exp(-U(z) / T)`` while ``z`` still has the prior as its sample statement.
+``exp(-U(z) / T)`` while ``z`` still has the prior as its sample statement. For a prior other
+than N(0, I) (``LatentEBM(prior=...)``) Pyro's MCMC samples ``u = T^{-1}(z)`` with
+``T = biject_to(p0.support)`` and adds ``log|det dT/du|`` itself: its potential in u is then
+``LatentEBM.potential(u)``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,16 @@ def _check(ebm) -> None:
         )
 
 
+def _prior_distribution(ebm: LatentEBM) -> dist.TorchDistribution:
+    if ebm.prior.is_standard_normal:
+        zeros = torch.zeros(ebm.latent_dim, device=ebm.device)
+        return dist.Normal(zeros, 1.0).to_event(1)
+    prior = ebm.prior.distribution
+    # pyro.sample calls its distribution; a plain torch one is wrapped in Pyro's mixin (the
+    # wrapper delegates log_prob, sample and support, and broadcasts under plates).
+    return prior if isinstance(prior, dist.TorchDistribution) else dist.ExpandedDistribution(prior)
+
+
 def latent_ebm_site(ebm: LatentEBM, name: str = "z") -> torch.Tensor:
     """Put the latent EBM on sample site ``name`` inside a Pyro model and return ``G(z)``.
 
@@ -33,8 +46,7 @@ def latent_ebm_site(ebm: LatentEBM, name: str = "z") -> torch.Tensor:
     Works under ``pyro.plate``: ``z`` then has the plates' batch shape.
     """
     _check(ebm)
-    zeros = torch.zeros(ebm.latent_dim, device=ebm.device)
-    z = pyro.sample(name, dist.Normal(zeros, 1.0).to_event(1))
+    z = pyro.sample(name, _prior_distribution(ebm))
     log_weight = ebm.log_tilt(z) / ebm.temperature
     if ebm.temperature != 1.0:
         log_weight = log_weight + (1.0 / ebm.temperature - 1.0) * ebm.prior_log_density(z)

@@ -9,9 +9,13 @@ DDLS (Che et al. 2020), Theorem 1 and Sec. 3.4::
     U(z) = -log p0(z) - logit(D(G(z)))   critic_output="probability"
     U(z) = -log p0(z) + E(G(z))          critic_output="energy" (Xiao et al.; Dai et al.)
 
-with p0 = N(0, I), an optional temperature T (the target is exp(-U(z) / T)) and the optional
-extended generator of Corollary 1, G*(z, z') = G(z) + eps * z', z' ~ N(0, I) of the data's size,
-which makes z' part of the latent.
+with p0 = N(0, I) by default (or another prior, ``prior=``), an optional temperature T (the
+target is exp(-U(z) / T)) and the optional extended generator of Corollary 1,
+G*(z, z') = G(z) + eps * z', z' ~ N(0, I) of the data's size, which makes z' part of the latent.
+
+Samplers work in unconstrained space u, z = T(u) with T = biject_to(p0.support) (the identity
+for N(0, I)): ``potential(u) = U(T(u)) / T - log|det dT/du|``, the density Pyro and NumPyro give
+a ``z ~ p0`` sample statement plus a factor (see :mod:`ppl_ebm.targets.priors`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch.distributions import Distribution
+
+from ppl_ebm.targets.priors import LatentPrior, as_latent_prior
 
 __all__ = ["CRITIC_OUTPUTS", "LatentEBM", "critic_output_to_log_tilt"]
 
@@ -69,6 +76,12 @@ class LatentEBM:
     extended_noise_scale
         eps of DDLS Corollary 1; when set, the latent is ``(z, z')`` with ``z'`` of the data's
         size and ``G*(z, z') = G(z) + eps z'``.
+    prior
+        The latent prior p0 the generator was trained with: ``"normal"`` (N(0, I), the
+        default), ``"uniform"`` (the box [-1, 1]^d) or a ``torch.distributions.Distribution``
+        with event shape ``(latent_dim,)`` (e.g. ``Independent(Uniform(-2 * ones, 2 * ones), 1)``,
+        ``MultivariateNormal``). Only ``"normal"`` or a distribution over the whole latent
+        ``(z, z')`` goes with ``extended_noise_scale``.
 
     Notes
     -----
@@ -84,6 +97,7 @@ class LatentEBM:
         latent_dim: int | None = None,
         temperature: float = 1.0,
         extended_noise_scale: float | None = None,
+        prior: str | Distribution | LatentPrior = "normal",
     ) -> None:
         if not isinstance(generator, torch.nn.Module) or not isinstance(critic, torch.nn.Module):
             raise TypeError(
@@ -124,6 +138,13 @@ class LatentEBM:
         self.latent_dim = self.base_latent_dim + (
             self.data_size if self.extended_noise_scale is not None else 0
         )
+        if isinstance(prior, str) and prior == "uniform" and self.extended_noise_scale is not None:
+            raise ValueError(
+                "prior='uniform' with extended_noise_scale would put the box on Corollary 1's "
+                "noise latent z' too, which is N(0, I). Pass prior as a distribution over all "
+                f"{self.latent_dim} latent coordinates, or leave extended_noise_scale=None."
+            )
+        self.prior = as_latent_prior(prior, self.latent_dim, self.device)
 
     # -- validation -------------------------------------------------------------------------
     @property
@@ -195,34 +216,71 @@ class LatentEBM:
         return critic_output_to_log_tilt(output, self.critic_output).reshape(batch_shape)
 
     def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
-        """``log N(z; 0, I)`` summed over the latent dimension."""
-        return -0.5 * (z * z).sum(-1) - 0.5 * self.latent_dim * math.log(2 * math.pi)
+        """``log p0(z)`` of constrained latents (``log N(z; 0, I)`` summed over the latent
+        dimension for the default prior)."""
+        return self.prior.log_prob(z)
 
-    def potential(self, z: torch.Tensor) -> torch.Tensor:
-        """``U(z) / T = (-log p0(z) - d(G(z))) / T``, shape ``z.shape[:-1]``."""
-        return -(self.prior_log_density(z) + self.log_tilt(z)) / self.temperature
+    def constrain(self, u: torch.Tensor) -> torch.Tensor:
+        """``z = T(u)``, T = ``biject_to(p0.support)``; ``u`` itself (the same object) for N(0, I)."""
+        return self.prior.constrain(u)
 
-    def potential_and_grad(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Potential and its gradient in ``z`` for a batch of independent chains.
+    def unconstrain(self, z: torch.Tensor) -> torch.Tensor:
+        """``u = T^{-1}(z)``; ``z`` itself (the same object) for N(0, I)."""
+        return self.prior.unconstrain(z)
 
-        Only ``z`` requires a gradient, so autograd skips the weight gradients.
+    def potential(self, u: torch.Tensor) -> torch.Tensor:
+        """Potential in unconstrained space, shape ``u.shape[:-1]``.
+
+        ``-(log p0(T(u)) + d(G(T(u)))) / T_temp - log|det dT/du|``: the temperature tempers the
+        target's density in z, the Jacobian only carries it to u. For N(0, I), T is the
+        identity and this is DDLS's ``U(z) / T = (-log p0(z) - d(G(z))) / T``.
+        """
+        if self.prior.is_standard_normal:
+            return -(self.prior_log_density(u) + self.log_tilt(u)) / self.temperature
+        z = self.prior.constrain(u)
+        energy = -(self.prior.log_prob(z) + self.log_tilt(z)) / self.temperature
+        return energy - self.prior.log_abs_det_jacobian(u, z)
+
+    def potential_and_grad(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Potential and its gradient in ``u`` for a batch of independent chains.
+
+        Only ``u`` requires a gradient, so autograd skips the weight gradients.
         """
         with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            potential = self.potential(z)
-            (grad,) = torch.autograd.grad(potential.sum(), z)
+            u = u.detach().requires_grad_(True)
+            potential = self.potential(u)
+            (grad,) = torch.autograd.grad(potential.sum(), u)
         return potential.detach(), grad
 
+    def prior_potential(self, u: torch.Tensor) -> torch.Tensor:
+        """The prior's potential in unconstrained space, ``-log p0(T(u)) - log|det dT/du|``.
+
+        The exact -log density of ``prior_sample_unconstrained``'s draws (change of variables),
+        so an independence Metropolis-Hastings step proposing ``y`` from them accepts with
+        ``log_ratio = U(x) - U(y) + prior_potential(y) - prior_potential(x)``. For N(0, I)
+        it is ``|u|^2 / 2 + d/2 log(2 pi)``.
+        """
+        if self.prior.is_standard_normal:
+            return -self.prior_log_density(u)
+        z = self.prior.constrain(u)
+        return -self.prior.log_prob(z) - self.prior.log_abs_det_jacobian(u, z)
+
     def prior_sample(self, num: int | Sequence[int], generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw latents from the prior N(0, I), shape ``(*num, latent_dim)``."""
+        """Draw constrained latents ``z ~ p0``, shape ``(*num, latent_dim)`` (inputs of ``generate``)."""
         shape = (num,) if isinstance(num, int) else tuple(num)
-        # Drawn on the CPU so that a CPU generator gives the same draws on every device.
-        return torch.randn(*shape, self.latent_dim, generator=generator).to(self.device)
+        return self.prior.sample(shape, self.device, generator)
+
+    def prior_sample_unconstrained(
+        self, num: int | Sequence[int], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``unconstrain(prior_sample(num, generator))``: prior draws in u, where chains start."""
+        return self.unconstrain(self.prior_sample(num, generator))
 
     def to(self, device) -> "LatentEBM":
-        """Move the generator and critic to ``device`` in place (as ``nn.Module.to``); returns self."""
+        """Move the generator, critic and prior to ``device`` in place (as ``nn.Module.to``); returns self."""
         self.generator.to(device)
         self.critic.to(device)
+        self.prior = self.prior.to(device)
         return self
 
     def to_jax(self):
@@ -235,7 +293,8 @@ class LatentEBM:
         extended = (
             "" if self.extended_noise_scale is None else f", extended_noise_scale={self.extended_noise_scale}"
         )
+        prior = "" if self.prior.is_standard_normal else f", prior={self.prior!r}"
         return (
             f"LatentEBM(latent_dim={self.latent_dim}, data_shape={self.data_shape}, "
-            f"critic_output={self.critic_output!r}, temperature={self.temperature}{extended})"
+            f"critic_output={self.critic_output!r}, temperature={self.temperature}{extended}{prior})"
         )

@@ -2,8 +2,8 @@
 
 Built from a torch :class:`~ppl_ebm.targets.latent_ebm.LatentEBM` by translating both networks with
 :func:`ppl_ebm.nets.torch_to_jax.torch_to_jax`, so NumPyro samples a torch checkpoint with the
-same weights. The object is a JAX pytree whose leaves are the weights: passing it as a
-``jit`` argument keeps the weights out of the compiled program's constants.
+same weights. The object is a JAX pytree whose leaves are the weights (and the prior's
+parameters): passing it as a ``jit`` argument keeps them out of the compiled program's constants.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from ppl_ebm.targets.priors_jax import as_latent_prior
 
 __all__ = ["LatentEBMJax", "critic_output_to_log_tilt"]
 
@@ -31,7 +33,12 @@ def critic_output_to_log_tilt(output: jax.Array, critic_output: str) -> jax.Arra
 
 @jax.tree_util.register_pytree_node_class
 class LatentEBMJax:
-    """JAX latent EBM ``p(z) ∝ exp(-U(z) / T)``; see :class:`ppl_ebm.targets.latent_ebm.LatentEBM`."""
+    """JAX latent EBM ``p(z) ∝ exp(-U(z) / T)``; see :class:`ppl_ebm.targets.latent_ebm.LatentEBM`.
+
+    ``prior`` is ``"normal"``, ``"uniform"``, a NumPyro distribution with event shape
+    ``(latent_dim,)`` (see :mod:`ppl_ebm.targets.priors_jax` for the families), a
+    :class:`~ppl_ebm.targets.priors_jax.LatentPriorJax`, or a torch ``LatentPrior`` (translated).
+    """
 
     def __init__(
         self,
@@ -45,6 +52,7 @@ class LatentEBMJax:
         data_shape: tuple[int, ...],
         temperature: float = 1.0,
         extended_noise_scale: float | None = None,
+        prior: Any = "normal",
     ) -> None:
         self.generator_fn = generator_fn
         self.generator_params = generator_params
@@ -59,6 +67,13 @@ class LatentEBMJax:
         self.latent_dim = self.base_latent_dim + (
             self.data_size if extended_noise_scale is not None else 0
         )
+        if isinstance(prior, str) and prior == "uniform" and extended_noise_scale is not None:
+            raise ValueError(
+                "prior='uniform' with extended_noise_scale would put the box on Corollary 1's "
+                "noise latent z' too, which is N(0, I). Pass prior as a distribution over all "
+                f"{self.latent_dim} latent coordinates, or leave extended_noise_scale=None."
+            )
+        self.prior = as_latent_prior(prior, self.latent_dim)
 
     @classmethod
     def from_torch(cls, ebm) -> "LatentEBMJax":
@@ -82,11 +97,13 @@ class LatentEBMJax:
             data_shape=ebm.data_shape,
             temperature=ebm.temperature,
             extended_noise_scale=ebm.extended_noise_scale,
+            prior=ebm.prior,
         )
 
-    # -- pytree protocol: weights are leaves, everything else is static --------------------
+    # -- pytree protocol: weights and the prior's parameters are leaves, the rest static ---
     def tree_flatten(self):
-        children = (self.generator_params, self.critic_params)
+        # The prior is a pytree node itself: its arrays become leaves, its family stays static.
+        children = (self.generator_params, self.critic_params, self.prior)
         aux = (
             self.generator_fn,
             self.critic_fn,
@@ -111,6 +128,7 @@ class LatentEBMJax:
             data_shape=data_shape,
             temperature=temperature,
             extended_noise_scale=eps,
+            prior=children[2],
         )
 
     def check_latents(self, z: jax.Array) -> None:
@@ -134,23 +152,50 @@ class LatentEBMJax:
         return critic_output_to_log_tilt(output, self.critic_output).reshape(batch_shape)
 
     def prior_log_density(self, z: jax.Array) -> jax.Array:
-        return -0.5 * jnp.sum(z * z, axis=-1) - 0.5 * self.latent_dim * math.log(2 * math.pi)
+        """``log p0(z)`` of constrained latents."""
+        return self.prior.log_prob(z)
 
-    def potential(self, z: jax.Array) -> jax.Array:
-        return -(self.prior_log_density(z) + self.log_tilt(z)) / self.temperature
+    def constrain(self, u: jax.Array) -> jax.Array:
+        """``z = T(u)``; ``u`` itself for N(0, I)."""
+        return self.prior.constrain(u)
 
-    def potential_and_grad(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Potential and gradient for a batch of independent chains (grad of the sum)."""
-        return _batched_potential_and_grad(self, z)
+    def unconstrain(self, z: jax.Array) -> jax.Array:
+        """``u = T^{-1}(z)``; ``z`` itself for N(0, I)."""
+        return self.prior.unconstrain(z)
+
+    def potential(self, u: jax.Array) -> jax.Array:
+        """``-(log p0(T(u)) + d(G(T(u)))) / T_temp - log|det dT/du|``; see ``LatentEBM.potential``."""
+        if self.prior.is_standard_normal:
+            return -(self.prior_log_density(u) + self.log_tilt(u)) / self.temperature
+        z = self.prior.constrain(u)
+        energy = -(self.prior.log_prob(z) + self.log_tilt(z)) / self.temperature
+        return energy - self.prior.log_abs_det_jacobian(u, z)
+
+    def potential_and_grad(self, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Potential and gradient in ``u`` for a batch of independent chains (grad of the sum)."""
+        return _batched_potential_and_grad(self, u)
+
+    def prior_potential(self, u: jax.Array) -> jax.Array:
+        """``-log p0(T(u)) - log|det dT/du|``; see ``LatentEBM.prior_potential``."""
+        if self.prior.is_standard_normal:
+            return -self.prior_log_density(u)
+        z = self.prior.constrain(u)
+        return -self.prior.log_prob(z) - self.prior.log_abs_det_jacobian(u, z)
 
     def prior_sample(self, rng_key: jax.Array, num: int | Sequence[int]) -> jax.Array:
+        """Constrained latents ``z ~ p0``, shape ``(*num, latent_dim)``."""
         shape = (num,) if isinstance(num, int) else tuple(num)
-        return jax.random.normal(rng_key, (*shape, self.latent_dim), dtype=jnp.float32)
+        return self.prior.sample(rng_key, shape)
+
+    def prior_sample_unconstrained(self, rng_key: jax.Array, num: int | Sequence[int]) -> jax.Array:
+        """``unconstrain(prior_sample(rng_key, num))``: prior draws in u, where chains start."""
+        return self.unconstrain(self.prior_sample(rng_key, num))
 
     def __repr__(self) -> str:
+        prior = "" if self.prior.is_standard_normal else f", prior={self.prior!r}"
         return (
             f"LatentEBMJax(latent_dim={self.latent_dim}, data_shape={self.data_shape}, "
-            f"critic_output={self.critic_output!r}, temperature={self.temperature})"
+            f"critic_output={self.critic_output!r}, temperature={self.temperature}{prior})"
         )
 
 

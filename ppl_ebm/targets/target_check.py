@@ -7,6 +7,11 @@ the target ``p0(z) exp(d(G(z)))`` puts nearly all its mass there, far from the d
 exact sampler run long enough drifts there; its ESS then measures that drift, not mixing.
 (On the shipped 25-Gaussians WGAN-GP model the potential's minimum is -121 at ``|z|`` = 21,
 against >= -2.5 over 100,000 prior draws.)
+
+The search runs where the samplers do, in unconstrained space u with ``z = T(u)``
+(:meth:`LatentEBM.constrain`; the identity for N(0, I)), on ``potential(u)``, and reports
+latents as ``z``. A bounded prior (the box) keeps the mode inside its support; the check then
+says whether the potential's minimum lies beyond the prior draws' reach in norm.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ def highest_density_check(
     ebm: LatentEBM, starts: int = 256, steps: int = 500, spread: float = 8.0, prior_draws: int = 100_000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Search the potential's minimum (Adam from ``starts`` points drawn N(0, spread^2 I))
+    """Search the potential's minimum (Adam in u from ``starts`` points drawn N(0, spread^2 I))
     and compare it with ``prior_draws`` prior draws.
 
-    Returns JSON-ready ``min_potential`` and ``argmin`` (with ``argmin_norm`` and the
-    generated sample ``generated_at_argmin``), ``prior_min_potential`` and
-    ``prior_max_norm`` over the prior draws, and ``mode_beyond_prior``: True when the
+    Returns JSON-ready ``min_potential`` and ``argmin`` (the constrained latent ``z = T(u)``,
+    with ``argmin_unconstrained`` the u found, ``argmin_norm`` = ``|z|`` and the generated
+    sample ``generated_at_argmin``), ``prior_min_potential`` and ``prior_max_norm`` over the
+    prior draws (potentials in u, norms in z), and ``mode_beyond_prior``: True when the
     minimum is both lower than every prior draw's potential and farther out than every
     prior draw, i.e. the target's highest density lies where its prior never goes.
     """
@@ -37,22 +43,25 @@ def highest_density_check(
         raise TypeError(f"highest_density_check needs a ppl_ebm.LatentEBM, got {type(ebm).__name__}.")
     generator = torch.Generator().manual_seed(seed)
     device = ebm.device
-    z = (spread * torch.randn(starts, ebm.latent_dim, generator=generator)).to(device).requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=0.1)
+    u = (spread * torch.randn(starts, ebm.latent_dim, generator=generator)).to(device).requires_grad_(True)
+    optimizer = torch.optim.Adam([u], lr=0.1)
     for _ in range(steps):
         optimizer.zero_grad()
-        ebm.potential(z).sum().backward()
+        ebm.potential(u).sum().backward()
         optimizer.step()
     with torch.no_grad():
-        potentials = ebm.potential(z)
+        potentials = ebm.potential(u)
         finite = torch.isfinite(potentials)
         best = int(torch.argmin(torch.where(finite, potentials, torch.inf)))
-        argmin = z[best]
-        prior = ebm.prior_sample(prior_draws, generator=generator)
-        prior_potentials = torch.cat([ebm.potential(chunk) for chunk in prior.split(10_000)])
+        argmin_unconstrained = u[best]
+        argmin = ebm.constrain(argmin_unconstrained)
+        prior_u = ebm.prior_sample_unconstrained(prior_draws, generator=generator)
+        prior_potentials = torch.cat([ebm.potential(chunk) for chunk in prior_u.split(10_000)])
+        prior = ebm.constrain(prior_u)
         result = {
             "min_potential": float(potentials[best]),
             "argmin": argmin.cpu().tolist(),
+            "argmin_unconstrained": argmin_unconstrained.cpu().tolist(),
             "argmin_norm": float(argmin.norm()),
             "generated_at_argmin": ebm.generate(argmin[None]).reshape(-1).cpu().tolist(),
             "prior_min_potential": float(prior_potentials.min()),
