@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ppl_ebm.kernels.registry import BACKENDS, get_sampler, sampler_names
+
 __all__ = ["main"]
 
 _HMC_CHAINS = 4  # Pyro runs NUTS/HMC chains one after another; a few long chains, as users do
@@ -36,7 +38,8 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--model", default=None,
                         help="zoo name or model folder (default: the shipped 25-Gaussians NS-GAN), or 'gaussian'")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="zoo runs: any of generator drs mh_gan dot {ula,mala,nuts,hmc,mala-imh}/{torch,jax} "
+                        help="zoo runs: any of generator drs mh_gan dot "
+                        f"{{{','.join(sampler_names())}}}/{{{','.join(BACKENDS)}}} "
                         "(default: the baselines and ULA/MALA on both backends)")
     parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
     parser.add_argument("--steps", type=int, default=None,
@@ -46,9 +49,8 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--sweep-chains", type=int, default=1000)
     parser.add_argument("--raw-critic", action="store_true",
                         help="zoo runs: DDLS on the GAN's own critic instead of the calibrated one")
-    parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"],
-                        choices=["ula", "mala", "nuts", "hmc"])
-    parser.add_argument("--backends", nargs="+", default=["torch", "jax"], choices=["torch", "jax"])
+    parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"], choices=sampler_names())
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--chains", type=int, default=None,
                         help="chains for ULA/MALA (default: --num-samples on a zoo model, 256 on gaussian)")
     parser.add_argument("--hmc-chains", type=int, default=_HMC_CHAINS, help="chains for NUTS/HMC (default 4)")
@@ -336,8 +338,9 @@ def _run_compare(args, parser) -> int:
     for index, (sampler, backend) in enumerate(runs, start=1):
         name = f"{sampler}/{backend}"
         print(f"[{index}/{len(runs)}] {name} ...", file=sys.stderr, flush=True)
-        options = {"step_size": args.step_size} if sampler == "ula" else {}
-        chains = args.chains if sampler in ("ula", "mala") else args.hmc_chains
+        spec = get_sampler(sampler)
+        options = {"step_size": args.step_size} if spec.kernel == "ula" else {}
+        chains = args.chains if spec.family == "langevin" else args.hmc_chains
         result = ppl_ebm.sample(
             problem.ebm, sampler, backend, num_chains=chains, num_warmup=args.warmup,
             num_samples=args.samples, seed=args.seed, progress_bar=not args.no_progress, **options,

@@ -79,20 +79,45 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
 
 
 class _Target:
-    """The batched potential, starting points, site layout and the driver's view, per backend."""
+    """The batched potential, starting points, site layout and the driver's view, per backend.
 
-    def __init__(self, potential_fn, initial_position, site_shapes, constrain, generate, problem):
+    Chains move in unconstrained space u. ``constrain`` maps a model's flat u to its sites;
+    ``ebm`` is a latent EBM whose prior is not N(0, I) (its draws are reported as
+    ``z = ebm.constrain(u)``, in the prior's support), else None."""
+
+    def __init__(self, potential_fn, initial_position, site_shapes, constrain, generate, problem, ebm=None):
         self.potential_fn = potential_fn
         self.initial_position = initial_position
         self.site_shapes = site_shapes
         self.constrain = constrain
         self.generate = generate
         self.problem = problem
+        self.ebm = ebm
 
 
 def _ebm_potential(ebm):
-    """A LatentEBMJax's batched potential: module level, so compiled programs are shared."""
+    """A LatentEBMJax's batched potential in u: module level, so compiled programs are shared."""
     return ebm.potential
+
+
+def _ebm_proposal_jax(ebm):
+    """Independence steps propose from the EBM's prior, in u (None: N(0, I), the kernels' default)."""
+    from ppl_ebm.kernels.langevin_jax import Proposal
+
+    if ebm.prior.is_standard_normal:
+        return None
+    return Proposal(lambda rng_key, shape, dtype: ebm.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),
+                    ebm.prior_potential)
+
+
+def _ebm_proposal_torch(ebm):
+    """See :func:`_ebm_proposal_jax`."""
+    from ppl_ebm.kernels.langevin_torch import Proposal
+
+    if ebm.prior.is_standard_normal:
+        return None
+    return Proposal(lambda rng, shape, dtype, device: ebm.prior_sample_unconstrained(shape[0], generator=rng)
+                    .to(dtype=dtype, device=device), ebm.prior_potential)
 
 
 def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
@@ -103,10 +128,11 @@ def _torch_target(target, num_chains, seed, initial_params, model_args, model_kw
 
     rng = torch.Generator().manual_seed(seed)
     if isinstance(target, LatentEBM):
-        # DDLS Alg. 1 starts every chain at a prior draw z0 ~ p0.
-        position = target.prior_sample(num_chains, generator=rng)
+        # DDLS Alg. 1 starts every chain at a prior draw z0 ~ p0 (here in u, where chains move).
+        position = target.prior_sample_unconstrained(num_chains, generator=rng)
         return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
-                       TorchProblem(target.potential))
+                       TorchProblem(target.potential, _ebm_proposal_torch(target)),
+                       None if target.prior.is_standard_normal else target)
     batched = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
     position = None if initial_params is not None else pyro_potential.initial_positions(batched, num_chains, rng)
     return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
@@ -124,9 +150,10 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
     if isinstance(target, LatentEBM):
         target = target.to_jax()
     if isinstance(target, LatentEBMJax):
-        position = target.prior_sample(key, num_chains)
+        position = target.prior_sample_unconstrained(key, num_chains)
         return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
-                       JaxProblem(target, _ebm_potential))
+                       JaxProblem(target, _ebm_potential, _ebm_proposal_jax),
+                       None if target.prior.is_standard_normal else target)
     batched = numpyro_potential.batched_potential_from_model(target, model_args, model_kwargs, key)
     position = None if initial_params is not None else numpyro_potential.initial_positions(batched, num_chains, key)
     return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
@@ -146,10 +173,13 @@ def _initial(initial_params, prepared: _Target, num_chains: int, backend: str):
         import torch
 
         device = prepared.initial_position.device if prepared.initial_position is not None else "cpu"
-        return torch.from_numpy(array).to(device)
-    import jax.numpy as jnp
+        position = torch.from_numpy(array).to(device)
+    else:
+        import jax.numpy as jnp
 
-    return jnp.asarray(array)
+        position = jnp.asarray(array)
+    # A latent EBM's starting points are latents z in the prior's support; chains move in u.
+    return position if prepared.ebm is None else prepared.ebm.unconstrain(position)
 
 
 def sample(
@@ -265,6 +295,7 @@ def sample(
             latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
                                            seed, thinning, progress_bar, store, max_seconds,
                                            until, target_rhat, target_ess, max_samples)
+        latents = _in_support(latents, prepared, backend)
         posterior = _posterior(latents, prepared, backend)
         generated = _generated(latents, prepared, backend) if return_generated else None
     return SampleResult(
@@ -355,6 +386,25 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
         return latents, stats
     return continue_until_converged(run_block, chain, num_samples, num_warmup, target_rhat, target_ess,
                                     max_samples, seed)
+
+
+def _in_support(latents: np.ndarray, prepared: _Target, backend: str, batch: int = 65536) -> np.ndarray:
+    """A latent EBM's draws ``z = T(u)`` in its prior's support (no copy for N(0, I), where T is
+    the identity; a streamed run's draws then become an in-memory array)."""
+    if prepared.ebm is None:
+        return latents
+    flat = latents.reshape(-1, latents.shape[-1])
+    pieces = []
+    for start in range(0, len(flat), batch):
+        block = np.ascontiguousarray(flat[start : start + batch])
+        if backend == "torch":
+            import torch
+
+            with torch.no_grad():
+                pieces.append(prepared.ebm.constrain(torch.from_numpy(block).to(prepared.ebm.device)).cpu().numpy())
+        else:
+            pieces.append(np.asarray(prepared.ebm.constrain(block)))
+    return np.concatenate(pieces).reshape(latents.shape).astype(np.float32, copy=False)
 
 
 def _posterior(latents: np.ndarray, prepared: _Target, backend: str) -> dict[str, np.ndarray]:

@@ -35,7 +35,8 @@ import numpy as np
 __all__ = ["MemoryDraws", "DrawStore", "fingerprint", "chunk_draws", "phase_seconds", "progress_record", "resume",
            "CHUNK_STEPS"]
 
-_FORMAT = 1
+# 2: the driver's chain state (kernel state + PRNG state) replaced the PPL kernels' state.
+_FORMAT = 2
 
 
 class MemoryDraws:
@@ -152,17 +153,34 @@ def fingerprint(target: Any, initial_params: Any = None) -> str:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().numpy().tobytes())
         digest.update(repr((target.latent_dim, target.temperature, target.critic_output)).encode())
+        _prior_digest(digest, target)
     elif hasattr(target, "generator_params") and hasattr(target, "critic_params"):
         import jax
 
         for leaf in jax.tree_util.tree_leaves((target.generator_params, target.critic_params)):
             digest.update(np.asarray(leaf).tobytes())
         digest.update(repr((target.latent_dim, target.temperature, target.critic_output)).encode())
+        _prior_digest(digest, target)
     else:
         digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}".encode())
     if initial_params is not None:
         digest.update(np.asarray(initial_params, dtype=np.float32).tobytes())
     return digest.hexdigest()[:16]
+
+
+def _prior_digest(digest, target: Any) -> None:
+    """The prior's family and parameters: the same weights under another prior are another target."""
+    prior = getattr(target, "prior", None)
+    if prior is None:
+        return
+    digest.update(repr(prior).encode())
+    distribution = getattr(prior, "distribution", None)
+    params = getattr(prior, "params", None)  # the JAX prior's parameters
+    values = list(params) if params is not None else [
+        value for value in vars(distribution).values() if hasattr(value, "shape")] if distribution is not None else []
+    for value in values:
+        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+        digest.update(np.ascontiguousarray(value).tobytes())
 
 
 #: Draws a driver holds before handing them over: at most this many steps' worth ...

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ppl_ebm.kernels.cycle import check_lagged_cycle
+from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_jax import (
     LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
     ula_step,
@@ -184,8 +185,9 @@ def lagged_meeting_times(
     independence step when ``(t + 1) % k == 0``, the uncoupled kernel's cycle; ``lag`` must
     then be a multiple of ``k``.
     """
-    if sampler not in ("ula", "mala"):
-        raise ValueError(f"sampler must be 'ula' or 'mala', got {sampler!r}.")
+    kernels = coupled_kernels()
+    if sampler not in kernels:
+        raise ValueError(f"sampler must be one of {kernels} (a Langevin kernel), got {sampler!r}.")
     every = check_lagged_cycle(sampler, lag, independence_every)
     if noise_scale is None:
         noise_scale = jnp.sqrt(jnp.asarray(step_size, dtype=initial_x.dtype))

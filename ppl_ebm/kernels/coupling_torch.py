@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from ppl_ebm.kernels.cycle import check_lagged_cycle
+from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_torch import (
     LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
     ula_step,
@@ -141,8 +142,9 @@ def lagged_meeting_times(
     independence_every: int | None = None,
 ) -> torch.Tensor:
     """See :func:`ppl_ebm.kernels.coupling_jax.lagged_meeting_times`."""
-    if sampler not in ("ula", "mala"):
-        raise ValueError(f"sampler must be 'ula' or 'mala', got {sampler!r}.")
+    kernels = coupled_kernels()
+    if sampler not in kernels:
+        raise ValueError(f"sampler must be one of {kernels} (a Langevin kernel), got {sampler!r}.")
     every = check_lagged_cycle(sampler, lag, independence_every)
     if noise_scale is None:
         noise_scale = torch.sqrt(torch.as_tensor(step_size, dtype=initial_x.dtype))

@@ -24,7 +24,7 @@ from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
 from ppl_ebm.kernels.cycle import check_independence_every
 
 __all__ = [
-    "BACKENDS", "Option", "SamplerSpec", "get_sampler", "langevin_param_values", "register", "sampler_names",
+    "BACKENDS", "Option", "SamplerSpec", "coupled_kernels", "get_sampler", "langevin_param_values", "register", "sampler_names",
 ]
 
 BACKENDS = ("torch", "jax")
@@ -104,6 +104,11 @@ def sampler_names(capability: str | None = None, family: str | None = None) -> t
     """Registered names, in registration order, optionally those with a capability or of a family."""
     return tuple(name for name, spec in _SAMPLERS.items()
                  if (capability is None or spec.has(capability)) and (family is None or spec.family == family))
+
+
+def coupled_kernels() -> tuple[str, ...]:
+    """The Langevin kernels (``SamplerSpec.kernel``) of the samplers with coupled kernels."""
+    return tuple(dict.fromkeys(_SAMPLERS[name].kernel for name in sampler_names("coupling")))
 
 
 def get_sampler(name: str) -> SamplerSpec:

@@ -27,6 +27,7 @@ import torch
 from ppl_ebm import baselines, metrics
 from ppl_ebm.data import toy as datasets
 from ppl_ebm.diagnostics.summary import summarize
+from ppl_ebm.kernels.registry import BACKENDS, get_sampler, sampler_names
 from ppl_ebm.sampling import sample
 from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.targets.target_check import checked_target
@@ -35,9 +36,10 @@ from ppl_ebm.zoo.store import latent_ebm_of, load_model
 __all__ = ["ALL_METHODS", "COMPARE_MODEL", "DEFAULT_METHODS", "CompareConfig", "CompareOutput", "run_compare"]
 
 BASELINES = ("generator", "drs", "mh_gan", "dot")
-# "mala-imh": MALA whose every INDEPENDENCE_EVERY-th step is an independence step from the prior.
-MCMC_METHODS = tuple(f"{s}/{b}" for b in ("torch", "jax") for s in ("ula", "mala", "nuts", "hmc", "mala-imh"))
-INDEPENDENCE_EVERY = 2
+# Every registered sampler on both backends, e.g. "mala-imh/jax": MALA whose every
+# INDEPENDENCE_EVERY-th step (the registry's default) is an independence step from the prior.
+MCMC_METHODS = tuple(f"{s}/{b}" for b in BACKENDS for s in sampler_names())
+INDEPENDENCE_EVERY = get_sampler("mala-imh").validate({})["independence_every"]
 ALL_METHODS = BASELINES + MCMC_METHODS
 # NUTS/HMC build deep trees on these rough critic landscapes (Pyro's NUTS took minutes per
 # chain here), so the few-minute default leaves them out; name them in ``methods`` to add them.
@@ -186,13 +188,12 @@ def _mcmc_samples(result, num_samples: int) -> np.ndarray:
 
 def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | None):
     sampler, backend = method.split("/")
-    if sampler in ("ula", "mala", "mala-imh"):
+    spec = get_sampler(sampler)
+    if spec.family == "langevin":
         # DDLS Alg. 1 runs a fixed number of steps from prior draws and keeps the last state;
         # we split those steps into warmup (MALA adapts there) and draws for the diagnostics.
         warmup = config.langevin_steps // 2
-        options = {"step_size": ula_step_size} if sampler == "ula" else {}
-        if sampler == "mala-imh":
-            sampler, options = "mala", {"independence_every": INDEPENDENCE_EVERY}
+        options = {"step_size": ula_step_size} if spec.kernel == "ula" else {}
         return sample(
             ebm, sampler, backend, num_chains=config.chains, num_warmup=warmup,
             num_samples=config.langevin_steps - warmup, seed=config.seed, progress_bar=config.progress_bar,
@@ -235,12 +236,12 @@ def _sweep(ebm, data: np.ndarray, config: CompareConfig, log) -> dict[str, Any]:
         )
         emds.append(metrics.emd(_generate(ebm, result.latents[:, -1]), data, seed=config.seed))
     adapted = {}
-    for name, options in (("mala", {}), ("mala_imh", {"independence_every": INDEPENDENCE_EVERY})):
+    for name, sampler in (("mala", "mala"), ("mala_imh", "mala-imh")):
         log(f"  sweep: {name} adapted")
         adapted[name] = sample(
-            ebm, "mala", "jax", num_chains=config.sweep_chains, num_warmup=config.langevin_steps // 2,
+            ebm, sampler, "jax", num_chains=config.sweep_chains, num_warmup=config.langevin_steps // 2,
             num_samples=config.langevin_steps - config.langevin_steps // 2, seed=config.seed, progress_bar=False,
-            device=config.device, **options,
+            device=config.device,
         )
     mala, mala_imh = adapted["mala"], adapted["mala_imh"]
     mala_emd = metrics.emd(_generate(ebm, mala.latents[:, -1]), data, seed=config.seed)

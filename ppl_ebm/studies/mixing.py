@@ -33,12 +33,13 @@ from ppl_ebm import metrics
 from ppl_ebm.kernels.cycle import check_lagged_cycle
 from ppl_ebm.diagnostics.mixing import mixing_time, nested_rhat, tv_upper_bound
 from ppl_ebm.targets.target_check import checked_target
+from ppl_ebm.kernels.registry import get_sampler, sampler_names
 from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo.store import latent_ebm_of, load_model
 
 __all__ = ["SAMPLERS", "MixingConfig", "plateau_step", "run_mixing"]
 
-SAMPLERS = ("ula", "mala", "mala-imh")
+SAMPLERS = sampler_names("coupling")  # the registry's samplers with coupled kernels
 
 
 @dataclass
@@ -65,8 +66,8 @@ class MixingConfig:
         check_positive_ints(self, ("chains", "steps", "every", "superchains", "pairs", "lag", "max_iterations"))
         if set(self.samplers) - set(SAMPLERS) or not self.samplers:
             raise ValueError(f"samplers must be a non-empty subset of {SAMPLERS}, got {self.samplers!r}.")
-        if "mala-imh" in self.samplers:
-            if self.independence_every is None:  # None would make it plain MALA
+        if any(_cycles(sampler) for sampler in self.samplers):
+            if self.independence_every is None:  # None would make mala-imh plain MALA
                 raise ValueError("independence_every must be an int >= 2 for mala-imh, got None.")
             check_lagged_cycle("mala", self.lag, self.independence_every)
         if self.steps % self.every:
@@ -99,11 +100,15 @@ def plateau_step(steps: np.ndarray, values: np.ndarray, tail: float = 0.2) -> in
     return int(steps[0] if outside.size == 0 else steps[min(outside[-1] + 1, len(steps) - 1)])
 
 
+def _cycles(sampler: str) -> bool:
+    """Whether the registry's entry interleaves independence steps by default (mala-imh)."""
+    return get_sampler(sampler).validate({}).get("independence_every") is not None
+
+
 def _kernel(sampler: str, config: MixingConfig) -> tuple[str, dict[str, Any]]:
-    """The kernel ``ppl_ebm.sample`` runs for a study sampler, and its options."""
-    if sampler == "mala-imh":
-        return "mala", {"independence_every": config.independence_every}
-    return sampler, {}
+    """The Langevin kernel (``"ula"``/``"mala"``) a study sampler runs, and its options."""
+    options = {"independence_every": config.independence_every} if _cycles(sampler) else {}
+    return get_sampler(sampler).kernel, options
 
 
 def _progression(ebm_jax, sampler, step, config, data, log) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 
 from ppl_ebm.diagnostics.summary import summarize
 from ppl_ebm.kernels.cycle import check_independence_every
+from ppl_ebm.kernels.registry import BACKENDS, get_sampler, sampler_names
 from ppl_ebm.sampling import sample
 from ppl_ebm.targets.target_check import checked_target
 from ppl_ebm.validation import check_positive_ints
@@ -37,8 +38,9 @@ from ppl_ebm.zoo.store import latent_ebm_of, load_model
 __all__ = ["METHODS", "SamplerStudyConfig", "run_sampler_study"]
 
 # "pyro-nuts-1": Pyro's NUTS on one chain, the way users run it today.
-METHODS = ("pyro-nuts-1", "nuts/torch", "hmc/torch", "nuts/jax", "hmc/jax", "ula/torch", "mala/torch", "ula/jax",
-           "mala/jax", "mala-imh/torch", "mala-imh/jax")
+# Then every registered sampler on both backends (the PPL's own first, as before).
+METHODS = ("pyro-nuts-1",) + tuple(
+    f"{s}/{b}" for family in ("ppl", "langevin") for s in sampler_names(family=family) for b in BACKENDS)
 
 
 @dataclass
@@ -79,10 +81,11 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
     if method == "pyro-nuts-1":
         return "nuts", "torch", 1, {}
     sampler, backend = method.split("/")
-    if sampler == "mala-imh":
-        return "mala", backend, config.langevin_chains, {"independence_every": config.independence_every}
-    if sampler in ("ula", "mala"):
-        options = {"step_size": config.ula_step_size} if sampler == "ula" else {}
+    spec = get_sampler(sampler)
+    if spec.family == "langevin":
+        options = {"step_size": config.ula_step_size} if spec.kernel == "ula" else {}
+        if spec.validate({}).get("independence_every") is not None:  # mala-imh: the study's cycle length
+            options["independence_every"] = config.independence_every
         return sampler, backend, config.langevin_chains, options
     # HMC with 16 leapfrog steps: the default trajectory length 2 pi becomes thousands of steps
     # whenever the step adapts small on these rough critic landscapes. NumPyro keeps num_steps
