@@ -6,7 +6,6 @@ NumPyro (NUTS/HMC) and our JAX kernels on the JAX translation of the same torch 
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -18,6 +17,7 @@ from ppl_ebm.drivers.convergence import check_convergence_settings, continue_unt
 from ppl_ebm.kernels.registry import BACKENDS, SamplerSpec, get_sampler, sampler_names
 from ppl_ebm.result import SampleResult
 from ppl_ebm.targets.latent_ebm import LatentEBM
+from ppl_ebm.targets.protocol import Target
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
 
@@ -78,68 +78,70 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
     return options
 
 
-class _Target:
-    """The batched potential, starting points, site layout and the driver's view, per backend.
+class _Prepared:
+    """A :class:`~ppl_ebm.targets.protocol.Target`, where its chains start, and the driver's view.
 
-    Chains move in unconstrained space u. ``constrain`` maps a model's flat u to its sites;
-    ``ebm`` is a latent EBM whose prior is not N(0, I) (its draws are reported as
-    ``z = ebm.constrain(u)``, in the prior's support), else None."""
+    ``latent``: the target pushes its one site ``z`` through a generator (a latent EBM), so the
+    draws reported as ``result.latents`` are that site in the prior's support; for a model
+    they are the flat unconstrained positions, its sites in ``result.posterior``."""
 
-    def __init__(self, potential_fn, initial_position, site_shapes, constrain, generate, problem, ebm=None):
-        self.potential_fn = potential_fn
+    def __init__(self, target: Target, initial_position, problem):
+        self.target = target
         self.initial_position = initial_position
-        self.site_shapes = site_shapes
-        self.constrain = constrain
-        self.generate = generate
         self.problem = problem
-        self.ebm = ebm
+        self.latent = hasattr(target, "generate")
 
 
-def _ebm_potential(ebm):
-    """A LatentEBMJax's batched potential in u: module level, so compiled programs are shared."""
-    return ebm.potential
+def _potential_of(target):
+    """A pytree target's batched potential in u: module level, so compiled programs are shared."""
+    return target.potential
 
 
-def _ebm_proposal_jax(ebm):
-    """Independence steps propose from the EBM's prior, in u (None: N(0, I), the kernels' default)."""
+def _standard_normal_prior(target) -> bool:
+    prior = getattr(target, "prior", None)
+    return prior is None or prior.is_standard_normal
+
+
+def _proposal_jax(target):
+    """Independence steps propose from the target's prior in u, when it has one other than
+    N(0, I) (None: N(0, I), the kernels' default)."""
     from ppl_ebm.kernels.langevin_jax import Proposal
 
-    if ebm.prior.is_standard_normal:
+    if _standard_normal_prior(target):
         return None
-    return Proposal(lambda rng_key, shape, dtype: ebm.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),
-                    ebm.prior_potential)
+    return Proposal(
+        lambda rng_key, shape, dtype: target.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),
+        target.prior_potential,
+    )
 
 
-def _ebm_proposal_torch(ebm):
-    """See :func:`_ebm_proposal_jax`."""
+def _proposal_torch(target):
+    """See :func:`_proposal_jax`."""
     from ppl_ebm.kernels.langevin_torch import Proposal
 
-    if ebm.prior.is_standard_normal:
+    if _standard_normal_prior(target):
         return None
-    return Proposal(lambda rng, shape, dtype, device: ebm.prior_sample_unconstrained(shape[0], generator=rng)
-                    .to(dtype=dtype, device=device), ebm.prior_potential)
+    return Proposal(
+        lambda rng, shape, dtype, device: target.prior_sample_unconstrained(shape[0], generator=rng)
+        .to(dtype=dtype, device=device),
+        target.prior_potential,
+    )
 
 
-def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
+def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Prepared:
     import torch
 
     from ppl_ebm.drivers.run_torch import TorchProblem
     from ppl_ebm.ppl import pyro_potential
 
     rng = torch.Generator().manual_seed(seed)
-    if isinstance(target, LatentEBM):
-        # DDLS Alg. 1 starts every chain at a prior draw z0 ~ p0 (here in u, where chains move).
-        position = target.prior_sample_unconstrained(num_chains, generator=rng)
-        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
-                       TorchProblem(target.potential, _ebm_proposal_torch(target)),
-                       None if target.prior.is_standard_normal else target)
-    batched = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
-    position = None if initial_params is not None else pyro_potential.initial_positions(batched, num_chains, rng)
-    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
-                   TorchProblem(batched.potential))
+    if not isinstance(target, LatentEBM):
+        target = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
+    position = None if initial_params is not None else target.initial_positions(num_chains, rng)
+    return _Prepared(target, position, TorchProblem(target.potential, _proposal_torch(target)))
 
 
-def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Target:
+def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Prepared:
     import jax
 
     from ppl_ebm.drivers.run_jax import JaxProblem
@@ -150,20 +152,19 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
     if isinstance(target, LatentEBM):
         target = target.to_jax()
     if isinstance(target, LatentEBMJax):
-        position = target.prior_sample_unconstrained(key, num_chains)
-        return _Target(target.potential, position, {"z": (target.latent_dim,)}, None, target.generate,
-                       JaxProblem(target, _ebm_potential, _ebm_proposal_jax),
-                       None if target.prior.is_standard_normal else target)
-    batched = numpyro_potential.batched_potential_from_model(target, model_args, model_kwargs, key)
-    position = None if initial_params is not None else numpyro_potential.initial_positions(batched, num_chains, key)
-    return _Target(batched.potential, position, batched.site_shapes, batched.constrain, None,
-                   JaxProblem(None, lambda _: batched.potential))
+        # A pytree: its weights are an argument of the compiled program, shared across calls.
+        problem = JaxProblem(target, _potential_of, _proposal_jax)
+    else:
+        target = numpyro_potential.batched_potential_from_model(target, model_args, model_kwargs, key)
+        problem = JaxProblem(None, lambda _: target.potential)
+    position = None if initial_params is not None else target.initial_positions(num_chains, key)
+    return _Prepared(target, position, problem)
 
 
-def _initial(initial_params, prepared: _Target, num_chains: int, backend: str):
+def _initial(initial_params, prepared: _Prepared, num_chains: int, backend: str):
     if initial_params is None:
         return prepared.initial_position
-    dim = sum(math.prod(shape) for shape in prepared.site_shapes.values())
+    dim = prepared.target.dim
     array = np.asarray(initial_params, dtype=np.float32)
     if array.shape != (num_chains, dim):
         raise ValueError(
@@ -179,7 +180,7 @@ def _initial(initial_params, prepared: _Target, num_chains: int, backend: str):
 
         position = jnp.asarray(array)
     # A latent EBM's starting points are latents z in the prior's support; chains move in u.
-    return position if prepared.ebm is None else prepared.ebm.unconstrain(position)
+    return prepared.target.unconstrain(position) if prepared.latent else position
 
 
 def sample(
@@ -295,15 +296,16 @@ def sample(
             latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
                                            seed, thinning, progress_bar, store, max_seconds,
                                            until, target_rhat, target_ess, max_samples)
-        latents = _in_support(latents, prepared, backend)
-        posterior = _posterior(latents, prepared, backend)
+        posterior = _sites(latents, prepared, backend)
+        if prepared.latent:
+            latents = posterior["z"]
         generated = _generated(latents, prepared, backend) if return_generated else None
     return SampleResult(
         latents=latents,
         stats=stats,
         sampler=spec.name,
         backend=backend,
-        site=next(iter(prepared.site_shapes)) if prepared.constrain is None else "latents",
+        site="z" if prepared.latent else "latents",
         generated=generated,
         posterior=posterior,
         extra={"seed": seed, "num_warmup": num_warmup, "thinning": thinning, **options,
@@ -351,7 +353,7 @@ def _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, t
         from ppl_ebm.drivers.run_torch import run_hmc
     else:
         from ppl_ebm.drivers.run_jax import run_hmc
-    return run_hmc(spec.name, prepared.potential_fn, position, num_warmup, num_samples, seed, thinning,
+    return run_hmc(spec.name, prepared.target.potential, position, num_warmup, num_samples, seed, thinning,
                    progress_bar, max_seconds=max_seconds, **options)
 
 
@@ -388,38 +390,32 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
                                     max_samples, seed)
 
 
-def _in_support(latents: np.ndarray, prepared: _Target, backend: str, batch: int = 65536) -> np.ndarray:
-    """A latent EBM's draws ``z = T(u)`` in its prior's support (no copy for N(0, I), where T is
-    the identity; a streamed run's draws then become an in-memory array)."""
-    if prepared.ebm is None:
-        return latents
+def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 65536) -> dict[str, np.ndarray]:
+    """Each site's draws in its support (``Target.sites``), in batches. A latent EBM under a
+    N(0, I) prior maps u to itself: its draws are returned as they are, with no copy (a
+    streamed run's memory map stays one)."""
+    if prepared.latent and _standard_normal_prior(prepared.target):
+        return {"z": latents}
     flat = latents.reshape(-1, latents.shape[-1])
-    pieces = []
+    pieces: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(flat), batch):
         block = np.ascontiguousarray(flat[start : start + batch])
         if backend == "torch":
             import torch
 
+            device = prepared.initial_position.device if prepared.initial_position is not None else "cpu"
             with torch.no_grad():
-                pieces.append(prepared.ebm.constrain(torch.from_numpy(block).to(prepared.ebm.device)).cpu().numpy())
+                values = {name: value.cpu().numpy()
+                          for name, value in prepared.target.sites(torch.from_numpy(block).to(device)).items()}
         else:
-            pieces.append(np.asarray(prepared.ebm.constrain(block)))
-    return np.concatenate(pieces).reshape(latents.shape).astype(np.float32, copy=False)
+            values = {name: np.asarray(value) for name, value in prepared.target.sites(block).items()}
+        for name, value in values.items():
+            pieces.setdefault(name, []).append(value)
+    return {name: np.concatenate(parts).reshape(*latents.shape[:2], *parts[0].shape[1:])
+            for name, parts in pieces.items()}
 
 
-def _posterior(latents: np.ndarray, prepared: _Target, backend: str) -> dict[str, np.ndarray]:
-    if prepared.constrain is None:
-        return {next(iter(prepared.site_shapes)): latents}
-    if backend == "torch":
-        import torch
-
-        with torch.no_grad():
-            values = prepared.constrain(torch.from_numpy(latents))
-        return {name: value.numpy() for name, value in values.items()}
-    return {name: np.asarray(value) for name, value in prepared.constrain(latents).items()}
-
-
-def _generated(latents: np.ndarray, prepared: _Target, backend: str, batch: int = 4096) -> np.ndarray:
+def _generated(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 4096) -> np.ndarray:
     flat = latents.reshape(-1, latents.shape[-1])
     pieces = []
     if backend == "torch":
@@ -429,11 +425,11 @@ def _generated(latents: np.ndarray, prepared: _Target, backend: str, batch: int 
         with torch.no_grad():
             for start in range(0, len(flat), batch):
                 z = torch.from_numpy(np.ascontiguousarray(flat[start : start + batch])).to(device)
-                pieces.append(prepared.generate(z).cpu().numpy())
+                pieces.append(prepared.target.generate(z).cpu().numpy())
     else:
         import jax
 
-        generate = jax.jit(prepared.generate)
+        generate = jax.jit(prepared.target.generate)
         for start in range(0, len(flat), batch):
             pieces.append(np.asarray(generate(flat[start : start + batch])))
     out = np.concatenate(pieces)

@@ -32,6 +32,15 @@ class BatchedPotential(NamedTuple):
     def dim(self) -> int:
         return sum(math.prod(shape) for shape in self.site_shapes.values())
 
+    # The Target protocol (ppl_ebm.targets.protocol) besides potential and potential_and_grad.
+    def initial_positions(self, num_chains: int, rng_key: jax.Array):
+        """See :func:`initial_positions`."""
+        return initial_positions(self, num_chains, rng_key)
+
+    def sites(self, position):
+        """The model's sites in their support (``constrain``)."""
+        return self.constrain(position)
+
 
 def batched_potential_from_model(
     model: Callable,

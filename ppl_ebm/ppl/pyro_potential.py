@@ -43,6 +43,15 @@ class BatchedPotential(NamedTuple):
     def dim(self) -> int:
         return sum(math.prod(shape) for shape in self.site_shapes.values())
 
+    # The Target protocol (ppl_ebm.targets.protocol) besides potential and potential_and_grad.
+    def initial_positions(self, num_chains: int, rng: torch.Generator | None = None):
+        """See :func:`initial_positions`."""
+        return initial_positions(self, num_chains, rng)
+
+    def sites(self, position):
+        """The model's sites in their support (``constrain``)."""
+        return self.constrain(position)
+
 
 def unravel_sites(flat: torch.Tensor, site_shapes: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     values, start = {}, 0

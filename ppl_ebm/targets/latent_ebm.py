@@ -276,6 +276,23 @@ class LatentEBM:
         """``unconstrain(prior_sample(num, generator))``: prior draws in u, where chains start."""
         return self.unconstrain(self.prior_sample(num, generator))
 
+    # -- the Target protocol (ppl_ebm.targets.protocol) ------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.latent_dim
+
+    @property
+    def site_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"z": (self.latent_dim,)}
+
+    def initial_positions(self, num_chains: int, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Prior draws in u, where chains start (DDLS Alg. 1 starts at ``z0 ~ p0``)."""
+        return self.prior_sample_unconstrained(num_chains, generator=rng)
+
+    def sites(self, u: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{"z": constrain(u)}``: the latents in the prior's support."""
+        return {"z": self.constrain(u)}
+
     def to(self, device) -> "LatentEBM":
         """Move the generator, critic and prior to ``device`` in place (as ``nn.Module.to``); returns self."""
         self.generator.to(device)

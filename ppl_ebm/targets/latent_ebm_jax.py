@@ -191,6 +191,23 @@ class LatentEBMJax:
         """``unconstrain(prior_sample(rng_key, num))``: prior draws in u, where chains start."""
         return self.unconstrain(self.prior_sample(rng_key, num))
 
+    # -- the Target protocol (ppl_ebm.targets.protocol) ------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.latent_dim
+
+    @property
+    def site_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"z": (self.latent_dim,)}
+
+    def initial_positions(self, num_chains: int, rng: jax.Array) -> jax.Array:
+        """See :meth:`ppl_ebm.targets.latent_ebm.LatentEBM.initial_positions`."""
+        return self.prior_sample_unconstrained(rng, num_chains)
+
+    def sites(self, u: jax.Array) -> dict[str, jax.Array]:
+        """See :meth:`ppl_ebm.targets.latent_ebm.LatentEBM.sites`."""
+        return {"z": self.constrain(u)}
+
     def __repr__(self) -> str:
         prior = "" if self.prior.is_standard_normal else f", prior={self.prior!r}"
         return (
