@@ -18,7 +18,7 @@ from ppl_ebm import zoo
 from ppl_ebm.diagnostics import compare, format_table
 from ppl_ebm.ppl.pyro_kernels import MALA
 from ppl_ebm.ppl.pyro_model import pyro_model
-from ppl_ebm.result import SampleResult
+from ppl_ebm.result import SampleResult, SamplerStats
 
 
 def main(argv=None):
@@ -46,12 +46,31 @@ def main(argv=None):
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
     kernel = MALA(model, num_chains=args.mala_chains)  # all chains in one Pyro chain
-    mala = MCMC(kernel, num_samples=args.samples, warmup_steps=args.warmup, disable_progbar=True)
+    warmup_end = []
+
+    def hook(kernel, params, stage, iteration):  # Pyro calls it after every iteration
+        if stage.startswith("Warmup") and iteration == args.warmup - 1:
+            warmup_end.append(time.perf_counter())
+
+    mala = MCMC(kernel, num_samples=args.samples, warmup_steps=args.warmup, hook_fn=hook, disable_progbar=True)
     mala.run()
+    end = time.perf_counter()
     draws = mala.get_samples()["z"].numpy().swapaxes(0, 1)  # (chains, draws, dim)
-    stats = {"acceptance": kernel.state.mean_acceptance.numpy(), "step_size": kernel.state.step_size.numpy(),
-             "grad_evals": np.full(args.mala_chains, 1 + args.warmup + args.samples),
-             "wall_seconds": time.perf_counter() - start}
+    state = kernel.state.sampler  # the pure kernel's state: our statistics, as ppl_ebm.sample reports them
+    warmup_seconds = (warmup_end[0] if warmup_end else start) - start
+    stats = SamplerStats(
+        acceptance=state.mean_acceptance.numpy(),
+        step_size=state.step_size.numpy(),
+        divergences=np.zeros(args.mala_chains, dtype=np.int64),  # Langevin has no divergent transitions
+        nonfinite=state.langevin.nonfinite_count.numpy(),
+        stopped=(~state.langevin.active).numpy(),
+        grad_evals=np.full(args.mala_chains, 1 + args.warmup + args.samples),
+        wall_seconds=end - start,
+        compile_seconds=0.0,  # torch compiles nothing
+        warmup_seconds=warmup_seconds,
+        sampling_seconds=end - start - warmup_seconds,
+        budget_stopped=False,
+    )
     results["our MALA"] = SampleResult(draws, stats, "mala", "torch")
     print(format_table(compare(results)))
     arviz_data = results["our MALA"].to_arviz()

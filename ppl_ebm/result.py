@@ -1,13 +1,157 @@
-"""The object every sampler returns through :func:`ppl_ebm.sample`."""
+"""The object every sampler returns through :func:`ppl_ebm.sample`, and its run statistics."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SampleResult"]
+__all__ = ["Record", "SampleResult", "SamplerStats", "jsonable"]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy arrays and scalars turned into lists and Python numbers, tuples into
+    lists, recursively through dicts and lists: what :func:`json.dumps` writes (NaN included,
+    as ``NaN``)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(key): jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(item) for item in value]
+    return value
+
+
+class Record(Mapping[str, Any]):
+    """Read-only mapping view of a dataclass's fields, for records that replaced string-keyed
+    dicts: ``record["name"]``, ``get``, ``keys``, ``items``, ``in``, iteration and ``len`` behave
+    as on the dict the record replaced.
+
+    A field holding ``None`` is an absent key (a statistic this run does not have), so
+    ``"independence_acceptance" in stats`` is False for plain MALA, as with the old dicts;
+    a name that is no field raises :class:`KeyError` like a dict. Equality is the mapping's
+    (as a dict's, it compares values, so records holding arrays raise on ``==`` as those
+    dicts did).
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if not isinstance(key, str) or key not in self._field_names():
+            raise KeyError(key)
+        value = getattr(self, key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._field_names() if getattr(self, name) is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    @classmethod
+    def _field_names(cls) -> dict[str, None]:
+        # An ordered set of the field names: the keys in the order the dataclass declares them.
+        return dict.fromkeys(item.name for item in dataclasses.fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The present keys and their values as stored (numpy arrays stay arrays)."""
+        return dict(self.items())
+
+    def to_json(self) -> dict[str, Any]:
+        """:meth:`to_dict` made JSON-able by :func:`jsonable` (arrays as lists)."""
+        return jsonable(self.to_dict())
+
+
+#: Per-chain fields of :class:`SamplerStats`: 1-d arrays with one entry per chain.
+_PER_CHAIN_FIELDS: tuple[str, ...] = (
+    "acceptance", "step_size", "divergences", "nonfinite", "stopped", "grad_evals", "independence_acceptance",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class SamplerStats(Record):
+    """Statistics of one sampling run, as :attr:`SampleResult.stats`.
+
+    A read-only mapping as well (:class:`Record`): ``stats["acceptance"]``,
+    ``stats.get("independence_acceptance")`` and ``"converged" in stats`` read it as the dict
+    it replaced did; optional fields left ``None`` are absent keys.
+
+    Attributes
+    ----------
+    acceptance : numpy.ndarray
+        ``(chain,)`` mean acceptance probability after warmup (1.0 for ULA; MALA with
+        ``independence_every``: over its Langevin steps).
+    step_size : numpy.ndarray
+        ``(chain,)`` final step size.
+    divergences : numpy.ndarray
+        ``(chain,)`` int: divergent transitions (NUTS/HMC; 0 for Langevin).
+    nonfinite : numpy.ndarray
+        ``(chain,)`` int: non-finite potentials or gradients met (MALA rejects them, ULA stops
+        the chain).
+    stopped : numpy.ndarray
+        ``(chain,)`` bool: ULA chains stopped by a non-finite value.
+    grad_evals : numpy.ndarray
+        ``(chain,)`` int: potential-gradient evaluations, warmup included.
+    wall_seconds : float
+        The whole run, compile and warmup included.
+    compile_seconds, warmup_seconds, sampling_seconds : float
+        Its parts (``compile_seconds`` is the first call's tracing/JIT time; 0 where nothing
+        compiles, NaN where it is not measured apart); summed over sessions when a
+        ``draws_dir`` run was resumed.
+    budget_stopped : bool
+        Whether ``max_seconds`` cut the run short.
+    independence_acceptance : numpy.ndarray or None
+        ``(chain,)``: only for MALA with ``independence_every``: mean acceptance of its
+        independence steps after warmup.
+    resumed_at_iteration : int or None
+        ULA/MALA: the iteration this call started from (0 unless a ``draws_dir`` run was
+        resumed); None for NUTS/HMC.
+    converged, convergence_history, steps_taken, target_rhat, target_ess
+        Only with ``until="converged"`` (:mod:`ppl_ebm.drivers.convergence`): whether the
+        targets were met; one ``{"draws", "rhat_max", "ess_bulk_min", "ess_tail_min"}`` dict
+        per check; steps per chain, warmup included; the targets asked for.
+    """
+
+    acceptance: np.ndarray
+    step_size: np.ndarray
+    divergences: np.ndarray
+    nonfinite: np.ndarray
+    stopped: np.ndarray
+    grad_evals: np.ndarray
+    wall_seconds: float
+    compile_seconds: float
+    warmup_seconds: float
+    sampling_seconds: float
+    budget_stopped: bool
+    independence_acceptance: np.ndarray | None = None
+    resumed_at_iteration: int | None = None
+    converged: bool | None = None
+    convergence_history: list[dict[str, float]] | None = None
+    steps_taken: int | None = None
+    target_rhat: float | None = None
+    target_ess: float | None = None
+
+    def __post_init__(self) -> None:
+        # One chain count for every per-chain field: a driver that mixed up shapes fails here,
+        # not later inside ArviZ's export or a report's sum.
+        chains = None
+        for name in _PER_CHAIN_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            array = np.asarray(value)
+            if array.ndim != 1 or (chains is not None and array.shape[0] != chains):
+                raise ValueError(f"{name} must have shape (chain,) like the other per-chain statistics "
+                                 f"({chains if chains is not None else 'chain'},); got {array.shape}.")
+            chains = array.shape[0]
+            object.__setattr__(self, name, array)  # frozen: the dataclass's own way to normalise
 
 
 @dataclass
@@ -19,24 +163,9 @@ class SampleResult:
     latents
         Post-warmup latent draws, shape ``(chain, draw, latent_dim)`` (float32 numpy).
     stats
-        Per-run statistics. Keys always present:
-
-        - ``acceptance`` (chain,): mean acceptance probability after warmup (1.0 for ULA;
-          MALA with ``independence_every``: over its Langevin steps);
-        - ``independence_acceptance`` (chain,): only for MALA with ``independence_every``:
-          mean acceptance of its independence steps after warmup;
-        - ``step_size`` (chain,): final step size;
-        - ``divergences`` (chain,): divergent transitions (NUTS/HMC; 0 for Langevin);
-        - ``nonfinite`` (chain,): non-finite potentials or gradients met (MALA rejects
-          them, ULA stops the chain);
-        - ``stopped`` (chain,) bool: ULA chains stopped by a non-finite value;
-        - ``grad_evals`` (chain,): potential-gradient evaluations, warmup included;
-        - ``wall_seconds``: whole run, compile and warmup included;
-        - ``compile_seconds``, ``warmup_seconds``, ``sampling_seconds``: its parts
-          (``compile_seconds`` is the first call's tracing/JIT time; 0 where nothing compiles);
-          summed over sessions when a ``draws_dir`` run was resumed;
-        - ``resumed_at_iteration`` (ULA/MALA): the iteration this call started from (0 unless
-          a ``draws_dir`` run was resumed).
+        The run's statistics: a :class:`SamplerStats` from every sampler of
+        :func:`ppl_ebm.sample` (see there for its keys). A hand-built result may hold any
+        mapping of the same keys instead; readers use only the mapping interface.
     sampler, backend
         What produced the draws (``"ula"``, ``"mala"``, ``"nuts"``, ``"hmc"``;
         ``"torch"`` or ``"jax"``).
@@ -52,7 +181,7 @@ class SampleResult:
     """
 
     latents: np.ndarray
-    stats: dict[str, Any]
+    stats: SamplerStats | Mapping[str, Any]
     sampler: str
     backend: str
     site: str = "z"

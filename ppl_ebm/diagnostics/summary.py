@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,12 @@ import numpy as np
 from ppl_ebm.diagnostics import arviz_engine, fast
 from ppl_ebm.diagnostics.arviz_engine import integrated_autocorrelation_time
 from ppl_ebm.diagnostics.estimators import KEYS
+from ppl_ebm.result import Record
 
 __all__ = [
     "integrated_autocorrelation_time",
     "summarize",
+    "Summary",
     "compare",
     "format_table",
     "COMPARE_COLUMNS",
@@ -79,6 +82,91 @@ DEFAULT_CHUNK_BYTES = 1 << 27  # 128 MiB
 
 
 # ----------------------------------------------------------------------------- summarize
+
+
+@dataclass(frozen=True, eq=False)
+class Summary(Record):
+    """What :func:`summarize` returns: typed fields, read as well as the dict it replaced
+    (``summary["rhat_max"]``, ``summary.get("sampler")``; a read-only mapping, see
+    :class:`~ppl_ebm.result.Record`). :meth:`~ppl_ebm.result.Record.to_json` gives a JSON-able
+    dict.
+
+    Attributes
+    ----------
+    ess_bulk, ess_tail, rhat, mcse_mean, mcse_sd, iat : numpy.ndarray
+        Per dimension, ``(dim,)``: bulk ESS, ESS of the 5%/95% quantiles, rank-normalised
+        split R-hat, MCSE of the mean and of the standard deviation, integrated
+        autocorrelation time; on the chains used.
+    ess_bulk_min, ess_bulk_median, ess_tail_min, ess_tail_median, rhat_max, mcse_mean_max, \
+mcse_sd_max, iat_max, iat_median : float
+        Aggregates over dimensions, on the chains used (NaN propagates).
+    scale : float
+        Usable chains / chains used (1.0 without subsampling).
+    ess_bulk_min_scaled, ess_bulk_median_scaled, ess_tail_min_scaled, ess_tail_median_scaled, \
+mcse_mean_max_scaled : float
+        The same extrapolated to all usable chains (equal to the plain ones without
+        subsampling); see :func:`summarize`'s Notes.
+    ess_per_second, ess_per_second_sampling, ess_per_grad : float
+        ``ess_bulk_min_scaled`` per wall second, per sampling second, per gradient evaluation.
+    grad_evals : int or float
+        Gradient evaluations of the whole run (NaN when unknown).
+    wall_seconds, sampling_seconds : float
+        Cost of the run (NaN when unknown).
+    chains_total, chains_nonfinite, chains_used : int
+        Chains in the run, those left out for non-finite draws, those diagnosed.
+    subsampled : bool
+        Whether ``chains_used`` is a random subset of the usable chains.
+    draws, dim : int
+        Draws per chain; flattened event size.
+    event_shape : tuple of int
+        The event shape of one draw.
+    sampler, backend : str or None
+        Only for a :class:`~ppl_ebm.result.SampleResult`: what produced it.
+    acceptance_mean : float or None
+        Only for a SampleResult: mean of ``stats["acceptance"]`` over chains (NaN if absent).
+    divergences, nonfinite : int or float or None
+        Only for a SampleResult: sums over chains (NaN if absent).
+    """
+
+    ess_bulk: np.ndarray
+    ess_tail: np.ndarray
+    rhat: np.ndarray
+    mcse_mean: np.ndarray
+    mcse_sd: np.ndarray
+    iat: np.ndarray
+    ess_bulk_min: float
+    ess_bulk_median: float
+    ess_tail_min: float
+    ess_tail_median: float
+    rhat_max: float
+    mcse_mean_max: float
+    mcse_sd_max: float
+    iat_max: float
+    iat_median: float
+    scale: float
+    ess_bulk_min_scaled: float
+    ess_bulk_median_scaled: float
+    ess_tail_min_scaled: float
+    ess_tail_median_scaled: float
+    mcse_mean_max_scaled: float
+    ess_per_second: float
+    ess_per_second_sampling: float
+    ess_per_grad: float
+    grad_evals: int | float
+    wall_seconds: float
+    sampling_seconds: float
+    chains_total: int
+    chains_nonfinite: int
+    chains_used: int
+    subsampled: bool
+    draws: int
+    dim: int
+    event_shape: tuple[int, ...]
+    sampler: str | None = None
+    backend: str | None = None
+    acceptance_mean: float | None = None
+    divergences: int | float | None = None
+    nonfinite: int | float | None = None
 
 
 def _is_sample_result(obj: Any) -> bool:
@@ -126,7 +214,7 @@ def summarize(
     seed: int = 0,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     engine: str = "arviz",
-) -> dict[str, Any]:
+) -> Summary:
     """Per-dimension and aggregate diagnostics of one run.
 
     Parameters
@@ -157,8 +245,8 @@ def summarize(
 
     Returns
     -------
-    dict
-        Per dimension (arrays of shape ``(dim,)``, ``dim`` = product of event shape):
+    Summary
+        A record read like a dict (``summary["rhat_max"]``). Per dimension (arrays of shape ``(dim,)``, ``dim`` = product of event shape):
         ``ess_bulk``, ``ess_tail`` (ESS of the 5%/95% quantiles), ``rhat``
         (rank-normalised split R-hat), ``mcse_mean``, ``mcse_sd``, ``iat``
         (see :func:`integrated_autocorrelation_time`). All on the chains used.
@@ -174,9 +262,10 @@ def summarize(
         ``ess_per_grad`` = ``ess_bulk_min_scaled / grad_evals`` (total over all chains,
         warmup included); ``grad_evals``, ``wall_seconds``, ``sampling_seconds``
         (NaN when unknown); ``chains_total``, ``chains_nonfinite``, ``chains_used``,
-        ``subsampled``, ``draws``, ``dim``, ``event_shape``; and, for a SampleResult,
+        ``subsampled``, ``draws``, ``dim``, ``event_shape``; and, only for a SampleResult,
         ``sampler``, ``backend``, ``acceptance_mean`` (mean over chains),
-        ``divergences``, ``nonfinite`` (sums over chains).
+        ``divergences``, ``nonfinite`` (sums over chains); for an array these are absent
+        keys (``None`` fields), as is a SampleResult's ``sampler`` or ``backend`` that is None.
 
     Notes
     -----
@@ -200,16 +289,18 @@ def summarize(
     Vehtari et al. (2021), Bayesian Analysis 16(2), 667-718.
     """
     stats: Mapping[str, Any] = {}
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {}  # Summary's SampleResult-only fields
     if _is_sample_result(result_or_latents):
         latents = np.asarray(result_or_latents.latents)
         stats = result_or_latents.stats or {}
-        info["sampler"] = getattr(result_or_latents, "sampler", None)
-        info["backend"] = getattr(result_or_latents, "backend", None)
         acc = stats.get("acceptance")
-        info["acceptance_mean"] = math.nan if acc is None else float(np.mean(acc))
-        info["divergences"] = _stat_sum(stats, "divergences")
-        info["nonfinite"] = _stat_sum(stats, "nonfinite")
+        info = dict(
+            sampler=getattr(result_or_latents, "sampler", None),
+            backend=getattr(result_or_latents, "backend", None),
+            acceptance_mean=math.nan if acc is None else float(np.mean(acc)),
+            divergences=_stat_sum(stats, "divergences"),
+            nonfinite=_stat_sum(stats, "nonfinite"),
+        )
     else:
         latents = np.asarray(result_or_latents)
     if latents.ndim < 2:
@@ -253,24 +344,34 @@ def summarize(
     def _agg(fn, key):
         return float(fn(per_dim[key])) if dim else math.nan
 
-    out: dict[str, Any] = dict(per_dim)
-    out.update(
-        ess_bulk_min=_agg(np.min, "ess_bulk"),
-        ess_bulk_median=_agg(np.median, "ess_bulk"),
-        ess_tail_min=_agg(np.min, "ess_tail"),
-        ess_tail_median=_agg(np.median, "ess_tail"),
+    ess_bulk_min = _agg(np.min, "ess_bulk")
+    ess_bulk_median = _agg(np.median, "ess_bulk")
+    ess_tail_min = _agg(np.min, "ess_tail")
+    ess_tail_median = _agg(np.median, "ess_tail")
+    mcse_mean_max = _agg(np.max, "mcse_mean")
+    ess_ref = ess_bulk_min * scale  # ess_bulk_min_scaled: the efficiencies' numerator
+    return Summary(
+        ess_bulk=per_dim["ess_bulk"],
+        ess_tail=per_dim["ess_tail"],
+        rhat=per_dim["rhat"],
+        mcse_mean=per_dim["mcse_mean"],
+        mcse_sd=per_dim["mcse_sd"],
+        iat=per_dim["iat"],
+        ess_bulk_min=ess_bulk_min,
+        ess_bulk_median=ess_bulk_median,
+        ess_tail_min=ess_tail_min,
+        ess_tail_median=ess_tail_median,
         rhat_max=_agg(np.max, "rhat"),
-        mcse_mean_max=_agg(np.max, "mcse_mean"),
+        mcse_mean_max=mcse_mean_max,
         mcse_sd_max=_agg(np.max, "mcse_sd"),
         iat_max=_agg(np.max, "iat"),
         iat_median=_agg(np.median, "iat"),
-    )
-    out["scale"] = float(scale)
-    for key in ("ess_bulk_min", "ess_bulk_median", "ess_tail_min", "ess_tail_median"):
-        out[f"{key}_scaled"] = out[key] * scale
-    out["mcse_mean_max_scaled"] = out["mcse_mean_max"] / math.sqrt(scale) if n_used else math.nan
-    ess_ref = out["ess_bulk_min_scaled"]
-    out.update(
+        scale=float(scale),
+        ess_bulk_min_scaled=ess_ref,
+        ess_bulk_median_scaled=ess_bulk_median * scale,
+        ess_tail_min_scaled=ess_tail_min * scale,
+        ess_tail_median_scaled=ess_tail_median * scale,
+        mcse_mean_max_scaled=mcse_mean_max / math.sqrt(scale) if n_used else math.nan,
         ess_per_second=_safe_div(ess_ref, wall),
         ess_per_second_sampling=_safe_div(ess_ref, sampling),
         ess_per_grad=_safe_div(ess_ref, total_grads),
@@ -284,18 +385,17 @@ def summarize(
         draws=int(n_draw),
         dim=int(dim),
         event_shape=event_shape,
+        **info,
     )
-    out.update(info)
-    return out
 
 
 # ----------------------------------------------------------------------------- compare
 
 
-def _summary_of(obj: Any, summarize_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def _summary_of(obj: Any, summarize_kwargs: Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(obj, Mapping):
-        if "ess_bulk_min" in obj:  # already a summarize() output
-            return dict(obj)
+        if "ess_bulk_min" in obj:  # already a summarize() output (a Summary, or its to_dict())
+            return obj
         if "latents" in obj:
             from ppl_ebm.result import SampleResult
 

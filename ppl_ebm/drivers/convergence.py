@@ -12,9 +12,12 @@ whether it converged (``stats["converged"]``) and how many steps it took.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+
+from ppl_ebm.result import SamplerStats
 
 __all__ = ["check_convergence_settings", "continue_until_converged"]
 
@@ -58,14 +61,15 @@ def continue_until_converged(
     max_samples: int,
     seed: int,
     max_chains: int = 1000,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, SamplerStats]:
     """Run ``chain`` (warmup + ``num_samples``) with ``run_block(chain, count) -> (chain, draws,
     stats)``, then continue the final state block by block until converged (module docstring).
 
-    Returns ``(latents (chain, draw, dim), stats)``: the state's own statistics of the last
-    block (acceptance, counts and ``grad_evals`` are over the whole run, since the state
-    carries them), seconds summed over blocks, and ``converged``, ``convergence_history``,
-    ``steps_taken``, ``target_rhat``, ``target_ess``.
+    Returns ``(latents (chain, draw, dim), stats)``: a :class:`~ppl_ebm.result.SamplerStats`
+    holding the state's own statistics of the last block (acceptance, counts and
+    ``grad_evals`` are over the whole run, since the state carries them), seconds summed over
+    blocks, and ``converged``, ``convergence_history``, ``steps_taken``, ``target_rhat``,
+    ``target_ess``.
     """
     chain, first, stats = run_block(chain, num_samples)
     blocks, seconds = [first], {key: float(stats[key]) for key in _SECONDS}
@@ -82,7 +86,7 @@ def continue_until_converged(
         blocks.append(more)
         for key in _SECONDS:
             seconds[key] += float(stats[key])
-    stats = dict(stats, **seconds)
-    stats.update(converged=bool(converged), convergence_history=history,
-                 steps_taken=int(num_warmup + latents.shape[1]), target_rhat=target_rhat, target_ess=target_ess)
+    stats = dataclasses.replace(stats, **seconds, converged=bool(converged), convergence_history=history,
+                                steps_taken=int(num_warmup + latents.shape[1]), target_rhat=float(target_rhat),
+                                target_ess=float(target_ess))
     return latents, stats

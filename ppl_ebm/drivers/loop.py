@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ppl_ebm.drivers.draw_store import (
     CHUNK_STEPS, MemoryDraws, chunk_draws, phase_seconds, progress_record, resume,
 )
+from ppl_ebm.result import SamplerStats
 
 __all__ = ["Advance", "run_chunks"]
 
@@ -46,7 +47,10 @@ class Advance(Protocol):
 
     def logging(self, chain: Any) -> dict[str, str]: ...
 
-    def chain_stats(self, chain: Any) -> dict[str, np.ndarray]: ...
+    def chain_stats(self, chain: Any) -> dict[str, np.ndarray]:
+        """The state's per-chain :class:`~ppl_ebm.result.SamplerStats` fields: ``acceptance``,
+        ``step_size``, ``nonfinite``, ``stopped`` and, where the kernel has them,
+        ``independence_acceptance``."""
 
 
 def run_chunks(
@@ -58,7 +62,7 @@ def run_chunks(
     sink=None,
     progress_bar: bool = True,
     max_seconds: float | None = None,
-) -> tuple[Any, np.ndarray, dict]:
+) -> tuple[Any, np.ndarray, SamplerStats]:
     """Run ``chain`` through what is left of its ``num_warmup`` warmup steps, then
     ``num_samples`` more steps keeping every ``thinning``-th position.
 
@@ -114,18 +118,17 @@ def run_chunks(
     end = time.perf_counter()
     compile_seconds = advance.compile_seconds - compile_before
     warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
-    stats = dict(advance.chain_stats(chain))
-    stats.update({
-        "divergences": np.zeros(num_chains, dtype=np.int64),
+    stats = SamplerStats(
+        **advance.chain_stats(chain),
+        divergences=np.zeros(num_chains, dtype=np.int64),
         # One gradient at the start, one per step: the state's count, so a continued run adds up.
-        "grad_evals": np.full(num_chains, 1 + advance.iteration(chain), dtype=np.int64),
-        "wall_seconds": previous.get("wall_seconds", 0.0) + end - start,
-        "compile_seconds": previous.get("compile_seconds", 0.0) + compile_seconds,
-        "warmup_seconds": previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
-        "sampling_seconds": previous.get("sampling_seconds", 0.0)
-        + sampling_seconds - (compile_seconds - warmup_compile),
-        "resumed_at_iteration": int(resumed_at) if sink.resumable else 0,
-        "budget_stopped": kept < num_draws,
-    })
+        grad_evals=np.full(num_chains, 1 + advance.iteration(chain), dtype=np.int64),
+        wall_seconds=previous.get("wall_seconds", 0.0) + end - start,
+        compile_seconds=previous.get("compile_seconds", 0.0) + compile_seconds,
+        warmup_seconds=previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
+        sampling_seconds=previous.get("sampling_seconds", 0.0) + sampling_seconds - (compile_seconds - warmup_compile),
+        resumed_at_iteration=int(resumed_at) if sink.resumable else 0,
+        budget_stopped=kept < num_draws,
+    )
     draws = sink.draws()
     return chain, (draws[:, :kept] if kept < num_draws else draws), stats

@@ -23,6 +23,7 @@ from numpyro.infer import HMC, MCMC, NUTS
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState
+from ppl_ebm.result import SamplerStats
 
 __all__ = ["ChainState", "JaxProblem", "init_chain", "run_hmc", "run_langevin"]
 
@@ -202,7 +203,7 @@ def run_hmc(
     progress_bar: bool = True,
     max_seconds: float | None = None,
     **kernel_kwargs,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, SamplerStats]:
     """NumPyro's NUTS or HMC on a batched potential, all chains vectorised in one program
     (``chain_method="vectorized"``). Gradient evaluations are NumPyro's ``num_steps``.
 
@@ -252,18 +253,18 @@ def run_hmc(
     end = time.perf_counter()
     draws = np.concatenate(pieces, axis=1)[:, : num_samples // thinning]
     extra = {name: np.concatenate([piece[name] for piece in extras], axis=1)[:, : draws.shape[1]] for name in fields}
-    stats = {
-        "acceptance": extra["accept_prob"].mean(axis=1),
-        "step_size": extra["adapt_state.step_size"][:, -1],
-        "divergences": extra["diverging"].sum(axis=1).astype(np.int64),
-        "nonfinite": np.zeros(num_chains, dtype=np.int64),
-        "stopped": np.zeros(num_chains, dtype=bool),
+    stats = SamplerStats(
+        acceptance=extra["accept_prob"].mean(axis=1),
+        step_size=extra["adapt_state.step_size"][:, -1],
+        divergences=extra["diverging"].sum(axis=1).astype(np.int64),
+        nonfinite=np.zeros(num_chains, dtype=np.int64),
+        stopped=np.zeros(num_chains, dtype=bool),
         # Sampling-phase num_steps are recorded only for kept (thinned) draws; scale up.
-        "grad_evals": (warmup_steps + extra["num_steps"].sum(axis=1) * thinning).astype(np.int64),
-        "wall_seconds": end - start,
-        "compile_seconds": float("nan"),
-        "warmup_seconds": warmup_end - start,
-        "sampling_seconds": end - warmup_end,
-        "budget_stopped": draws.shape[1] < num_samples // thinning,
-    }
+        grad_evals=(warmup_steps + extra["num_steps"].sum(axis=1) * thinning).astype(np.int64),
+        wall_seconds=end - start,
+        compile_seconds=float("nan"),
+        warmup_seconds=warmup_end - start,
+        sampling_seconds=end - warmup_end,
+        budget_stopped=draws.shape[1] < num_samples // thinning,
+    )
     return draws.reshape(num_chains, draws.shape[1], -1), stats

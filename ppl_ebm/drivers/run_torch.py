@@ -21,6 +21,7 @@ from pyro.infer import HMC, MCMC, NUTS
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.langevin_torch import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState
+from ppl_ebm.result import SamplerStats
 
 __all__ = ["ChainState", "TorchProblem", "init_chain", "run_hmc", "run_langevin"]
 
@@ -171,7 +172,7 @@ def run_hmc(
     progress_bar: bool = True,
     max_seconds: float | None = None,
     **kernel_kwargs,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, SamplerStats]:
     """Pyro's NUTS or HMC on a batched potential, one chain after another in this process.
 
     Pyro runs one chain per kernel and parallel chains as one process each (maintainers:
@@ -241,19 +242,19 @@ def run_hmc(
     acceptance, step_size, divergences, grad_evals, warmup, seconds = (
         np.array(column) for column in zip(*rows)
     )
-    stats = {
-        "acceptance": acceptance,
-        "step_size": step_size,
-        "divergences": divergences.astype(np.int64),
-        "nonfinite": np.zeros(num_chains, dtype=np.int64),
-        "stopped": np.zeros(num_chains, dtype=bool),
-        "grad_evals": grad_evals.astype(np.int64),
-        "wall_seconds": end - start,
-        "compile_seconds": 0.0,
-        "warmup_seconds": float(np.sum(warmup)),
-        "sampling_seconds": float(np.sum(seconds - warmup)),
-        "budget_stopped": any(len(draws) < num_samples // thinning for draws in chains),
-    }
+    stats = SamplerStats(
+        acceptance=acceptance,
+        step_size=step_size,
+        divergences=divergences.astype(np.int64),
+        nonfinite=np.zeros(num_chains, dtype=np.int64),
+        stopped=np.zeros(num_chains, dtype=bool),
+        grad_evals=grad_evals.astype(np.int64),
+        wall_seconds=end - start,
+        compile_seconds=0.0,
+        warmup_seconds=float(np.sum(warmup)),
+        sampling_seconds=float(np.sum(seconds - warmup)),
+        budget_stopped=any(len(draws) < num_samples // thinning for draws in chains),
+    )
     shortest = min(len(draws) for draws in chains)
     return np.stack([draws[:shortest] for draws in chains]), stats
 
