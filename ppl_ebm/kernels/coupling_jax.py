@@ -28,7 +28,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from ppl_ebm.kernels.cycle import check_lagged_cycle
+from ppl_ebm.kernels.cycle import check_lagged_cycle, cycle_kernel
 from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_jax import (
     LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
@@ -195,20 +195,16 @@ def lagged_meeting_times(
     def single(t, key, state):
         if sampler == "ula":
             return ula_step(key, state, potential_and_grad_fn, step_size, noise_scale)[0]
-        if every is None:
-            return mala_step(key, state, potential_and_grad_fn, step_size)[0]
-        return jax.lax.cond((t + 1) % every == 0, lambda: independence_step(key, state, potential_and_grad_fn)[0],
-                            lambda: mala_step(key, state, potential_and_grad_fn, step_size)[0])
+        return cycle_kernel(jax.lax.cond, every, lambda: mala_step(key, state, potential_and_grad_fn, step_size)[0],
+                            lambda: independence_step(key, state, potential_and_grad_fn)[0])(t)
 
     def coupled(t, key, state_x, state_y):
         # t is X's step index; Y's, t - lag, is at the same phase of the cycle.
         if sampler == "ula":
             return coupled_ula_step(key, state_x, state_y, potential_and_grad_fn, step_size, noise_scale)
-        if every is None:
-            return coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size)
-        return jax.lax.cond(
-            (t + 1) % every == 0, lambda: coupled_independence_step(key, state_x, state_y, potential_and_grad_fn),
-            lambda: coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size))
+        return cycle_kernel(
+            jax.lax.cond, every, lambda: coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size),
+            lambda: coupled_independence_step(key, state_x, state_y, potential_and_grad_fn))(t)
 
     @jax.jit
     def run(rng_key, initial_x, initial_y):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from ppl_ebm.kernels.cycle import check_lagged_cycle
+from ppl_ebm.kernels.cycle import check_lagged_cycle, cycle_kernel, python_cond
 from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_torch import (
     LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
@@ -149,29 +149,28 @@ def lagged_meeting_times(
     if noise_scale is None:
         noise_scale = torch.sqrt(torch.as_tensor(step_size, dtype=initial_x.dtype))
 
-    def jumps(t: int) -> bool:
-        # X's step t (and Y's, t - lag, at the same phase) is an independence step on the cycle.
-        return every is not None and (t + 1) % every == 0
-
+    # X's step t (and Y's, t - lag, at the same phase) is an independence step on the cycle.
+    single = cycle_kernel(python_cond, every,
+                          lambda state: mala_step(rng, state, potential_and_grad_fn, step_size)[0],
+                          lambda state: independence_step(rng, state, potential_and_grad_fn)[0])
+    coupled = cycle_kernel(python_cond, every,
+                           lambda x, y: coupled_mala_step(rng, x, y, potential_and_grad_fn, step_size),
+                           lambda x, y: coupled_independence_step(rng, x, y, potential_and_grad_fn))
     state_x = langevin_init(initial_x, potential_and_grad_fn)
     state_y = langevin_init(initial_y, potential_and_grad_fn)
     for t in range(lag):
         if sampler == "ula":
             state_x = ula_step(rng, state_x, potential_and_grad_fn, step_size, noise_scale)[0]
-        elif jumps(t):
-            state_x = independence_step(rng, state_x, potential_and_grad_fn)[0]
         else:
-            state_x = mala_step(rng, state_x, potential_and_grad_fn, step_size)[0]
+            state_x = single(t, state_x)
     tau = torch.full((initial_x.shape[0],), -1, dtype=torch.int32, device=initial_x.device)
     t = lag
     while t < max_iterations and bool((tau < 0).any()):
         if sampler == "ula":
             state_x, state_y, met = coupled_ula_step(rng, state_x, state_y, potential_and_grad_fn, step_size,
                                                      noise_scale)
-        elif jumps(t):
-            state_x, state_y, met = coupled_independence_step(rng, state_x, state_y, potential_and_grad_fn)
         else:
-            state_x, state_y, met = coupled_mala_step(rng, state_x, state_y, potential_and_grad_fn, step_size)
+            state_x, state_y, met = coupled(t, state_x, state_y)
         t += 1
         tau = torch.where((tau < 0) & met, torch.full_like(tau, t), tau)
     return tau

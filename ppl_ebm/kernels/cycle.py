@@ -6,17 +6,64 @@ samplers to come (i-SIR / Ex2MCMC). Step ``j`` (0-based, warmup included) is the
 and the base kernel otherwise. A fixed cycle of kernels that each
 leave the target invariant leaves it invariant; a random choice would too, but the cycle keeps
 the cost per draw fixed and the draws reproducible from the seed alone.
+
+:func:`cycle_kernel` is that composition, written once: each backend passes its own branch
+primitive (``jax.lax.cond`` on a traced iteration, :func:`python_cond` on a Python int).
 """
 
 from __future__ import annotations
 
-__all__ = ["check_independence_every", "check_lagged_cycle", "is_other_step", "phase_counts", "running_mean"]
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "check_independence_every", "check_lagged_cycle", "cycle_kernel", "is_other_step", "phase_counts",
+    "python_cond", "running_mean",
+]
 
 
 def is_other_step(iteration, every: int):
     """Whether step ``iteration`` (0-based) is the cycle's other kernel: ``(iteration + 1) % every == 0``.
     Plain arithmetic: a Python int (torch) or a traced JAX integer."""
     return (iteration + 1) % every == 0
+
+
+def python_cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any], *operands: Any) -> Any:
+    """``jax.lax.cond``'s signature as a Python branch (torch: the iteration is a Python int, and
+    only the branch taken runs)."""
+    return true_fun(*operands) if pred else false_fun(*operands)
+
+
+def cycle_kernel(
+    cond: Callable[..., Any],
+    every: int | None,
+    base: Callable[..., Any],
+    other: Callable[..., Any],
+) -> Callable[..., Any]:
+    """``kernel(iteration, *operands)``: ``other(*operands)`` at every ``every``-th step
+    (:func:`is_other_step`), ``base(*operands)`` otherwise.
+
+    Parameters
+    ----------
+    cond
+        The backend's branch primitive, ``cond(pred, true_fun, false_fun, *operands)``:
+        ``jax.lax.cond`` (both branches compile, one runs per step) or :func:`python_cond`.
+    every
+        The cycle's length k >= 2, or None: every step is ``base`` (no branch is built).
+    base, other
+        The two kernels, each called with the operands only. For MALA with independence steps
+        they are the MALA step and the independence step from the prior; for i-SIR / Ex2MCMC
+        (Samsonov et al. 2022) they would be MALA and the i-SIR step. Under ``jax.lax.cond`` both
+        must return the same structure.
+
+    Returns
+    -------
+    Callable
+        ``kernel(iteration, *operands)``; ``iteration`` is 0-based, warmup included.
+    """
+    if every is None:
+        return lambda iteration, *operands: base(*operands)
+    return lambda iteration, *operands: cond(is_other_step(iteration, every), other, base, *operands)
 
 
 def check_independence_every(value) -> int | None:

@@ -81,10 +81,12 @@ class SamplerSpec:
             from ppl_ebm.kernels.samplers_torch import LangevinSampler
         else:
             from ppl_ebm.kernels.samplers_jax import LangevinSampler
+        # The adaptation is chosen by name (the sampler is a hashable key of compiled programs);
+        # the option adapt_step_size=False (and ULA, which has no such option) is a fixed step.
         return LangevinSampler(
             self.kernel,
             options.get("independence_every"),
-            bool(options.get("adapt_step_size", False)),
+            "dual_averaging" if options.get("adapt_step_size", False) else None,
             bool(options.get("per_chain_step_size", True)),
         )
 

@@ -9,8 +9,10 @@ info)`` over every chain at once, as BlackJAX's ``build_kernel()``:
   inside its own ``jit``.
 - The sampler itself (:class:`LangevinSampler`: which sampler, the independence cycle, which
   adaptation) is the program's *structure*: a hashable tuple of plain values.
-- Adaptation (:mod:`ppl_ebm.kernels.adaptation`) and the cycle (:mod:`ppl_ebm.kernels.cycle`)
-  are separate pieces the step composes; the single moves are :mod:`ppl_ebm.kernels.langevin_jax`.
+- Adaptation (:mod:`ppl_ebm.kernels.adaptation.step_size`: an ``(init, update, final)`` triple
+  chosen by name) and the cycle (:func:`ppl_ebm.kernels.cycle.cycle_kernel`) are separate pieces
+  the step composes; only the warmup gating of the adaptation (:func:`_warmup_adapt`) is
+  written here, once. The single moves are :mod:`ppl_ebm.kernels.langevin_jax`.
 
 The state carries the iteration count, so warmup (adaptation on, per-phase running means)
 and sampling are one kernel; a driver continuing a run passes the final state back in.
@@ -18,15 +20,13 @@ and sampling are one kernel; a driver continuing a run passes the final state ba
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ppl_ebm.kernels import cycle
-from ppl_ebm.kernels.adaptation.dual_averaging import (
-    DualAveragingState, dual_averaging_init, dual_averaging_update,
-)
+from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_jax import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, independence_step, langevin_init, mala_step,
     standard_normal_proposal, ula_step,
@@ -58,14 +58,15 @@ def langevin_params(options: dict, num_warmup: int) -> LangevinParams:
 
 class SamplerState(NamedTuple):
     """iteration (warmup included); langevin: positions, potentials, gradients; step_size
-    (chains,) used by the last step; adaptation: dual averaging (MALA) or None; mean_acceptance
+    (chains,) used by the last step; adaptation: the step-size adaptation's state (MALA with
+    ``step_size_adaptation`` set; dual averaging by default) or None; mean_acceptance
     (chains,) over the current phase's Langevin steps; mean_independence_acceptance (chains,)
     over its independence steps (``independence_every``), else None."""
 
     iteration: jax.Array
     langevin: LangevinState
     step_size: jax.Array
-    adaptation: DualAveragingState | None
+    adaptation: Any
     mean_acceptance: jax.Array
     mean_independence_acceptance: jax.Array | None
 
@@ -78,14 +79,23 @@ class LangevinSampler(NamedTuple):
     """The structure of a Langevin sampler; its methods are the pure kernel.
 
     name: ``"ula"`` or ``"mala"``; independence_every: None or k >= 2 (every k-th step an
-    independence Metropolis-Hastings step from ``proposal``); adapt_step_size and
-    per_chain_step_size: MALA's dual averaging towards ``params.target_accept_prob`` in warmup.
+    independence Metropolis-Hastings step from ``proposal``); step_size_adaptation: MALA's
+    warmup adaptation towards ``params.target_accept_prob``, by name
+    (:data:`ppl_ebm.kernels.adaptation.step_size.ADAPTATIONS`; None: a fixed step);
+    per_chain_step_size: one adapted step per chain, or one shared by all chains.
+    A name, not the functions: this tuple is the key of compiled programs.
     """
 
     name: str
     independence_every: int | None = None
-    adapt_step_size: bool = True
+    step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+
+    def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
+        """The ``(init, update, final)`` triple for ``params``; None for ULA or a fixed step."""
+        if self.name == "ula":
+            return None
+        return step_size_adaptation(self.step_size_adaptation, params.target_accept_prob, self.per_chain_step_size)
 
     def init(self, position: jax.Array, potential_and_grad_fn: PotentialAndGrad, params: LangevinParams) -> SamplerState:
         """Evaluate the potential at ``position`` (chains, dim); the steps start at ``params.step_size``."""
@@ -94,8 +104,9 @@ class LangevinSampler(NamedTuple):
         if self.name == "ula":
             return SamplerState(jnp.array(0), langevin, step, None, jnp.ones_like(step), None)
         independence = None if self.independence_every is None else jnp.zeros_like(step)
-        return SamplerState(jnp.array(0), langevin, step, dual_averaging_init(jnp.log(step)), jnp.zeros_like(step),
-                            independence)
+        adaptation = self.adaptation(params)
+        adaptation_state = None if adaptation is None else adaptation.init(jnp.log(step))
+        return SamplerState(jnp.array(0), langevin, step, adaptation_state, jnp.zeros_like(step), independence)
 
     def step(
         self,
@@ -108,16 +119,15 @@ class LangevinSampler(NamedTuple):
         """One transition of every chain (ULA, MALA, or the cycle's independence step)."""
         if self.name == "ula":
             return self._ula(rng_key, state, potential_and_grad_fn, params)
-        if self.independence_every is None:
-            return self._mala(rng_key, state, potential_and_grad_fn, params)
         proposal = standard_normal_proposal() if proposal is None else proposal
         # Both branches compile; lax.cond runs one per iteration.
-        return jax.lax.cond(
-            cycle.is_other_step(state.iteration, self.independence_every),
-            lambda s: self._independence(rng_key, s, potential_and_grad_fn, params, proposal),
+        kernel = cycle.cycle_kernel(
+            jax.lax.cond,
+            self.independence_every,
             lambda s: self._mala(rng_key, s, potential_and_grad_fn, params),
-            state,
+            lambda s: self._independence(rng_key, s, potential_and_grad_fn, params, proposal),
         )
+        return kernel(state.iteration, state)
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
@@ -135,18 +145,7 @@ class LangevinSampler(NamedTuple):
     def _mala(self, rng_key, state, potential_and_grad_fn, params):
         langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size)
         acceptance = info.acceptance_probability
-        adaptation, step_size = state.adaptation, state.step_size
-        if self.adapt_step_size:
-            signal = acceptance if self.per_chain_step_size else jnp.mean(acceptance) * jnp.ones_like(acceptance)
-            updated = dual_averaging_update(state.adaptation, params.target_accept_prob - signal)
-            warming = state.iteration < params.num_warmup
-            adaptation = jax.tree.map(lambda new, old: jnp.where(warming, new, old), updated, state.adaptation)
-            last_warmup = state.iteration == params.num_warmup - 1
-            step_size = jnp.where(
-                warming,
-                jnp.exp(jnp.where(last_warmup, updated.log_step_size_average, updated.log_step_size)),
-                state.step_size,
-            )
+        adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, acceptance)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         return state._replace(
             iteration=state.iteration + 1, langevin=langevin, step_size=step_size, adaptation=adaptation,
@@ -156,10 +155,7 @@ class LangevinSampler(NamedTuple):
     def _independence(self, rng_key, state, potential_and_grad_fn, params, proposal):
         # Step-size adaptation sees MALA steps only; warmup still ends on the averaged step.
         langevin, info = independence_step(rng_key, state.langevin, potential_and_grad_fn, proposal)
-        step_size = state.step_size
-        if self.adapt_step_size:
-            averaged = jnp.exp(state.adaptation.log_step_size_average)
-            step_size = jnp.where(state.iteration == params.num_warmup - 1, averaged, state.step_size)
+        _, step_size = _warmup_adapt(self.adaptation(params), state, params, None)
         _, independence_count = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         # The adaptation state and the MALA steps' acceptance carry over unchanged.
         return state._replace(
@@ -167,6 +163,36 @@ class LangevinSampler(NamedTuple):
             mean_independence_acceptance=cycle.running_mean(
                 state.mean_independence_acceptance, info.acceptance_probability, independence_count),
         ), info
+
+
+def _warmup_adapt(
+    adaptation: StepSizeAdaptation | None,
+    state: SamplerState,
+    params: LangevinParams,
+    acceptance: jax.Array | None,
+) -> tuple[Any, jax.Array]:
+    """The adaptation state and step size after step ``state.iteration``: the warmup gating.
+
+    While ``iteration < num_warmup`` the state is updated with ``acceptance`` (None: a step the
+    adaptation does not see, such as an independence step) and the next step is its
+    ``log_step_size``; at the last warmup step the step becomes ``final`` (the dual-averaging
+    average, as NumPyro and Stan end warmup). Afterwards both carry over. ``adaptation`` None:
+    a fixed step. The iteration is traced, so ``jnp.where`` selects (mirrors the torch ``if``).
+    """
+    if adaptation is None:
+        return state.adaptation, state.step_size
+    last_warmup = state.iteration == params.num_warmup - 1
+    if acceptance is None:
+        return state.adaptation, jnp.where(last_warmup, jnp.exp(adaptation.final(state.adaptation)), state.step_size)
+    updated = adaptation.update(state.adaptation, acceptance)
+    warming = state.iteration < params.num_warmup
+    adaptation_state = jax.tree.map(lambda new, old: jnp.where(warming, new, old), updated, state.adaptation)
+    step_size = jnp.where(
+        warming,
+        jnp.exp(jnp.where(last_warmup, adaptation.final(updated), updated.log_step_size)),
+        state.step_size,
+    )
+    return adaptation_state, step_size
 
 
 def _schedule(iteration: jax.Array, params: LangevinParams) -> tuple[jax.Array, jax.Array]:

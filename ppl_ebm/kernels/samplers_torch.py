@@ -2,20 +2,19 @@
 :mod:`ppl_ebm.kernels.samplers_jax`; see there for the design).
 
 ``params`` are tensors here: nothing compiles, and one set of Python code serves every value.
-The iteration count is a Python int, so plain branches replace ``jnp.where``; ``rng_key`` is a
+The iteration count is a Python int, so plain branches replace ``jnp.where`` (the warmup gating
+of the adaptation) and ``jax.lax.cond`` (:func:`ppl_ebm.kernels.cycle.python_cond`); ``rng_key`` is a
 ``torch.Generator`` (or None: torch's global generator, which ``pyro.set_rng_seed`` seeds).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from ppl_ebm.kernels import cycle
-from ppl_ebm.kernels.adaptation.dual_averaging import (
-    DualAveragingState, dual_averaging_init, dual_averaging_update,
-)
+from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_torch import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, independence_step, langevin_init, mala_step,
     standard_normal_proposal, ula_step,
@@ -55,7 +54,7 @@ class SamplerState(NamedTuple):
     iteration: int
     langevin: LangevinState
     step_size: torch.Tensor
-    adaptation: DualAveragingState | None
+    adaptation: Any
     mean_acceptance: torch.Tensor
     mean_independence_acceptance: torch.Tensor | None
 
@@ -69,8 +68,14 @@ class LangevinSampler(NamedTuple):
 
     name: str
     independence_every: int | None = None
-    adapt_step_size: bool = True
+    step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+
+    def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.adaptation`."""
+        if self.name == "ula":
+            return None
+        return step_size_adaptation(self.step_size_adaptation, params.target_accept_prob, self.per_chain_step_size)
 
     def init(self, position: torch.Tensor, potential_and_grad_fn: PotentialAndGrad,
              params: LangevinParams) -> SamplerState:
@@ -80,8 +85,9 @@ class LangevinSampler(NamedTuple):
         if self.name == "ula":
             return SamplerState(0, langevin, step, None, torch.ones_like(step), None)
         independence = None if self.independence_every is None else torch.zeros_like(step)
-        return SamplerState(0, langevin, step, dual_averaging_init(torch.log(step)), torch.zeros_like(step),
-                            independence)
+        adaptation = self.adaptation(params)
+        adaptation_state = None if adaptation is None else adaptation.init(torch.log(step))
+        return SamplerState(0, langevin, step, adaptation_state, torch.zeros_like(step), independence)
 
     def step(
         self,
@@ -94,10 +100,14 @@ class LangevinSampler(NamedTuple):
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.step`."""
         if self.name == "ula":
             return self._ula(rng_key, state, potential_and_grad_fn, params)
-        if self.independence_every is not None and cycle.is_other_step(state.iteration, self.independence_every):
-            proposal = standard_normal_proposal() if proposal is None else proposal
-            return self._independence(rng_key, state, potential_and_grad_fn, params, proposal)
-        return self._mala(rng_key, state, potential_and_grad_fn, params)
+        proposal = standard_normal_proposal() if proposal is None else proposal
+        kernel = cycle.cycle_kernel(
+            cycle.python_cond,
+            self.independence_every,
+            lambda s: self._mala(rng_key, s, potential_and_grad_fn, params),
+            lambda s: self._independence(rng_key, s, potential_and_grad_fn, params, proposal),
+        )
+        return kernel(state.iteration, state)
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
@@ -115,12 +125,7 @@ class LangevinSampler(NamedTuple):
     def _mala(self, rng_key, state, potential_and_grad_fn, params):
         langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size)
         acceptance = info.acceptance_probability
-        adaptation, step_size = state.adaptation, state.step_size
-        if self.adapt_step_size and state.iteration < params.num_warmup:
-            signal = acceptance if self.per_chain_step_size else acceptance.mean() * torch.ones_like(acceptance)
-            adaptation = dual_averaging_update(state.adaptation, params.target_accept_prob - signal)
-            last_warmup = state.iteration == params.num_warmup - 1
-            step_size = torch.exp(adaptation.log_step_size_average if last_warmup else adaptation.log_step_size)
+        adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, acceptance)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         return state._replace(
             iteration=state.iteration + 1, langevin=langevin, step_size=step_size, adaptation=adaptation,
@@ -130,9 +135,7 @@ class LangevinSampler(NamedTuple):
     def _independence(self, rng_key, state, potential_and_grad_fn, params, proposal):
         # Step-size adaptation sees MALA steps only; warmup still ends on the averaged step.
         langevin, info = independence_step(rng_key, state.langevin, potential_and_grad_fn, proposal)
-        step_size = state.step_size
-        if self.adapt_step_size and state.iteration == params.num_warmup - 1:
-            step_size = torch.exp(state.adaptation.log_step_size_average)
+        _, step_size = _warmup_adapt(self.adaptation(params), state, params, None)
         _, independence_count = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         # The adaptation state and the MALA steps' acceptance carry over unchanged.
         return state._replace(
@@ -140,6 +143,26 @@ class LangevinSampler(NamedTuple):
             mean_independence_acceptance=cycle.running_mean(
                 state.mean_independence_acceptance, info.acceptance_probability, independence_count),
         ), info
+
+
+def _warmup_adapt(
+    adaptation: StepSizeAdaptation | None,
+    state: SamplerState,
+    params: LangevinParams,
+    acceptance: torch.Tensor | None,
+) -> tuple[Any, torch.Tensor]:
+    """See :func:`ppl_ebm.kernels.samplers_jax._warmup_adapt`; the iteration is an int, so
+    ``if`` selects and nothing is computed after warmup."""
+    if adaptation is None or state.iteration >= params.num_warmup:
+        return state.adaptation, state.step_size
+    adaptation_state, step_size = state.adaptation, state.step_size
+    if acceptance is not None:
+        adaptation_state = adaptation.update(adaptation_state, acceptance)
+    if state.iteration == params.num_warmup - 1:
+        step_size = torch.exp(adaptation.final(adaptation_state))
+    elif acceptance is not None:
+        step_size = torch.exp(adaptation_state.log_step_size)
+    return adaptation_state, step_size
 
 
 def _schedule(iteration: int, params: LangevinParams) -> tuple[torch.Tensor, torch.Tensor]:
