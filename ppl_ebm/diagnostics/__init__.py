@@ -4,10 +4,11 @@ and the ArviZ 0.23 / 1.x adapter (``arviz_compat``)."""
 
 from ppl_ebm.diagnostics.summary import (
     COMPARE_COLUMNS,
+    Summary,
     compare,
     format_table,
     integrated_autocorrelation_time,
     summarize,
 )
 
-__all__ = ["COMPARE_COLUMNS", "compare", "format_table", "integrated_autocorrelation_time", "summarize"]
+__all__ = ["COMPARE_COLUMNS", "Summary", "compare", "format_table", "integrated_autocorrelation_time", "summarize"]

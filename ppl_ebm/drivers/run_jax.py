@@ -183,7 +183,7 @@ def run_langevin(
     progress_bar: bool = True,
     sink=None,
     max_seconds: float | None = None,
-) -> tuple[ChainState, np.ndarray, dict]:
+) -> tuple[ChainState, np.ndarray, SamplerStats]:
     """Run ``chain`` (see :func:`init_chain`) through the rest of warmup
     (``params.num_warmup``) and ``num_samples`` steps: :func:`ppl_ebm.drivers.loop.run_chunks`.
     Returns ``(final chain state, draws (chain, draw, dim), stats)``; pass the final state

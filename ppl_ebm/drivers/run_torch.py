@@ -142,7 +142,7 @@ def run_langevin(
     progress_bar: bool = True,
     sink=None,
     max_seconds: float | None = None,
-) -> tuple[ChainState, np.ndarray, dict]:
+) -> tuple[ChainState, np.ndarray, SamplerStats]:
     """See :func:`ppl_ebm.drivers.run_jax.run_langevin`."""
     advance = _Advance(sampler, params, problem)
     return run_chunks(advance, chain, int(params.num_warmup), num_samples, thinning, sink, progress_bar, max_seconds)
