@@ -217,8 +217,9 @@ def sample(
         ``backend="torch"``, a NumPyro model for ``"jax"`` (e.g. one calling
         :func:`ppl_ebm.ppl.pyro_model.latent_ebm_site` and conditioning on data).
     sampler
-        ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"nuts"`` or ``"hmc"``
-        (the PPL's own).
+        A name in the sampler registry (:mod:`ppl_ebm.kernels.registry`, ``ppl_ebm.SAMPLERS``):
+        ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"mala-imh"`` (MALA with an
+        independence step from the prior every 2nd step), ``"nuts"`` or ``"hmc"`` (the PPL's own).
     backend
         ``"torch"`` or ``"jax"``.
     num_chains, num_warmup, num_samples, thinning
@@ -226,13 +227,15 @@ def sample(
     seed
         Same seed and backend -> identical draws.
     initial_params
-        Starting positions ``(num_chains, dim)``; default: prior draws for a latent EBM (as
-        DDLS), Uniform(-2, 2) in unconstrained space for a model.
+        Starting positions ``(num_chains, dim)``: latents in the prior's support for a latent
+        EBM (default: prior draws, as DDLS), unconstrained values for a model (default:
+        Uniform(-2, 2) there).
     return_generated
         Also push every draw through the generator (``result.generated``); latent EBMs only.
     until, target_rhat, target_ess, max_samples
-        ``until="converged"`` (ULA/MALA): after the first ``num_samples`` draws, keep sampling
-        blocks of ``num_samples`` from the last state until rank R-hat < ``target_rhat`` and
+        ``until="converged"`` (ULA/MALA): after the first ``num_samples`` draws, continue the
+        same chains (adapted steps, random state) by blocks of ``num_samples`` draws, the draws
+        those of one long run, until rank R-hat < ``target_rhat`` and
         bulk/tail ESS >= ``target_ess`` (ArviZ, over all post-warmup draws), or
         ``max_samples`` draws per chain; ``stats["converged"]``, ``stats["steps_taken"]`` and
         ``stats["convergence_history"]`` report it (see :mod:`ppl_ebm.drivers.convergence`).
@@ -261,14 +264,15 @@ def sample(
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
         ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
-        k-th step an independence Metropolis-Hastings step from N(0, I), the latent prior, so
-        chains jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`). NUTS/HMC: passed
-        to the PPL's kernel.
+        k-th step an independence Metropolis-Hastings step from the latent prior, so chains
+        jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`); each checked by the
+        registry. NUTS/HMC: passed to the PPL's kernel.
 
     Returns
     -------
     SampleResult
-        ``latents`` (chain, draw, dim) — flat latent sites in name order for a model;
+        ``latents`` (chain, draw, dim): a latent EBM's latents in its prior's support, or a
+        model's flat unconstrained sites in name order;
         ``posterior`` per site; ``stats``; ``to_arviz()``.
     """
     spec = get_sampler(sampler)
