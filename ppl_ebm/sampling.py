@@ -102,49 +102,25 @@ def _standard_normal_prior(target) -> bool:
     return prior is None or prior.is_standard_normal
 
 
-def _proposal_jax(target):
-    """Independence steps propose from the target's prior in u, when it has one other than
-    N(0, I) (None: N(0, I), the kernels' default)."""
-    from ppl_ebm.kernels.langevin_jax import Proposal
-
-    if _standard_normal_prior(target):
-        return None
-    return Proposal(
-        lambda rng_key, shape, dtype: target.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),
-        target.prior_potential,
-    )
-
-
-def _proposal_torch(target):
-    """See :func:`_proposal_jax`."""
-    from ppl_ebm.kernels.langevin_torch import Proposal
-
-    if _standard_normal_prior(target):
-        return None
-    return Proposal(
-        lambda rng, shape, dtype, device: target.prior_sample_unconstrained(shape[0], generator=rng)
-        .to(dtype=dtype, device=device),
-        target.prior_potential,
-    )
-
-
 def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Prepared:
     import torch
 
     from ppl_ebm.drivers.run_torch import TorchProblem
+    from ppl_ebm.kernels.langevin_torch import prior_proposal as prior_proposal_torch
     from ppl_ebm.ppl import pyro_potential
 
     rng = torch.Generator().manual_seed(seed)
     if not isinstance(target, LatentEBM):
         target = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
     position = None if initial_params is not None else target.initial_positions(num_chains, rng)
-    return _Prepared(target, position, TorchProblem(target.potential, _proposal_torch(target)))
+    return _Prepared(target, position, TorchProblem(target.potential, prior_proposal_torch(target)))
 
 
 def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Prepared:
     import jax
 
     from ppl_ebm.drivers.run_jax import JaxProblem
+    from ppl_ebm.kernels.langevin_jax import prior_proposal as prior_proposal_jax
     from ppl_ebm.ppl import numpyro_potential
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
@@ -153,7 +129,7 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
         target = target.to_jax()
     if isinstance(target, LatentEBMJax):
         # A pytree: its weights are an argument of the compiled program, shared across calls.
-        problem = JaxProblem(target, _potential_of, _proposal_jax)
+        problem = JaxProblem(target, _potential_of, prior_proposal_jax)
     else:
         target = numpyro_potential.batched_potential_from_model(target, model_args, model_kwargs, key)
         problem = JaxProblem(None, lambda _: target.potential)

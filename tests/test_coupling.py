@@ -295,3 +295,35 @@ def test_independence_steps_make_pairs_in_different_modes_meet(backend):
                                                       1000, independence_every=every)
         met[every] = np.asarray(tau) > 0
     assert met[2].all() and met[None].mean() < 0.05
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_coupled_independence_step_under_a_box_prior_is_the_samplers_own_step(backend):
+    # Under a prior other than N(0, I) the independence step proposes from the prior in u and
+    # weighs it by prior_potential; the coupled step must do the same, so that its marginal is
+    # the kernel ppl_ebm.sample runs: same random numbers, same moves as the uncoupled step.
+    ebm = ppl_ebm.linear_gaussian_problem(latent_dim=2, data_dim=3, seed=0).ebm
+    box = ppl_ebm.LatentEBM(ebm.generator, ebm.critic, prior="uniform")
+    if backend == "torch":
+        coupling, langevin, target = coupling_torch, langevin_torch, box
+        start = target.prior_sample_unconstrained(64, generator=torch.Generator().manual_seed(1))
+
+        def rng():
+            return torch.Generator().manual_seed(5)
+    else:
+        coupling, langevin, target = coupling_jax, langevin_jax, box.to_jax()
+        start = target.prior_sample_unconstrained(jax.random.key(1), 64)
+
+        def rng():
+            return jax.random.key(5)
+    potential_and_grad = langevin.batched_value_and_grad(target.potential)
+    proposal = langevin.prior_proposal(target)
+    assert proposal is not None
+    state = langevin.langevin_init(start, potential_and_grad)
+    alone, _ = langevin.independence_step(rng(), state, potential_and_grad, proposal)
+    coupled_x, coupled_y, met = coupling.coupled_independence_step(rng(), state, state, potential_and_grad, proposal)
+    np.testing.assert_array_equal(np.asarray(coupled_x.position), np.asarray(alone.position))
+    np.testing.assert_array_equal(np.asarray(met), np.asarray(alone.position != start).any(-1))
+    # And not the N(0, I) step: the proposals differ in law, so the moves differ.
+    default, _ = langevin.independence_step(rng(), state, potential_and_grad)
+    assert not np.array_equal(np.asarray(default.position), np.asarray(alone.position))

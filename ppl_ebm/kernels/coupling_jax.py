@@ -31,7 +31,8 @@ import jax.numpy as jnp
 from ppl_ebm.kernels.cycle import check_lagged_cycle, cycle_kernel
 from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_jax import (
-    LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
+    LangevinState, Proposal, as_column, independence_log_ratio, is_finite, independence_step, langevin_init,
+    mala_step, standard_normal_proposal,
     ula_step,
 )
 
@@ -144,22 +145,25 @@ def coupled_independence_step(
     state_x: LangevinState,
     state_y: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
+    proposal: Proposal | None = None,
 ) -> tuple[LangevinState, LangevinState, jax.Array]:
-    """One independence step from N(0, I) of both chains of every pair; each marginal is
-    :func:`ppl_ebm.kernels.langevin_jax.independence_step`'s kernel.
+    """One independence step from ``proposal`` (default N(0, I); a latent EBM's prior in u) of
+    both chains of every pair; each marginal is
+    :func:`ppl_ebm.kernels.langevin_jax.independence_step`'s kernel with that proposal.
 
-    Both chains propose the same ``y ~ N(0, I)`` and test it with one common uniform; a pair
+    Both chains propose the same ``y ~ q`` and test it with one common uniform; a pair
     whose two chains both accept meets at ``y``. Returns the new states and ``met``."""
+    proposal = standard_normal_proposal() if proposal is None else proposal
     proposal_key, accept_key = jax.random.split(rng_key)
-    proposal = jax.random.normal(proposal_key, state_x.position.shape, dtype=state_x.position.dtype)
-    potential, grad = potential_and_grad_fn(proposal)  # one proposal serves both chains
+    position = proposal.sample(proposal_key, state_x.position.shape, state_x.position.dtype)
+    potential, grad = potential_and_grad_fn(position)  # one proposal serves both chains
     log_uniform = jnp.log(jax.random.uniform(accept_key, potential.shape, dtype=potential.dtype))
     # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
     finite = is_finite(potential, grad)
-    accept_x = finite & (log_uniform < independence_log_ratio(state_x, proposal, potential))
-    accept_y = finite & (log_uniform < independence_log_ratio(state_y, proposal, potential))
-    new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
-    new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
+    accept_x = finite & (log_uniform < independence_log_ratio(state_x, position, potential, proposal))
+    accept_y = finite & (log_uniform < independence_log_ratio(state_y, position, potential, proposal))
+    new_x = _move(state_x, accept_x, position, potential, grad, ~finite)
+    new_y = _move(state_y, accept_y, position, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y
 
 
@@ -174,6 +178,7 @@ def lagged_meeting_times(
     max_iterations: int,
     noise_scale: float | jax.Array | None = None,
     independence_every: int | None = None,
+    proposal: Proposal | None = None,
 ) -> jax.Array:
     """Meeting times ``tau`` of L-lag coupled chains, one per pair (row of ``initial_x``/``y``).
 
@@ -183,7 +188,8 @@ def lagged_meeting_times(
     (censored; raise ``max_iterations``). ``noise_scale`` (ULA only) defaults to
     ``sqrt(step_size)``. ``independence_every=k`` (MALA only) makes X's step ``t`` an
     independence step when ``(t + 1) % k == 0``, the uncoupled kernel's cycle; ``lag`` must
-    then be a multiple of ``k``.
+    then be a multiple of ``k``, and ``proposal`` is the law its independence steps propose
+    from (default N(0, I); a latent EBM's prior in u, as :func:`ppl_ebm.sample` uses).
     """
     kernels = coupled_kernels()
     if sampler not in kernels:
@@ -196,7 +202,7 @@ def lagged_meeting_times(
         if sampler == "ula":
             return ula_step(key, state, potential_and_grad_fn, step_size, noise_scale)[0]
         return cycle_kernel(jax.lax.cond, every, lambda: mala_step(key, state, potential_and_grad_fn, step_size)[0],
-                            lambda: independence_step(key, state, potential_and_grad_fn)[0])(t)
+                            lambda: independence_step(key, state, potential_and_grad_fn, proposal)[0])(t)
 
     def coupled(t, key, state_x, state_y):
         # t is X's step index; Y's, t - lag, is at the same phase of the cycle.
@@ -204,7 +210,7 @@ def lagged_meeting_times(
             return coupled_ula_step(key, state_x, state_y, potential_and_grad_fn, step_size, noise_scale)
         return cycle_kernel(
             jax.lax.cond, every, lambda: coupled_mala_step(key, state_x, state_y, potential_and_grad_fn, step_size),
-            lambda: coupled_independence_step(key, state_x, state_y, potential_and_grad_fn))(t)
+            lambda: coupled_independence_step(key, state_x, state_y, potential_and_grad_fn, proposal))(t)
 
     @jax.jit
     def run(rng_key, initial_x, initial_y):

@@ -14,8 +14,8 @@ import torch
 from ppl_ebm.kernels.cycle import check_lagged_cycle, cycle_kernel, python_cond
 from ppl_ebm.kernels.registry import coupled_kernels
 from ppl_ebm.kernels.langevin_torch import (
-    LangevinState, as_column, independence_log_ratio, is_finite, independence_step, langevin_init, mala_step,
-    ula_step,
+    LangevinState, Proposal, as_column, independence_log_ratio, is_finite, independence_step, langevin_init,
+    mala_step, standard_normal_proposal, ula_step,
 )
 
 __all__ = [
@@ -114,18 +114,20 @@ def coupled_independence_step(
     state_x: LangevinState,
     state_y: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
+    proposal: Proposal | None = None,
 ) -> tuple[LangevinState, LangevinState, torch.Tensor]:
     """See :func:`ppl_ebm.kernels.coupling_jax.coupled_independence_step`."""
-    position = state_x.position
-    proposal = torch.randn(position.shape, generator=rng, dtype=position.dtype, device=position.device)
-    potential, grad = potential_and_grad_fn(proposal)
+    proposal = standard_normal_proposal() if proposal is None else proposal
+    current = state_x.position
+    position = proposal.sample(rng, current.shape, current.dtype, current.device)
+    potential, grad = potential_and_grad_fn(position)
     log_uniform = torch.log(torch.rand(potential.shape, generator=rng, dtype=potential.dtype, device=potential.device))
     # independence_step's own ratio, so each marginal of the coupled step is that kernel exactly.
     finite = is_finite(potential, grad)
-    accept_x = finite & (log_uniform < independence_log_ratio(state_x, proposal, potential))
-    accept_y = finite & (log_uniform < independence_log_ratio(state_y, proposal, potential))
-    new_x = _move(state_x, accept_x, proposal, potential, grad, ~finite)
-    new_y = _move(state_y, accept_y, proposal, potential, grad, ~finite)
+    accept_x = finite & (log_uniform < independence_log_ratio(state_x, position, potential, proposal))
+    accept_y = finite & (log_uniform < independence_log_ratio(state_y, position, potential, proposal))
+    new_x = _move(state_x, accept_x, position, potential, grad, ~finite)
+    new_y = _move(state_y, accept_y, position, potential, grad, ~finite)
     return new_x, new_y, accept_x & accept_y
 
 
@@ -140,6 +142,7 @@ def lagged_meeting_times(
     max_iterations: int,
     noise_scale: float | torch.Tensor | None = None,
     independence_every: int | None = None,
+    proposal: Proposal | None = None,
 ) -> torch.Tensor:
     """See :func:`ppl_ebm.kernels.coupling_jax.lagged_meeting_times`."""
     kernels = coupled_kernels()
@@ -152,10 +155,10 @@ def lagged_meeting_times(
     # X's step t (and Y's, t - lag, at the same phase) is an independence step on the cycle.
     single = cycle_kernel(python_cond, every,
                           lambda state: mala_step(rng, state, potential_and_grad_fn, step_size)[0],
-                          lambda state: independence_step(rng, state, potential_and_grad_fn)[0])
+                          lambda state: independence_step(rng, state, potential_and_grad_fn, proposal)[0])
     coupled = cycle_kernel(python_cond, every,
                            lambda x, y: coupled_mala_step(rng, x, y, potential_and_grad_fn, step_size),
-                           lambda x, y: coupled_independence_step(rng, x, y, potential_and_grad_fn))
+                           lambda x, y: coupled_independence_step(rng, x, y, potential_and_grad_fn, proposal))
     state_x = langevin_init(initial_x, potential_and_grad_fn)
     state_y = langevin_init(initial_y, potential_and_grad_fn)
     for t in range(lag):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
-    "mala_step", "standard_normal_proposal", "ula_step",
+    "mala_step", "prior_proposal", "standard_normal_proposal", "ula_step",
 ]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -51,6 +51,16 @@ def standard_normal_proposal() -> Proposal:
     return Proposal(
         lambda rng_key, shape, dtype: jax.random.normal(rng_key, shape, dtype=dtype),
         lambda position: 0.5 * jnp.sum(position * position, axis=-1),
+    )
+
+def prior_proposal(target) -> Proposal | None:
+    """See :func:`ppl_ebm.kernels.langevin_torch.prior_proposal`."""
+    prior = getattr(target, "prior", None)
+    if prior is None or prior.is_standard_normal:
+        return None
+    return Proposal(
+        lambda rng_key, shape, dtype: target.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),
+        target.prior_potential,
     )
 
 def batched_value_and_grad(potential_fn: Callable) -> Callable:

@@ -20,7 +20,7 @@ import torch
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
-    "mala_step", "standard_normal_proposal", "ula_step",
+    "mala_step", "prior_proposal", "standard_normal_proposal", "ula_step",
 ]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -64,6 +64,19 @@ def standard_normal_proposal() -> Proposal:
     return Proposal(
         lambda rng, shape, dtype, device: torch.randn(shape, generator=rng, dtype=dtype, device=device),
         lambda position: 0.5 * (position * position).sum(-1),
+    )
+
+def prior_proposal(target) -> Proposal | None:
+    """The law independence steps propose from for a target with a prior (a latent EBM): its
+    prior in unconstrained space (``prior_sample_unconstrained``, weighed by ``prior_potential``);
+    None (the kernels' default N(0, I)) when the prior is N(0, I) or the target has none."""
+    prior = getattr(target, "prior", None)
+    if prior is None or prior.is_standard_normal:
+        return None
+    return Proposal(
+        lambda rng, shape, dtype, device: target.prior_sample_unconstrained(shape[0], generator=rng)
+        .to(dtype=dtype, device=device),
+        target.prior_potential,
     )
 
 def batched_value_and_grad(potential_fn: Callable) -> Callable:

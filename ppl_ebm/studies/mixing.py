@@ -156,11 +156,15 @@ def _coupling(ebm_jax, sampler, step, config, log) -> dict[str, Any]:
     import jax
 
     from ppl_ebm.kernels.coupling_jax import lagged_meeting_times
+    from ppl_ebm.kernels.langevin_jax import prior_proposal
 
+    # The coupled chains move in unconstrained space, as the sampler's own do.
     keys = jax.random.split(jax.random.key(config.seed + 2), 3)
-    x0 = ebm_jax.prior_sample(keys[0], config.pairs)
-    y0 = ebm_jax.prior_sample(keys[1], config.pairs)
+    x0 = ebm_jax.prior_sample_unconstrained(keys[0], config.pairs)
+    y0 = ebm_jax.prior_sample_unconstrained(keys[1], config.pairs)
     kernel, options = _kernel(sampler, config)
+    if "independence_every" in options:
+        options["proposal"] = prior_proposal(ebm_jax)
     start = time.perf_counter()
     tau = np.asarray(lagged_meeting_times(keys[2], x0, y0, ebm_jax.potential_and_grad, kernel, step, config.lag,
                                           config.max_iterations, **options))
