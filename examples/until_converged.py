@@ -7,8 +7,8 @@ The default is the Swiss Roll NS-GAN's calibrated target, where a fixed budget i
 8% of its mass lies within 0.1 of z = (0.09, 0.45), where the prior puts 0.45% (the generator
 stretches that patch ~50x across the roll's arms, and the critic's tilt swings by ~25 within
 0.01 there), so each chain must enter and leave it many times, by rare jumps, before the chains
-agree. Measured (2 cores, defaults): converged after 28,500 steps per chain, R-hat 1.0093,
-ESS bulk 161,753; 144 s of sampling, 178 s wall.
+agree. Measured (2 cores, defaults): converged after 34,500 steps per chain, R-hat 1.0089,
+ESS bulk 193,256; 121 s of sampling, 2.5 s compile, 168 s wall.
 
 Run:  python examples/until_converged.py                       # Swiss Roll NS-GAN, 200 chains
       python examples/until_converged.py --model 25gaussians-nsgan --block 500
