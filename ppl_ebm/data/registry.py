@@ -185,7 +185,7 @@ def sample_dataset(name: str, n: int, seed: int = 0) -> np.ndarray:
         For an unknown name (the message lists the valid ones) or ``n < 1``.
     """
     spec = dataset_spec(name)
-    return spec.sampler(toy._check_n(n), seed=seed)
+    return spec.sampler(toy.check_sample_count(n), seed=seed)
 
 
 def mode_centers(name: str) -> np.ndarray:

@@ -42,6 +42,7 @@ import numpy as np
 
 __all__ = [
     "Mixture",
+    "check_sample_count",
     "biased_two_gaussians",
     "biased_two_gaussians_mixture",
     "four_gaussians",
@@ -98,7 +99,8 @@ _SPIRAL_DEGREES = 360.0
 _SPIRAL_NOISE = 0.45
 
 
-def _check_n(n: int) -> int:
+def check_sample_count(n: int) -> int:
+    """``n`` as an int >= 1, or a ValueError naming it (every sampler of a data set checks this)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if n < 1:
@@ -176,7 +178,7 @@ def two_spirals_mixture() -> Mixture:
 
 
 def _sample_diag_mixture(mixture: Mixture, n: int, seed: int) -> np.ndarray:
-    n = _check_n(n)
+    n = check_sample_count(n)
     weights, means, var = mixture
     rng = np.random.default_rng(seed)
     k = weights.shape[0]
@@ -233,7 +235,7 @@ def swiss_roll(n: int, seed: int = 0) -> np.ndarray:
     """
     from sklearn.datasets import make_swiss_roll
 
-    n = _check_n(n)
+    n = check_sample_count(n)
     x, _ = make_swiss_roll(n, noise=_SWISS_ROLL_NOISE, random_state=seed)
     return (x[:, [0, 2]] / _SWISS_ROLL_SCALE).astype(np.float32)
 
