@@ -2,7 +2,7 @@
 
 ``ppl-ebm compare`` (the main job) runs DDLS's synthetic experiment on a zoo model (default:
 the shipped 25-Gaussians WGAN-GP): generator only, DRS, MH-GAN, DOT and DDLS with every
-sampler x backend, scored by exact EMD and DDLS Table 1's mode metrics, with ESS figures for
+sampler x backend, scored by exact W1, the papers' W2^2 "EMD" and DDLS Table 1's mode metrics, with ESS figures for
 the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
 ``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
 ``ppl-ebm train`` reproduces a zoo checkpoint; ``ppl-ebm calibrate`` fine-tunes a zoo model's
@@ -45,8 +45,12 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="zoo runs: Langevin steps per chain (default 100; half warmup, half draws)")
     parser.add_argument("--sweep", type=float, nargs="*", default=None,
-                        help="zoo runs: ULA step sizes of the EMD sweep (give none to skip it)")
+                        help="zoo runs: ULA step sizes of the W1 sweep (give none to skip it)")
     parser.add_argument("--sweep-chains", type=int, default=1000)
+    parser.add_argument("--w2sq-points", type=int, default=None,
+                        help="zoo runs: points per side of the papers' EMD (W2^2, POT's default cost; default 1000 as "
+                        "DOT/DDLS, or --num-samples when fewer)")
+    parser.add_argument("--w2sq-repeats", type=int, default=10, help="zoo runs: repeats of that figure (mean and std)")
     parser.add_argument("--raw-critic", action="store_true",
                         help="zoo runs: DDLS on the GAN's own critic instead of the calibrated one")
     parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"], choices=sampler_names())
@@ -286,6 +290,7 @@ def _run_zoo_compare(args, parser) -> int:
             num_samples=args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=args.sweep_chains, seed=args.seed, raw_critic=args.raw_critic,
+            w2sq_points=args.w2sq_points, w2sq_repeats=args.w2sq_repeats,
             progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()
     except (ValueError, FileNotFoundError) as error:
@@ -294,7 +299,7 @@ def _run_zoo_compare(args, parser) -> int:
     print(format_compare_table(output.metrics))
     if output.sweep:
         sweep = output.sweep
-        print("\nEMD vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
+        print("\nW1 vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))
         print(f"MALA adapted (step {sweep['mala_adapted_step_size']:.3g}): {sweep['mala_adapted_emd']:.4f} = "
               f"{sweep['mala_over_best']:.2f}x the best fixed step; with independence steps (mala-imh): "
               f"{sweep['mala_imh_adapted_emd']:.4f} = {sweep['mala_imh_over_best']:.2f}x")

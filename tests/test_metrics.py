@@ -34,6 +34,56 @@ def test_w2_of_translation_is_shift_length():
     assert mt.wasserstein2(x, x + v) == pytest.approx(2.5, rel=1e-6)
 
 
+def test_w2sq_of_a_translation_is_the_squared_shift():
+    # The optimal map of a translate under the squared Euclidean cost is the translation
+    # itself (Brenier), so W2^2 = |v|^2 exactly; the papers' "EMD" is this number, not W1 = |v|.
+    x = _cloud(1000, seed=3)
+    v = np.array([0.3, -0.4])
+    assert mt.w2sq(x, x + v) == pytest.approx(0.25, rel=1e-6)
+    assert mt.emd(x, x + v) == pytest.approx(0.5, rel=1e-6)
+    assert mt.w2sq(x, x) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_w2sq_equals_pot_default_emd2():
+    # "EMD as DOT/DDLS/ex2mcmc compute it": ot.emd2 on ot.dist with POT's defaults.
+    import ot
+
+    x, y = _cloud(300, seed=4), _cloud(300, seed=5) + 0.1
+    expected = ot.emd2(ot.unif(300), ot.unif(300), ot.dist(x, y))
+    assert mt.w2sq(x, y) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_w2sq_repeated_draws_fresh_data_per_repeat_and_reports_the_spread():
+    cloud = _cloud(50, seed=6)
+    seeds = []
+
+    def fixed_data(n, seed):
+        seeds.append(seed)
+        return cloud[:n]
+
+    v = np.array([0.6, 0.8])
+    result = mt.w2sq_repeated(cloud + v, fixed_data, num_points=50, repeats=4, seed=7)
+    # Every repeat uses every sample against the same cloud shifted by v: |v|^2 each time.
+    assert result.mean == pytest.approx(1.0, rel=1e-6) and result.std == pytest.approx(0.0, abs=1e-9)
+    assert len(result.values) == 4 and len(set(seeds)) == 4  # its own data draw per repeat
+    # The same seed gives every method the same data draws (a paired comparison).
+    again = []
+    mt.w2sq_repeated(cloud, lambda n, seed: again.append(seed) or cloud[:n], num_points=50, repeats=4, seed=7)
+    assert again == seeds
+    # Real draws spread: 25-Gaussians data against itself, the floor of the metric.
+    floor = mt.w2sq_repeated(ds.sample_dataset("25gaussians", 400, seed=1),
+                             lambda n, seed: ds.sample_dataset("25gaussians", n, seed=seed), num_points=200, repeats=3)
+    assert floor.std > 0 and floor.mean > 0
+
+
+def test_w2sq_repeated_input_checks():
+    cloud = _cloud(20)
+    with pytest.raises(ValueError, match="fewer than num_points"):
+        mt.w2sq_repeated(cloud, lambda n, seed: cloud[:n], num_points=50)
+    with pytest.raises(ValueError, match="repeats must be"):
+        mt.w2sq_repeated(cloud, lambda n, seed: cloud[:n], num_points=10, repeats=1)
+
+
 def test_emd_on_a_line_matches_scipy_1d():
     rng = np.random.default_rng(3)
     u = rng.normal(size=300)

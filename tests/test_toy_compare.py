@@ -28,7 +28,7 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     code = main([
         "compare", "--model", str(tiny_model), "--methods", *methods, "--num-samples", "200", "--chains", "200", "--steps", "20",
         "--hmc-chains", "2", "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
-        "--no-progress",
+        "--w2sq-points", "100", "--w2sq-repeats", "3", "--no-progress",
     ])
     assert code == 0
     metrics = json.loads((output / "metrics.json").read_text())
@@ -40,6 +40,8 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
                     "ess_per_second", "ess_per_grad", "grad_evals", "wall_seconds"):
             assert key in row, (name, key)
         assert row["emd"] > 0
+        # The papers' figure beside ours (W2^2 at 100 points here, mean and spread over 3 repeats).
+        assert row["w2sq_100_mean"] > 0 and row["w2sq_100_std"] > 0
     assert metrics["methods"]["mala/jax"]["ess_bulk_min"] > 0
     assert metrics["methods"]["generator"]["ess_bulk_min"] is None
     assert len(metrics["sweep"]["emd"]) == 2
@@ -51,7 +53,9 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert metrics["methods"]["mala/torch"]["critic"] == "calibrated"
     for name in ("report.md", "samples.png", "emd_vs_step.png", "traces.png"):
         assert (output / name).stat().st_size > 0
-    assert "mala/jax" in capsys.readouterr().out
+    assert "EMD as DOT/DDLS/ex2mcmc compute it" in metrics["w2sq_100"]
+    printed = capsys.readouterr().out
+    assert "mala/jax" in printed and "W2^2@100" in printed and "W1" in printed
 
 
 def test_compare_rejects_bad_options(tiny_model, capsys):

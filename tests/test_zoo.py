@@ -116,8 +116,10 @@ def test_every_shipped_zoo_entry_loads(name):
     ebm = zoo.latent_ebm_of(model)
     assert ebm.latent_dim == model.config["training"]["latent_dim"]
     assert (model.directory / "MODEL_CARD.md").is_file()
-    for key in ("emd", "data_floor_emd"):
-        assert np.isfinite(model.config["generator_metrics"][key])
+    for key in ("emd", "data_floor_emd", "w2sq_1000_mean", "w2sq_1000_std", "data_floor_w2sq_1000_mean",
+                "data_floor_w2sq_1000_std"):
+        assert np.isfinite(model.config["generator_metrics"][key]), key
+    assert "EMD as\nDOT, DDLS Table 2 and ex2mcmc compute it" in (model.directory / "MODEL_CARD.md").read_text()
     zoo.latent_ebm_of(model, calibrated=True)
 
 

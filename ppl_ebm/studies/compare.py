@@ -82,6 +82,14 @@ class CompareConfig:
     diagnostics_max_chains: int = 500
     progress_bar: bool = True
     device: str | None = None
+    # The papers' "EMD" (W2^2, POT's default cost) at this many points, mean and std over repeats;
+    # None: the papers' 1000, or num_samples when a toy-size run draws fewer.
+    w2sq_points: int | None = None
+    w2sq_repeats: int = metrics.PAPER_REPEATS
+
+    @property
+    def w2sq_num_points(self) -> int:
+        return min(metrics.PAPER_POINTS, self.num_samples) if self.w2sq_points is None else self.w2sq_points
 
     @property
     def chains(self) -> int:
@@ -92,7 +100,14 @@ class CompareConfig:
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}; choose from {list(ALL_METHODS)}.")
         check_positive_ints(self, ("num_samples", "langevin_steps", "hmc_chains", "hmc_draws", "mh_gan_chain_length",
-                                   "sweep_chains", "diagnostics_max_chains"))
+                                   "sweep_chains", "diagnostics_max_chains", "w2sq_repeats"))
+        if self.w2sq_points is not None:
+            check_positive_ints(self, ("w2sq_points",))
+            if self.w2sq_points > self.num_samples:
+                raise ValueError(f"w2sq_points ({self.w2sq_points}) must be <= num_samples ({self.num_samples}): "
+                                 "each repeat draws that many of a method's samples.")
+        if self.w2sq_repeats < 2:
+            raise ValueError(f"w2sq_repeats must be >= 2 (a spread needs two), got {self.w2sq_repeats!r}.")
         if self.langevin_steps < 2:
             raise ValueError(f"langevin_steps must be >= 2 (warmup and draws), got {self.langevin_steps!r}.")
         if self.ula_step_size is None and not self.sweep_steps and any(m.startswith("ula/") for m in self.methods):
@@ -135,12 +150,18 @@ class CompareOutput:
     target_check: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        points = self.config.w2sq_num_points
         return {
             "dataset": self.model_config["training"]["dataset"],
             "model": self.model_config["name"],
             "seed": self.config.seed,
             "num_samples": self.config.num_samples,
-            "emd": "exact W1 (Euclidean cost) by POT ot.emd2 with numItermax=1e8, convergence checked",
+            "emd": "ours: exact W1 (Euclidean cost) by POT ot.emd2 with numItermax=1e8, convergence checked, "
+                   f"{self.config.num_samples} samples against {self.config.num_samples} fresh data points",
+            f"w2sq_{points}": (
+                "EMD as DOT/DDLS/ex2mcmc compute it: ot.emd2 on ot.dist (POT's default squared Euclidean cost, "
+                f"i.e. W2^2), {points} samples against {points} fresh data points, mean and std (ddof 1) over "
+                f"{self.config.w2sq_repeats} repeats, each its own data draw"),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
             "methods": self.metrics,
             "sweep": self.sweep,
@@ -153,8 +174,13 @@ _NULL_MCMC = dict.fromkeys(
 )
 
 
-def _score(samples: np.ndarray, data: np.ndarray, dataset: str, seed: int) -> dict[str, Any]:
-    scores: dict[str, Any] = {"emd": metrics.emd(samples, data, seed=seed)}
+def _score(samples: np.ndarray, data: np.ndarray, dataset: str, config: CompareConfig) -> dict[str, Any]:
+    scores: dict[str, Any] = {"emd": metrics.emd(samples, data, seed=config.seed)}
+    # The papers' figure beside ours; the same data draws for every method (paired by the seed).
+    paper = metrics.w2sq_repeated(samples, lambda n, seed: datasets.sample_dataset(dataset, n, seed=seed),
+                                  config.w2sq_num_points, config.w2sq_repeats, seed=config.seed)
+    scores[f"w2sq_{config.w2sq_num_points}_mean"] = paper.mean
+    scores[f"w2sq_{config.w2sq_num_points}_std"] = paper.std
     try:
         centers, std = datasets.mode_centers(dataset), datasets.mode_std(dataset)
     except ValueError:  # no discrete modes (Swiss Roll, spirals)
@@ -288,8 +314,8 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
     results: dict[str, dict[str, Any]] = {}
     samples: dict[str, np.ndarray] = {"data": reference}
     traces: dict[str, np.ndarray] = {}
-    results["data"] = {**_score(reference, data, dataset, config.seed), **_NULL_MCMC,
-                       "grad_evals": None, "wall_seconds": None, "note": "a second fresh data sample: the EMD floor"}
+    results["data"] = {**_score(reference, data, dataset, config), **_NULL_MCMC,
+                       "grad_evals": None, "wall_seconds": None, "note": "a second fresh data sample: the floor of W1 and of W2^2"}
     # Where the DDLS target's highest density is: beyond the prior, exact samplers drift off the data.
     check = checked_target(ddls_ebm, config.seed, log)
     sweep: dict[str, Any] = {}
@@ -303,7 +329,7 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
             out, seconds = _run_baseline(method, ebm, calibrated, config)
             samples[method] = out.samples
             results[method] = {
-                **_score(out.samples, data, dataset, config.seed), **_NULL_MCMC,
+                **_score(out.samples, data, dataset, config), **_NULL_MCMC,
                 "grad_evals": out.stats.get("grad_evals"), "wall_seconds": seconds,
                 "proposals": out.stats.get("proposals"), "acceptance_mean": out.stats.get("acceptance_rate"),
             }
@@ -314,7 +340,7 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
         traces[method] = result.latents[:4]
         summary = summarize(result, max_chains=config.diagnostics_max_chains, seed=config.seed)
         results[method] = {
-            **_score(x, data, dataset, config.seed),
+            **_score(x, data, dataset, config),
             "ess_bulk_min": summary.get("ess_bulk_min_scaled", summary["ess_bulk_min"]),
             "ess_tail_min": summary.get("ess_tail_min_scaled", summary["ess_tail_min"]),
             "rhat_max": summary["rhat_max"],

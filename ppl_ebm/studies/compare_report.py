@@ -17,7 +17,7 @@ from ppl_ebm.studies.compare import PAPER_STEP_SIZE
 __all__ = ["format_cell", "format_compare_table", "target_check_line", "write_report"]
 
 _COLUMNS = (
-    ("emd", "EMD", "{:.4f}"),
+    ("emd", "W1", "{:.4f}"),
     ("modes_recovered", "modes", "{:d}"),
     ("high_quality_fraction", "HQ %", "{:.1%}"),
     ("high_quality_std", "HQ std", "{:.3f}"),
@@ -52,10 +52,22 @@ def format_cell(value: object, fmt: str) -> str:
     return fmt.format(value)
 
 
+def _paper_columns(metrics: dict[str, dict]) -> tuple[tuple[str, str, str], ...]:
+    """The papers' W2^2 columns after W1, at the point count the rows were scored at
+    (``w2sq_<points>_mean`` / ``_std``); none for rows scored before that metric existed."""
+    keys = {key for values in metrics.values() for key in values}
+    points = sorted(int(key[len("w2sq_"):-len("_mean")]) for key in keys
+                    if key.startswith("w2sq_") and key.endswith("_mean"))
+    return tuple(column for n in points
+                 for column in ((f"w2sq_{n}_mean", f"W2^2@{n}", "{:.4f}"), (f"w2sq_{n}_std", "+-", "{:.4f}")))
+
+
 def format_compare_table(metrics: dict[str, dict], markdown: bool = False) -> str:
-    """One row per method: sample quality (EMD, DDLS Table 1 metrics) and sampler efficiency."""
-    header = ["method", *(title for _, title, _ in _COLUMNS)]
-    rows = [[name, *(format_cell(values.get(key), fmt) for key, _, fmt in _COLUMNS)] for name, values in metrics.items()]
+    """One row per method: sample quality (our W1, the papers' W2^2 "EMD" with its spread, DDLS
+    Table 1's mode metrics) and sampler efficiency."""
+    columns = _COLUMNS[:1] + _paper_columns(metrics) + _COLUMNS[1:]
+    header = ["method", *(title for _, title, _ in columns)]
+    rows = [[name, *(format_cell(values.get(key), fmt) for key, _, fmt in columns)] for name, values in metrics.items()]
     if markdown:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -102,8 +114,8 @@ def _plot_sweep(sweep: dict, path: Path) -> None:
     axis.axhline(sweep["generator_emd"], color="0.5", ls=":", label="generator only")
     axis.axvline(PAPER_STEP_SIZE, color="tab:red", lw=0.6, ls="-.", label=f"DDLS paper's step ({PAPER_STEP_SIZE:g})")
     axis.set_xlabel("Langevin step size")
-    axis.set_ylabel("EMD to data")
-    axis.set_title(f"EMD vs step size ({sweep['steps']} steps, {sweep['num_samples']} samples)", fontsize=9)
+    axis.set_ylabel("W1 to data")
+    axis.set_title(f"W1 vs step size ({sweep['steps']} steps, {sweep['num_samples']} samples)", fontsize=9)
     axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -171,28 +183,31 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         sweep = output.sweep
         rows = "\n".join(f"| {s:g} | {e:.4f} |" for s, e in zip(sweep["step_sizes"], sweep["emd"]))
         sweep_text = (
-            "\n## EMD against the Langevin step size (seed 002's sweep)\n\n"
+            "\n## W1 against the Langevin step size (seed 002's sweep)\n\n"
             f"ULA on JAX, noise sqrt(step), {sweep['steps']} steps from prior draws, "
             f"{sweep['num_samples']} samples scored against a validation data sample (not the test "
-            f"sample of the table above).\n\n| step | EMD |\n|---|---|\n{rows}\n\n"
-            f"Best fixed step {sweep['best_step_size']:g} (EMD {sweep['best_emd']:.4f}), used by the ULA rows "
+            f"sample of the table above).\n\n| step | W1 |\n|---|---|\n{rows}\n\n"
+            f"Best fixed step {sweep['best_step_size']:g} (W1 {sweep['best_emd']:.4f}), used by the ULA rows "
             f"unless a step was given; MALA with its "
-            f"adapted step {sweep['mala_adapted_step_size']:.3g}: EMD {sweep['mala_adapted_emd']:.4f} "
+            f"adapted step {sweep['mala_adapted_step_size']:.3g}: W1 {sweep['mala_adapted_emd']:.4f} "
             f"({sweep['mala_over_best']:.2f}x the best)"
             + (f"; MALA with independence steps from the prior (mala-imh), adapted step "
-               f"{sweep['mala_imh_adapted_step_size']:.3g}: EMD {sweep['mala_imh_adapted_emd']:.4f} "
+               f"{sweep['mala_imh_adapted_step_size']:.3g}: W1 {sweep['mala_imh_adapted_emd']:.4f} "
                f"({sweep['mala_imh_over_best']:.2f}x)" if "mala_imh_adapted_emd" in sweep else "")
             + f"; generator only {sweep['generator_emd']:.4f}.\n\n"
-            "![EMD vs step](emd_vs_step.png)\n"
+            "![W1 vs step](emd_vs_step.png)\n"
         )
     config = output.config
     text = (
         f"# ppl-ebm compare: {output.model_config['name']}\n\n"
         f"Dataset `{output.model_config['training']['dataset']}`, seed {config.seed}, "
         f"{config.num_samples} samples per method scored against {config.num_samples} fresh data "
-        "points. EMD is the exact W1 with Euclidean cost (POT `ot.emd2`, numItermax 1e8, "
-        "convergence checked); the `data` row scores a second fresh data sample, the floor any "
-        "method can reach at this sample size. Modes and HQ follow DDLS Table 1 (a sample is high "
+        "points. W1 (ours) is the exact 1-Wasserstein distance with Euclidean cost (POT `ot.emd2`, numItermax "
+        f"1e8, convergence checked) on all {config.num_samples} points. W2^2@{config.w2sq_num_points} is the EMD as "
+        "DOT, DDLS Table 2 and ex2mcmc compute it (`ot.emd2` on `ot.dist`, POT's default squared Euclidean "
+        f"cost), {config.w2sq_num_points} samples against {config.w2sq_num_points} fresh data points, mean and std over "
+        f"{config.w2sq_repeats} repeats, each its own data draw: compare it with the papers' figures. The `data` "
+        "row scores a second fresh data sample, the floor any method can reach at these sample sizes. Modes and HQ follow DDLS Table 1 (a sample is high "
         "quality within 4 std of its nearest mode). ESS columns: ArviZ bulk ESS (min over latent "
         "dims), per second of the whole run and per gradient evaluation; ULA/MALA keep their final "
         "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws. DDLS uses the "

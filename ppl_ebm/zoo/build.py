@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ppl_ebm import baselines, metrics
 from ppl_ebm import data as datasets
 from ppl_ebm.training.calibration import calibration_report, fit_calibration
@@ -19,7 +21,10 @@ from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.gan import TrainingConfig, train_gan
 from ppl_ebm.zoo.store import load_model, save_calibrated_critic, save_model
 
-__all__ = ["add_network_configs", "calibrate_zoo_model", "record_compare_in_card", "train_zoo_model", "write_card"]
+__all__ = [
+    "add_network_configs", "calibrate_zoo_model", "paper_emd_scores", "record_compare_in_card", "train_zoo_model",
+    "write_card",
+]
 
 _EVAL_SAMPLES = 5000
 
@@ -53,8 +58,9 @@ def train_zoo_model(config: TrainingConfig, name: str, output: Path, progress_ba
     # Generator-only metrics at the same protocol as `ppl-ebm compare` (seed 0).
     data = draw(eval_samples, 10_000)
     generated = baselines.generator_only(ebm, eval_samples, 0).samples
-    scores = {"emd": metrics.emd(generated, data), "data_floor_emd": metrics.emd(draw(eval_samples, 20_000), data),
-              "eval_samples": eval_samples}
+    floor = draw(eval_samples, 20_000)
+    scores = {"emd": metrics.emd(generated, data), "data_floor_emd": metrics.emd(floor, data),
+              "eval_samples": eval_samples, **paper_emd_scores(generated, floor, draw)}
     if datasets.dataset_spec(config.dataset).has_modes:
         modes = metrics.mode_metrics(generated, datasets.mode_centers(config.dataset), datasets.mode_std(config.dataset))
         scores.update(modes_recovered=int(modes["modes_recovered"]),
@@ -173,6 +179,20 @@ def _table(rows: dict[str, Any]) -> str:
     )
 
 
+def paper_emd_scores(generated: np.ndarray, floor: np.ndarray, draw, points: int = metrics.PAPER_POINTS,
+                     repeats: int = metrics.PAPER_REPEATS) -> dict[str, float]:
+    """The papers' EMD (W2^2, POT's default cost) of the generator and of a fresh data sample (the
+    floor): ``points`` samples against ``points`` fresh data points, mean and std over ``repeats``
+    (:func:`ppl_ebm.metrics.w2sq_repeated`); fewer points when fewer samples were drawn."""
+    points = min(points, len(generated), len(floor))
+    scores = {}
+    for prefix, samples in (("", generated), ("data_floor_", floor)):
+        result = metrics.w2sq_repeated(samples, draw, num_points=points, repeats=repeats, seed=0)
+        scores[f"{prefix}w2sq_{points}_mean"] = result.mean
+        scores[f"{prefix}w2sq_{points}_std"] = result.std
+    return scores
+
+
 def write_card(folder: Path) -> None:
     """Write ``MODEL_CARD.md`` from the folder's ``config.json`` (so that calibrating again, or
     recording results, rewrites it whole)."""
@@ -210,7 +230,10 @@ Trained in JAX on the translated torch networks in {full.get('training_seconds',
 ## Generator-only metrics
 
 {eval_samples} generator samples (seed 0) against {eval_samples} fresh data points (seed 10000);
-exact EMD (W1, Euclidean cost). `data_floor_emd` scores a second fresh data sample: the floor at this size.
+`emd`: ours, the exact W1 (Euclidean cost) on all of them. `w2sq_<n>_mean` / `_std`: the EMD as
+DOT, DDLS Table 2 and ex2mcmc compute it (`ot.emd2` on `ot.dist`, POT's default squared Euclidean
+cost, W2^2), n generator samples against n fresh data points, mean and std over 10 repeats, each its
+own data draw. `data_floor_*` score a second fresh data sample the same way: the floor at this size.
 
 | metric | value |
 |---|---|
@@ -251,7 +274,7 @@ a = {calibration['weight']:.4f}, b = {calibration['bias']:.4f}. MH-GAN Z statist
 ## Files
 
 `generator.safetensors`, `critic.safetensors`{', `critic_calibrated.safetensors`' if calibration and calibration.get('fine_tune') else ''}
-(load with `ppl_ebm.zoo.store.load_model("{name}")`; safetensors, no pickle), `config.json` (architecture,
+(load with `ppl_ebm.zoo.load_model("{name}")`; safetensors, no pickle), `config.json` (architecture,
 training config, calibration, these metrics).
 """
     (folder / "MODEL_CARD.md").write_text(text)
