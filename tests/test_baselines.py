@@ -273,3 +273,26 @@ def test_constant_critic_has_no_lipschitz_estimate():
     ebm = LatentEBM(_identity_generator(), LinearCritic([0.0, 0.0]))
     with pytest.raises(ValueError, match="constant"):
         estimate_lipschitz(ebm)
+
+
+def test_baseline_stats_are_typed_records_with_each_methods_entries(ebm):
+    import json
+
+    from ppl_ebm.baselines import BaselineStats, DOTStats, DRSStats, MHGANStats
+
+    runs = {
+        "generator": (generator_only(ebm, 50, seed=0), BaselineStats, ()),
+        "drs": (drs(ebm, 50, seed=0, pilot=200), DRSStats, ("gamma", "log_max_ratio", "max_ratio_updates", "pilot")),
+        "mh_gan": (mh_gan(ebm, 20, seed=0, chain_length=5), MHGANStats, ("restarted", "chain_length")),
+        "dot": (dot(ebm, 20, seed=0, steps=3), DOTStats, ("k", "mean_transport_distance", "space")),
+    }
+    for name, (result, kind, own) in runs.items():
+        stats = result.stats
+        assert type(stats) is kind, name
+        for key in ("wall_seconds", "proposals", "critic_evals", "acceptance_rate", *own):
+            assert key in stats, (name, key)
+        # Only DOT takes gradients; elsewhere the key is absent, as in the dicts these replaced.
+        assert ("grad_evals" in stats) == (name == "dot"), name
+        with pytest.raises(KeyError):
+            stats["no_such_entry"]
+        json.dumps(stats.to_json())  # reports can write them

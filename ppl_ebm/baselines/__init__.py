@@ -6,10 +6,13 @@ function; its module is ``sys.modules["ppl_ebm.baselines.drs"]`` (``from
 ppl_ebm.baselines.drs import ...`` reads the module as usual).
 """
 
-from ppl_ebm.baselines.common import BaselineResult
+from ppl_ebm.baselines.common import BaselineResult, BaselineStats, DOTStats, DRSStats, MHGANStats
 from ppl_ebm.baselines.dot import dot, estimate_lipschitz
 from ppl_ebm.baselines.drs import drs
 from ppl_ebm.baselines.generator_only import generator_only
 from ppl_ebm.baselines.mh_gan import mh_gan
 
-__all__ = ["BaselineResult", "dot", "drs", "estimate_lipschitz", "generator_only", "mh_gan"]
+__all__ = [
+    "BaselineResult", "BaselineStats", "DOTStats", "DRSStats", "MHGANStats", "dot", "drs", "estimate_lipschitz",
+    "generator_only", "mh_gan",
+]

@@ -10,15 +10,21 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
+from ppl_ebm.result import Record
 from ppl_ebm.targets.latent_ebm import critic_output_to_log_tilt
 
 __all__ = [
     "BaselineResult",
+    "BaselineStats",
+    "DOTStats",
+    "DRSStats",
+    "MHGANStats",
     "as_generator",
     "check_common",
     "check_int",
@@ -33,6 +39,52 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class BaselineStats(Record):
+    """What every baseline reports (a read-only mapping, as :class:`ppl_ebm.result.SamplerStats`):
+    ``wall_seconds``; ``proposals``, generator evaluations (every latent pushed through G, pilot
+    draws included); ``critic_evals``; ``acceptance_rate`` (``nan`` where it has no meaning);
+    ``grad_evals`` where the method takes gradients (DOT), else absent."""
+
+    wall_seconds: float
+    proposals: int
+    critic_evals: int
+    acceptance_rate: float
+    grad_evals: int | None = None
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DRSStats(BaselineStats):
+    """DRS's own entries: ``gamma`` (the percentile of ``F`` that shifts it), ``log_max_ratio``
+    (``log M``, raised as larger ratios appear), ``max_ratio_updates`` and ``pilot`` (draws)."""
+
+    gamma: float
+    log_max_ratio: float
+    max_ratio_updates: int
+    pilot: int
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class MHGANStats(BaselineStats):
+    """MH-GAN's own entries: ``restarted`` (chains restarted from a real sample) and
+    ``chain_length`` (proposals per chain)."""
+
+    restarted: int
+    chain_length: int
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class DOTStats(BaselineStats):
+    """DOT's own entries: ``k`` (Tanaka's Lipschitz estimate), the mean log tilt before and after
+    transport, the mean transport distance, and ``space`` (``"latent"`` or ``"target"``)."""
+
+    k: float
+    mean_log_tilt_before: float
+    mean_log_tilt_after: float
+    mean_transport_distance: float
+    space: str
+
+
 class BaselineResult(NamedTuple):
     """Output of a baseline sampler.
 
@@ -45,14 +97,12 @@ class BaselineResult(NamedTuple):
         The returned latents, shape ``(n, latent_dim)`` (DOT in target space: the starting
         latents ``z_y`` of the transported points).
     stats
-        ``wall_seconds``; ``proposals``: generator evaluations (every latent pushed through G,
-        pilot draws included); ``critic_evals``; ``acceptance_rate`` (``nan`` where it has no
-        meaning); plus each method's own entries (see its docstring).
+        A :class:`BaselineStats` (or the method's subclass of it, with its own entries).
     """
 
     samples: np.ndarray
     latents: np.ndarray
-    stats: dict[str, Any]
+    stats: BaselineStats
 
 
 def check_int(name: str, value: Any, minimum: int) -> int:

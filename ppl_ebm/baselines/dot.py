@@ -21,6 +21,7 @@ import torch
 
 from ppl_ebm.baselines.common import (
     BaselineResult,
+    DOTStats,
     as_generator,
     check_common,
     check_int,
@@ -258,16 +259,16 @@ def dot(
     # Generator passes: the anchors, one per step and the final ones in latent space, and the
     # pairs of the K estimate unless they came from data.
     generator_passes = (n * steps + 2 * n if space == "latent" else n) + (pair_evals if data is None else 0)
-    stats = {
-        "wall_seconds": time.perf_counter() - start,
-        "proposals": generator_passes,
-        "critic_evals": n * steps + 2 * n + pair_evals,
-        "grad_evals": n * steps,
-        "acceptance_rate": math.nan,
-        "k": k,
-        "mean_log_tilt_before": float(torch.cat(before).mean()),
-        "mean_log_tilt_after": float(torch.cat(after).mean()),
-        "mean_transport_distance": float(torch.cat(distances).mean()),
-        "space": space,
-    }
+    stats = DOTStats(
+        wall_seconds=time.perf_counter() - start,
+        proposals=generator_passes,
+        critic_evals=n * steps + 2 * n + pair_evals,
+        grad_evals=n * steps,
+        acceptance_rate=math.nan,
+        k=k,
+        mean_log_tilt_before=float(torch.cat(before).mean()),
+        mean_log_tilt_after=float(torch.cat(after).mean()),
+        mean_transport_distance=float(torch.cat(distances).mean()),
+        space=space,
+    )
     return BaselineResult(to_numpy(torch.cat(samples)), to_numpy(torch.cat(latents)), stats)

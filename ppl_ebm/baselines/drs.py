@@ -24,6 +24,7 @@ import torch
 
 from ppl_ebm.baselines.common import (
     BaselineResult,
+    DRSStats,
     as_generator,
     check_common,
     check_int,
@@ -199,14 +200,14 @@ def drs(
                 bar.update(int(index.numel()))
     z_out = torch.cat(kept_z)
     x_out = torch.cat(kept_x)
-    stats = {
-        "wall_seconds": time.perf_counter() - start,
-        "proposals": proposals,
-        "critic_evals": proposals,
-        "acceptance_rate": n / candidates_used,
-        "gamma": float(gamma),
-        "log_max_ratio": float(log_max),
-        "max_ratio_updates": updates,
-        "pilot": pilot,
-    }
+    stats = DRSStats(
+        wall_seconds=time.perf_counter() - start,
+        proposals=proposals,
+        critic_evals=proposals,
+        acceptance_rate=n / candidates_used,
+        gamma=float(gamma),
+        log_max_ratio=float(log_max),
+        max_ratio_updates=updates,
+        pilot=pilot,
+    )
     return BaselineResult(to_numpy(x_out), to_numpy(z_out), stats)

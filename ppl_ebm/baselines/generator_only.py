@@ -9,6 +9,7 @@ import torch
 
 from ppl_ebm.baselines.common import (
     BaselineResult,
+    BaselineStats,
     as_generator,
     check_common,
     chunks,
@@ -57,10 +58,10 @@ def generator_only(
             parts.append(ebm.generate(z[part]))
             bar.update(part.stop - part.start)
     x = torch.cat(parts)
-    stats = {
-        "wall_seconds": time.perf_counter() - start,
-        "proposals": n,
-        "critic_evals": 0,
-        "acceptance_rate": 1.0,
-    }
+    stats = BaselineStats(
+        wall_seconds=time.perf_counter() - start,
+        proposals=n,
+        critic_evals=0,
+        acceptance_rate=1.0,
+    )
     return BaselineResult(to_numpy(x), to_numpy(z), stats)

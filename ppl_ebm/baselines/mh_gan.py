@@ -23,6 +23,7 @@ import torch
 
 from ppl_ebm.baselines.common import (
     BaselineResult,
+    MHGANStats,
     as_generator,
     check_common,
     check_int,
@@ -150,14 +151,14 @@ def mh_gan(
             latents.append(z)
             samples.append(x)
     critic_evals = n * chain_length + (0 if real is None else n)
-    stats = {
-        "wall_seconds": time.perf_counter() - start,
-        "proposals": n * chain_length,
-        "critic_evals": critic_evals,
-        "acceptance_rate": accepted_moves / mh_proposals if mh_proposals else math.nan,
-        "restarted": restarted,
-        "chain_length": chain_length,
-    }
+    stats = MHGANStats(
+        wall_seconds=time.perf_counter() - start,
+        proposals=n * chain_length,
+        critic_evals=critic_evals,
+        acceptance_rate=accepted_moves / mh_proposals if mh_proposals else math.nan,
+        restarted=restarted,
+        chain_length=chain_length,
+    )
     return BaselineResult(to_numpy(torch.cat(samples)), to_numpy(torch.cat(latents)), stats)
 
 
