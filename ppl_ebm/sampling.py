@@ -17,7 +17,8 @@ from ppl_ebm.drivers.convergence import check_convergence_settings, continue_unt
 from ppl_ebm.kernels.registry import BACKENDS, SamplerSpec, get_sampler, sampler_names
 from ppl_ebm.result import SampleResult
 from ppl_ebm.targets.latent_ebm import LatentEBM
-from ppl_ebm.targets.protocol import Target
+from ppl_ebm.targets.protocol import Target, has_standard_normal_prior
+from ppl_ebm.validation import check_int
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
 
@@ -29,13 +30,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
-    smallest = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < smallest:
-        raise ValueError(f"{name} must be an int >= {smallest}, got {value!r}.")
-    return int(value)
-
-
 def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_samples, thinning, options,
               until, draws_dir, max_seconds) -> dict[str, Any]:
     """Everything checked before any work; returns the sampler's options with defaults filled."""
@@ -43,10 +37,10 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
         raise ValueError(
             f"backend must be one of {BACKENDS} ('torch' = Pyro, 'jax' = NumPyro), got {backend!r}."
         )
-    _positive_int("num_chains", num_chains)
-    _positive_int("num_warmup", num_warmup, allow_zero=True)
-    _positive_int("num_samples", num_samples)
-    _positive_int("thinning", thinning)
+    check_int("num_chains", num_chains, 1)
+    check_int("num_warmup", num_warmup, 0)
+    check_int("num_samples", num_samples, 1)
+    check_int("thinning", thinning, 1)
     if num_samples % thinning:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of thinning ({thinning}).")
     options = spec.validate(options)
@@ -95,11 +89,6 @@ class _Prepared:
 def _potential_of(target):
     """A pytree target's batched potential in u: module level, so compiled programs are shared."""
     return target.potential
-
-
-def _standard_normal_prior(target) -> bool:
-    prior = getattr(target, "prior", None)
-    return prior is None or prior.is_standard_normal
 
 
 def _torch_target(target, num_chains, seed, initial_params, model_args, model_kwargs) -> _Prepared:
@@ -374,7 +363,7 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
     """Each site's draws in its support (``Target.sites``), in batches. A latent EBM under a
     N(0, I) prior maps u to itself: its draws are returned as they are, with no copy (a
     streamed run's memory map stays one)."""
-    if prepared.latent and _standard_normal_prior(prepared.target):
+    if prepared.latent and has_standard_normal_prior(prepared.target):
         return {"z": latents}
     flat = latents.reshape(-1, latents.shape[-1])
     pieces: dict[str, list[np.ndarray]] = {}

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-__all__ = ["check_positive_ints", "check_target_arguments"]
+__all__ = ["check_int", "check_positive_ints", "check_target_arguments"]
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` unless it is an integer >= ``minimum``
+    (bools are refused: ``True`` is an int to Python, never a count to a user)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
 
 
 def check_positive_ints(config: Any, names: tuple[str, ...]) -> None:

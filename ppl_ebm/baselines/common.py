@@ -18,6 +18,7 @@ import torch
 
 from ppl_ebm.result import Record
 from ppl_ebm.targets.latent_ebm import critic_output_to_log_tilt
+from ppl_ebm.validation import check_int
 
 __all__ = [
     "BaselineResult",
@@ -103,12 +104,6 @@ class BaselineResult(NamedTuple):
     samples: np.ndarray
     latents: np.ndarray
     stats: BaselineStats
-
-
-def check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def check_positive(name: str, value: Any) -> float:

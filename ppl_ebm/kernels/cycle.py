@@ -74,7 +74,7 @@ def check_independence_every(value) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 2:
         raise ValueError(
             "independence_every must be None or an int >= 2 (every k-th step an independence "
-            f"step proposing from N(0, I)); got {value!r}."
+            f"step proposing from the prior); got {value!r}."
         )
     return value
 

@@ -12,6 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ppl_ebm.targets.protocol import has_standard_normal_prior
+
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
@@ -53,10 +55,10 @@ def standard_normal_proposal() -> Proposal:
         lambda position: 0.5 * jnp.sum(position * position, axis=-1),
     )
 
+
 def prior_proposal(target) -> Proposal | None:
     """See :func:`ppl_ebm.kernels.langevin_torch.prior_proposal`."""
-    prior = getattr(target, "prior", None)
-    if prior is None or prior.is_standard_normal:
+    if has_standard_normal_prior(target):
         return None
     return Proposal(
         lambda rng_key, shape, dtype: target.prior_sample_unconstrained(rng_key, shape[0]).astype(dtype),

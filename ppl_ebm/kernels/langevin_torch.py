@@ -17,6 +17,8 @@ from typing import NamedTuple
 
 import torch
 
+from ppl_ebm.targets.protocol import has_standard_normal_prior
+
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
@@ -66,12 +68,12 @@ def standard_normal_proposal() -> Proposal:
         lambda position: 0.5 * (position * position).sum(-1),
     )
 
+
 def prior_proposal(target) -> Proposal | None:
     """The law independence steps propose from for a target with a prior (a latent EBM): its
     prior in unconstrained space (``prior_sample_unconstrained``, weighed by ``prior_potential``);
     None (the kernels' default N(0, I)) when the prior is N(0, I) or the target has none."""
-    prior = getattr(target, "prior", None)
-    if prior is None or prior.is_standard_normal:
+    if has_standard_normal_prior(target):
         return None
     return Proposal(
         lambda rng, shape, dtype, device: target.prior_sample_unconstrained(shape[0], generator=rng)

@@ -28,6 +28,7 @@ import numpy as np
 import ot
 
 from ppl_ebm.metrics.points import as_points
+from ppl_ebm.validation import check_int
 
 __all__ = [
     "DEFAULT_NUM_ITER_MAX",
@@ -242,18 +243,16 @@ def w2sq_repeated(
     RepeatedDistance
     """
     samples = as_points(samples, "samples")
-    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
-        raise ValueError(f"num_points must be an int >= 1, got {num_points!r}")
+    num_points = check_int("num_points", num_points, 1)
+    repeats = check_int("repeats", repeats, 2)  # a spread needs two
     if samples.shape[0] < num_points:
         raise ValueError(f"samples holds {samples.shape[0]} points, fewer than num_points={num_points}; "
                          "draw more samples or lower num_points")
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 2:
-        raise ValueError(f"repeats must be an int >= 2 (a spread needs two), got {repeats!r}")
     values = []
-    for repeat in range(int(repeats)):
+    for repeat in range(repeats):
         rng = np.random.default_rng((seed, repeat))
-        chosen = samples[rng.choice(samples.shape[0], size=int(num_points), replace=False)]
-        data = draw_data(int(num_points), _data_seed(seed, repeat))
+        chosen = samples[rng.choice(samples.shape[0], size=num_points, replace=False)]
+        data = draw_data(num_points, _data_seed(seed, repeat))
         values.append(w2sq(chosen, data))
     return RepeatedDistance(float(np.mean(values)), float(np.std(values, ddof=1)), tuple(values))
 

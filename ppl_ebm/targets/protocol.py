@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Target"]
+__all__ = ["Target", "has_standard_normal_prior"]
 
 
 @runtime_checkable
@@ -45,3 +45,10 @@ class Target(Protocol):
 
     def sites(self, position: Any) -> dict[str, Any]:
         """Flat positions ``(..., dim)`` -> each site's values in its support ``(..., *shape)``."""
+
+
+def has_standard_normal_prior(target: Any) -> bool:
+    """Whether ``target`` has no prior member or a N(0, I) one: then u is z (no transform) and
+    independence steps propose from N(0, I), the kernels' default."""
+    prior = getattr(target, "prior", None)
+    return prior is None or prior.is_standard_normal
