@@ -170,6 +170,7 @@ def _run_mixing(args, parser) -> int:
     from ppl_ebm.zoo.store import model_dir
 
     try:
+        _check_output(args)
         model_dir(args.model)
         config = MixingConfig(
             model=args.model, samplers=tuple(args.samplers), chains=args.chains, steps=args.steps, every=args.every,
@@ -178,7 +179,7 @@ def _run_mixing(args, parser) -> int:
             independence_every=args.independence_every, raw_critic=args.raw_critic,
             check_target=not args.no_target_check, seed=args.seed,
         ).validate()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     study = run_mixing(config, log=lambda message: print(message, file=sys.stderr, flush=True))
     paths = write_mixing_report(study, args.output, "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
@@ -220,6 +221,7 @@ def _run_samplers(args, parser) -> int:
     from ppl_ebm.zoo.store import model_dir
 
     try:
+        _check_output(args)
         for model in args.models:
             model_dir(model)
         config = SamplerStudyConfig(
@@ -228,7 +230,7 @@ def _run_samplers(args, parser) -> int:
             warmup=args.warmup, ula_step_size=args.ula_step, seed=args.seed,
             independence_every=args.independence_every, check_target=not args.no_target_check,
         ).validate()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     study = run_sampler_study(config, log=lambda message: print(message, file=sys.stderr, flush=True))
     paths = write_sampler_report(study, args.output, "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
@@ -257,9 +259,10 @@ def _run_train(args, parser) -> int:
     from ppl_ebm.zoo.build import train_zoo_model
 
     try:
+        _check_output(args)
         config = TrainingConfig(dataset=args.dataset, loss=args.loss, iterations=args.iterations,
                                 batch_size=args.batch_size, seed=args.seed, activation=args.activation).validate()
-    except ValueError as error:
+    except (ValueError, PermissionError) as error:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)
     if args.init_from is not None:
@@ -282,6 +285,7 @@ def _run_zoo_compare(args, parser) -> int:
     from ppl_ebm.zoo.store import model_dir
 
     try:
+        _check_output(args)
         model_dir(args.model or COMPARE_MODEL)
         steps = {} if args.steps is None else {"langevin_steps": args.steps}
         config = CompareConfig(
@@ -293,7 +297,7 @@ def _run_zoo_compare(args, parser) -> int:
             w2sq_points=args.w2sq_points, w2sq_repeats=args.w2sq_repeats,
             progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
     output = run_compare(config, log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_compare_table(output.metrics))
@@ -315,6 +319,13 @@ def _run_zoo_compare(args, parser) -> int:
     return 0
 
 
+def _check_output(args) -> None:
+    """--output checked before the study runs: a file in its place would crash only at the end."""
+    from ppl_ebm.validation import check_output_dir
+
+    check_output_dir(args.output, "--output")
+
+
 def _check_positive(parser, args, names) -> None:
     for name in names:
         value = getattr(args, name)
@@ -332,6 +343,10 @@ def _run_compare(args, parser) -> int:
     args.step_size = 0.05 if args.step_size is None else args.step_size
     if not args.step_size > 0:
         parser.error(f"--step-size must be > 0, got {args.step_size}")
+    try:
+        _check_output(args)
+    except (ValueError, OSError) as error:
+        parser.error(str(error))
     args.output.mkdir(parents=True, exist_ok=True)
 
     import ppl_ebm

@@ -18,7 +18,7 @@ from ppl_ebm.kernels.registry import BACKENDS, SamplerSpec, get_sampler, sampler
 from ppl_ebm.result import SampleResult
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.targets.protocol import Target, has_standard_normal_prior
-from ppl_ebm.validation import check_int
+from ppl_ebm.validation import ArgumentTypeError, check_bool, check_finite_rows, check_int, check_output_dir, check_seed
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
 
@@ -31,9 +31,9 @@ def __getattr__(name: str):
 
 
 def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_samples, thinning, options,
-              until, draws_dir, max_seconds) -> dict[str, Any]:
+              until, draws_dir, max_seconds, seed) -> dict[str, Any]:
     """Everything checked before any work; returns the sampler's options with defaults filled."""
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(
             f"backend must be one of {BACKENDS} ('torch' = Pyro, 'jax' = NumPyro), got {backend!r}."
         )
@@ -41,9 +41,12 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
     check_int("num_warmup", num_warmup, 0)
     check_int("num_samples", num_samples, 1)
     check_int("thinning", thinning, 1)
+    check_seed(seed)
     if num_samples % thinning:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of thinning ({thinning}).")
-    options = spec.validate(options)
+    options = spec.validate(options, backend)
+    if draws_dir is not None:
+        check_output_dir(draws_dir, "draws_dir")
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
     if isinstance(target, LatentEBMJax) and backend != "jax":
@@ -126,11 +129,37 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
     return _Prepared(target, position, problem)
 
 
+def _initial_array(initial_params, num_chains: int) -> np.ndarray | None:
+    """``initial_params`` as a finite float32 array ``(num_chains, dim)``, checked before any work."""
+    if initial_params is None:
+        return None
+    if hasattr(initial_params, "detach"):  # a torch tensor, possibly on a GPU
+        initial_params = initial_params.detach().cpu().numpy()
+    try:
+        array = np.asarray(initial_params, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ArgumentTypeError(f"initial_params must be an array of numbers shaped (num_chains, dim); "
+                                f"{type(initial_params).__name__} does not convert ({error}).") from None
+    if array.ndim != 2 or array.shape[0] != num_chains:
+        raise ValueError(f"initial_params must be shaped (num_chains, dim) = ({num_chains}, dim); got {array.shape}.")
+    return check_finite_rows("initial_params", array)
+
+
+def _check_memory(target, num_chains: int, kept: int, draws_dir, return_generated: bool) -> None:
+    """Refuse, before any allocation, results larger than the memory (see :mod:`ppl_ebm.drivers.memory`)."""
+    from ppl_ebm.drivers.memory import check_fits
+
+    site_copy = not (hasattr(target, "generate") and has_standard_normal_prior(target))
+    generated = int(getattr(target, "data_size", 0)) if return_generated else 0
+    check_fits(num_chains, kept, int(target.dim), streamed=draws_dir is not None, site_copy=site_copy,
+               generated_size=generated)
+
+
 def _initial(initial_params, prepared: _Prepared, num_chains: int, backend: str):
     if initial_params is None:
         return prepared.initial_position
     dim = prepared.target.dim
-    array = np.asarray(initial_params, dtype=np.float32)
+    array = initial_params
     if array.shape != (num_chains, dim):
         raise ValueError(
             f"initial_params must be shaped (num_chains, dim) = ({num_chains}, {dim}); got {array.shape}."
@@ -242,17 +271,30 @@ def sample(
     """
     spec = get_sampler(sampler)
     options = _validate(target, spec, backend, num_chains, num_warmup, num_samples, thinning, sampler_options,
-                        until, draws_dir, max_seconds)
+                        until, draws_dir, max_seconds, seed)
+    check_bool("return_generated", return_generated)
+    check_bool("progress_bar", progress_bar)
     if until is not None:
         check_convergence_settings(target_rhat, target_ess, max_samples, num_samples, thinning, return_generated)
     if return_generated and not isinstance(target, LatentEBM) and not hasattr(target, "generate"):
         raise ValueError("return_generated=True needs a latent EBM target.")
+    if not isinstance(model_args, (tuple, list)):
+        raise ArgumentTypeError(f"model_args must be a tuple of the model's positional arguments, got "
+                                f"{type(model_args).__name__}.")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise ArgumentTypeError(f"model_kwargs must be a dict or None, got {type(model_kwargs).__name__}.")
     model_kwargs = {} if model_kwargs is None else model_kwargs
+    initial_params = _initial_array(initial_params, num_chains)
+    kept = (max_samples if until is not None else num_samples) // thinning
+    if getattr(target, "dim", None) is not None:  # a latent EBM: checked before its chains are drawn
+        _check_memory(target, num_chains, kept, draws_dir, return_generated)
     with ExitStack() as placement:
         # The device is a policy of this one call, not a second call of sample().
         _place(placement, device, target, backend)
         make_target = _torch_target if backend == "torch" else _jax_target
         prepared = make_target(target, num_chains, seed, initial_params, model_args, model_kwargs)
+        if getattr(target, "dim", None) is None:  # a model: its size is known once traced
+            _check_memory(prepared.target, num_chains, kept, draws_dir, return_generated)
         position = _initial(initial_params, prepared, num_chains, backend)
         if spec.family == "ppl":
             latents, stats = _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning,
@@ -261,7 +303,7 @@ def sample(
             store = None
             if draws_dir is not None:
                 store = _open_store(draws_dir, target, position, initial_params, spec.name, backend, num_chains,
-                                    num_warmup, num_samples, thinning, seed, options)
+                                    num_warmup, num_samples, thinning, seed, options, model_args, model_kwargs)
             latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
                                            seed, thinning, progress_bar, store, max_seconds,
                                            until, target_rhat, target_ess, max_samples)
@@ -302,15 +344,16 @@ def _place(placement: ExitStack, device: str | None, target, backend: str) -> No
 
 
 def _open_store(draws_dir, target, position, initial_params, sampler, backend, num_chains, num_warmup,
-                num_samples, thinning, seed, options):
-    from ppl_ebm.drivers.draw_store import DrawStore, fingerprint
+                num_samples, thinning, seed, options, model_args, model_kwargs):
+    from ppl_ebm.drivers.draw_store import DrawStore
+    from ppl_ebm.drivers.fingerprint import fingerprint
 
     dim = int(position.shape[1])
     settings = {
         "sampler": sampler, "backend": backend, "num_chains": num_chains, "num_warmup": num_warmup,
         "num_samples": num_samples, "thinning": thinning, "seed": seed, "dim": dim,
         "options": {key: options[key] for key in sorted(options)},
-        "target": fingerprint(target, initial_params),
+        "target": fingerprint(target, initial_params, model_args, model_kwargs),
     }
     return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
 

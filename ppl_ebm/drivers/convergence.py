@@ -27,10 +27,10 @@ _SECONDS = ("wall_seconds", "compile_seconds", "warmup_seconds", "sampling_secon
 def check_convergence_settings(target_rhat: float, target_ess: float, max_samples: int, num_samples: int,
                                thinning: int, return_generated: bool) -> None:
     """Refuse settings ``until="converged"`` cannot honour, before any work."""
-    if not target_rhat > 1.0:
-        raise ValueError(f"target_rhat must be > 1, got {target_rhat!r}.")
-    if not target_ess > 0:
-        raise ValueError(f"target_ess must be > 0, got {target_ess!r}.")
+    from ppl_ebm.validation import check_real
+
+    check_real("target_rhat", target_rhat, low=1.0)
+    check_real("target_ess", target_ess, low=0.0)
     if isinstance(max_samples, bool) or not (isinstance(max_samples, int) and max_samples >= num_samples):
         raise ValueError(f"max_samples must be an int >= num_samples ({num_samples}), got {max_samples!r}.")
     if thinning != 1:

@@ -24,19 +24,42 @@ where the resumed run starts again, re-writing the same draws (same state, same 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ppl_ebm.drivers.fingerprint import fingerprint
+
 __all__ = ["MemoryDraws", "DrawStore", "fingerprint", "chunk_draws", "phase_seconds", "progress_record", "resume",
            "CHUNK_STEPS"]
 
 # 2: the driver's chain state (kernel state + PRNG state) replaced the PPL kernels' state.
-_FORMAT = 2
+# 3: the target fingerprint covers every module attribute, extended noise and model arguments.
+_FORMAT = 3
+
+
+def _write_failed(path: Path, error: OSError) -> OSError:
+    # The previous checkpoint is intact (state.npz is only ever replaced whole): say so.
+    message = (f"Cannot write {path} ({error.strerror or error}). The draws up to the last checkpoint are kept: "
+               "free space or fix permissions, then call sample() again with the same arguments to resume.")
+    # OSError(errno, message) is the errno's subclass (PermissionError, ...), as the original was.
+    return OSError(error.errno, message) if error.errno else OSError(message)
+
+
+class StoreError(ValueError):
+    """A store file that cannot be read: the message names it and what to do."""
+
+
+def _damaged(path: Path, error: Exception) -> StoreError:
+    # Never point at allow_pickle: a store holds no pickles, so a file that needs one is damaged.
+    return StoreError(
+        f"{path} is damaged or not written by ppl_ebm ({type(error).__name__}: {error}). It cannot be resumed: "
+        f"remove {path.parent} (its draws are lost) or pass a new draws_dir."
+    )
 
 
 class MemoryDraws:
@@ -71,10 +94,20 @@ class DrawStore:
         self.shape = shape
         self._draws_path = directory / "draws.npy"
         self._state_path = directory / "state.npz"
-        with open(self._draws_path, "rb") as handle:
-            np.lib.format.read_magic(handle)
-            np.lib.format.read_array_header_1_0(handle)
-            self._offset = handle.tell()
+        on_disk = (shape[1], shape[0], shape[2])
+        try:
+            with open(self._draws_path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                header = read_header(handle)
+                self._offset = handle.tell()
+            size = self._draws_path.stat().st_size
+        except (OSError, ValueError, SyntaxError) as error:
+            raise _damaged(self._draws_path, error) from None
+        if header[0] != on_disk or header[2] != np.float32 or size < self._offset + 4 * np.prod(on_disk):
+            raise _damaged(self._draws_path, ValueError(
+                f"holds {header[0]} {header[2]} in {size} bytes; expected {on_disk} float32"))
 
     @classmethod
     def open(cls, directory: str | os.PathLike, settings: dict[str, Any], shape: tuple[int, int, int]) -> "DrawStore":
@@ -83,7 +116,16 @@ class DrawStore:
         meta_path = directory / "meta.json"
         meta = {"format": _FORMAT, "shape": list(shape), "settings": json.loads(json.dumps(settings))}
         if meta_path.exists():
-            previous = json.loads(meta_path.read_text())
+            try:
+                previous = json.loads(meta_path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise _damaged(meta_path, error) from None
+            if not isinstance(previous, dict):
+                raise _damaged(meta_path, TypeError(f"a JSON {type(previous).__name__}, not an object"))
+            if previous.get("format") != _FORMAT:
+                raise ValueError(
+                    f"{directory} holds a run stored in format {previous.get('format')!r}, written by another "
+                    f"version of ppl_ebm (this one writes {_FORMAT}); pass a new draws_dir.")
             if previous != meta:
                 differ = sorted(
                     key for key in set(previous.get("settings", {})) | set(meta["settings"])
@@ -94,8 +136,15 @@ class DrawStore:
                     "Resume it with the same settings, or pass a new draws_dir."
                 )
             return cls(directory, shape)
+        if directory.exists() and not directory.is_dir():
+            raise ValueError(f"draws_dir {directory} is a file; pass a new or empty directory.")
         if directory.exists() and any(directory.iterdir()):
             raise ValueError(f"draws_dir {directory} exists and is not a ppl_ebm draw store; pass a new or empty directory.")
+        from ppl_ebm.drivers.memory import check_disk
+        from ppl_ebm.validation import check_output_dir
+
+        check_output_dir(directory, "draws_dir")
+        check_disk(directory, 4 * shape[0] * shape[1] * shape[2])
         directory.mkdir(parents=True, exist_ok=True)
         # A sparse file of the full size: no page of it is touched until written.
         on_disk = (shape[1], shape[0], shape[2])
@@ -108,79 +157,50 @@ class DrawStore:
         """Write ``block`` (draws, chains, dim) as draws ``start ...`` of every chain."""
         count, chains, dim = block.shape
         data = np.ascontiguousarray(block, dtype=np.float32)
-        fd = os.open(self._draws_path, os.O_WRONLY)
         try:
-            # One plain write, not a memory map: mapped pages would count as this process's memory.
-            os.pwrite(fd, data.data, self._offset + start * chains * dim * 4)
-        finally:
-            os.close(fd)
+            fd = os.open(self._draws_path, os.O_WRONLY)
+            try:
+                # One plain write, not a memory map: mapped pages would count as this process's memory.
+                written = os.pwrite(fd, data.data, self._offset + start * chains * dim * 4)
+            finally:
+                os.close(fd)
+            if written != data.nbytes:
+                raise OSError(f"wrote {written} of {data.nbytes} bytes (disk full?)")
+        except OSError as error:
+            raise _write_failed(self._draws_path, error) from error
 
     def checkpoint(self, state: dict[str, np.ndarray], progress: dict[str, float]) -> None:
         """Replace the saved state with ``state`` and ``progress`` (iteration, draws, seconds)."""
         temporary = self.directory / "state.tmp.npz"
         arrays = dict(state)
         arrays.update({f"__progress__{key}": np.asarray(value) for key, value in progress.items()})
-        with open(temporary, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, self._state_path)
+        try:
+            with open(temporary, "wb") as handle:
+                np.savez(handle, **arrays)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self._state_path)
+        except OSError as error:
+            raise _write_failed(temporary, error) from error
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
         """The last saved state and progress, or None before the first checkpoint."""
         if not self._state_path.exists():
             return None
-        with np.load(self._state_path) as saved:
-            state = {k: saved[k] for k in saved.files if not k.startswith("__progress__")}
-            progress = {k[len("__progress__"):]: saved[k].item() for k in saved.files if k.startswith("__progress__")}
+        try:
+            with np.load(self._state_path, allow_pickle=False) as saved:
+                state = {k: saved[k] for k in saved.files if not k.startswith("__progress__")}
+                progress = {k[len("__progress__"):]: saved[k].item() for k in saved.files
+                            if k.startswith("__progress__")}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+            raise _damaged(self._state_path, error) from None
+        if "iteration" not in progress:
+            raise _damaged(self._state_path, KeyError("no progress record"))
         return state, progress
 
     def draws(self) -> np.ndarray:
         """The draws as (chain, draw, dim), memory-mapped read-only: nothing is loaded until read."""
         return np.load(self._draws_path, mmap_mode="r").swapaxes(0, 1)
-
-
-def fingerprint(target: Any, initial_params: Any = None) -> str:
-    """A digest of what is sampled, so a store is not resumed on another target.
-
-    A latent EBM is identified by its networks' weights and settings; a model callable by
-    its qualified name only (its data cannot be inspected).
-    """
-    digest = hashlib.sha256()
-    if hasattr(target, "generator") and hasattr(target, "critic"):
-        for module in (target.generator, target.critic):
-            for name, tensor in module.state_dict().items():
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().numpy().tobytes())
-        digest.update(repr((target.latent_dim, target.temperature, target.critic_output)).encode())
-        _prior_digest(digest, target)
-    elif hasattr(target, "generator_params") and hasattr(target, "critic_params"):
-        import jax
-
-        for leaf in jax.tree_util.tree_leaves((target.generator_params, target.critic_params)):
-            digest.update(np.asarray(leaf).tobytes())
-        digest.update(repr((target.latent_dim, target.temperature, target.critic_output)).encode())
-        _prior_digest(digest, target)
-    else:
-        digest.update(f"{getattr(target, '__module__', '')}.{getattr(target, '__qualname__', repr(target))}".encode())
-    if initial_params is not None:
-        digest.update(np.asarray(initial_params, dtype=np.float32).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _prior_digest(digest, target: Any) -> None:
-    """The prior's family and parameters: the same weights under another prior are another target."""
-    prior = getattr(target, "prior", None)
-    if prior is None:
-        return
-    digest.update(repr(prior).encode())
-    distribution = getattr(prior, "distribution", None)
-    params = getattr(prior, "params", None)  # the JAX prior's parameters
-    values = list(params) if params is not None else [
-        value for value in vars(distribution).values() if hasattr(value, "shape")] if distribution is not None else []
-    for value in values:
-        value = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
-        digest.update(np.ascontiguousarray(value).tobytes())
 
 
 #: Draws a driver holds before handing them over: at most this many steps' worth ...
@@ -224,4 +244,7 @@ def resume(state, sink, restore) -> tuple[Any, dict]:
     if saved is None:
         return state, {}
     arrays, progress = saved
-    return restore(state, arrays), progress
+    try:
+        return restore(state, arrays), progress
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:  # arrays of another shape or kernel
+        raise _damaged(sink.directory / "state.npz", error) from None

@@ -21,6 +21,7 @@ import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 
 from ppl_ebm.drivers.loop import run_chunks
+from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState
 from ppl_ebm.result import SamplerStats
@@ -217,6 +218,7 @@ def run_hmc(
         return potential_fn(position[None])[0]
 
     kernel_class = {"nuts": NUTS, "hmc": HMC}[sampler]
+    kernel_kwargs = check_ppl_options(kernel_class.__name__, kernel_kwargs, "jax")
     num_chains = initial_position.shape[0]
     fields = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
     segment = num_samples if max_seconds is None else thinning * max(1, min(num_samples // thinning, 10))

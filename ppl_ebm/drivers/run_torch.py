@@ -19,6 +19,7 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS
 
 from ppl_ebm.drivers.loop import run_chunks
+from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_torch import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState
 from ppl_ebm.result import SamplerStats
@@ -189,6 +190,7 @@ def run_hmc(
         return potential_fn(params["z"].unsqueeze(0)).squeeze(0)
 
     kernel_class = {"nuts": NUTS, "hmc": HMC}[sampler]
+    kernel_kwargs = check_ppl_options(kernel_class.__name__, kernel_kwargs, "torch")
     num_chains = initial_position.shape[0]
     chains, rows = [], []
     start = time.perf_counter()
@@ -221,8 +223,9 @@ def run_hmc(
         try:
             mcmc.run()
             draws = mcmc.get_samples()["z"].reshape(num_samples, -1)
-            finished = mcmc.diagnostics()
-            diagnostics = {key: finished.get(key, {}).get("chain 0") for key in ("acceptance rate", "divergences")}
+            # The kernel's tallies MCMC kept at the end of the chain, not MCMC.diagnostics(): that
+            # one also computes R-hat and ESS, which fail on fewer than 4 draws, after the run.
+            diagnostics = mcmc._diagnostics[0]
         except _BudgetReached:
             draws = torch.stack(kept)
             diagnostics = mcmc.kernel.diagnostics()  # the run's tallies so far (MCMC's need a finished run)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
 from ppl_ebm.kernels.cycle import check_independence_every
+from ppl_ebm.validation import check_bool, check_int, check_real
 
 __all__ = [
     "BACKENDS", "Option", "SamplerSpec", "coupled_kernels", "get_sampler", "langevin_param_values", "register", "sampler_names",
@@ -44,7 +45,7 @@ class Option:
 class SamplerSpec:
     """A sampler: ``family`` ``"langevin"`` (our batched kernels, built as
     :class:`~ppl_ebm.kernels.samplers_jax.LangevinSampler`) or ``"ppl"`` (the PPL's own NUTS/HMC,
-    whose options pass through to its kernel unchecked); ``kernel`` is the Langevin kernel
+    whose options are checked by :mod:`ppl_ebm.kernels.ppl_options` and passed to its kernel); ``kernel`` is the Langevin kernel
     (``"ula"``, ``"mala"``) or the PPL class name (``"NUTS"``, ``"HMC"``)."""
 
     name: str
@@ -57,10 +58,13 @@ class SamplerSpec:
     def has(self, capability: str) -> bool:
         return capability in self.capabilities
 
-    def validate(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Options with defaults filled in, each checked; unknown names refused."""
+    def validate(self, options: Mapping[str, Any], backend: str | None = None) -> dict[str, Any]:
+        """Options with defaults filled in, each checked; unknown names refused. A PPL's
+        options are checked by the names that PPL takes on ``backend`` (None: either PPL)."""
         if self.family == "ppl":
-            return dict(options)
+            from ppl_ebm.kernels.ppl_options import check_ppl_options
+
+            return check_ppl_options(self.kernel, options, backend)
         known = {option.name: option for option in self.options}
         unknown = sorted(set(options) - set(known))
         if unknown:
@@ -115,7 +119,7 @@ def coupled_kernels() -> tuple[str, ...]:
 
 def get_sampler(name: str) -> SamplerSpec:
     """The entry for ``name``; a clear error listing the names otherwise."""
-    if name not in _SAMPLERS:
+    if not isinstance(name, str) or name not in _SAMPLERS:
         raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}.")
     return _SAMPLERS[name]
 
@@ -139,29 +143,25 @@ def langevin_param_values(options: Mapping[str, Any], num_warmup: int) -> tuple:
     )
 
 
-# -- option checks ---------------------------------------------------------------------------
-def _positive_float(name: str) -> Callable[[Any], float]:
-    def check(value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        return float(value)
+# -- option checks (ppl_ebm.validation's, so every entry point words them alike) --------------
+def _positive_float(name: str, allow_none: bool = False) -> Callable[[Any], float | None]:
+    return lambda value: check_real(name, value, low=0.0, allow_none=allow_none)
 
-    return check
+
+def _rate(name: str, allow_none: bool = False) -> Callable[[Any], float | None]:
+    return lambda value: check_real(name, value, low=0.0, high=1.0, high_open=False, allow_none=allow_none)
 
 
 def _probability(value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"target_accept_prob must be in (0, 1), got {value!r}.")
-    return float(value)
+    return check_real("target_accept_prob", value, low=0.0, high=1.0)
 
 
 def _boolean(name: str) -> Callable[[Any], bool]:
-    def check(value):
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be True or False, got {value!r}.")
-        return value
+    return lambda value: check_bool(name, value)
 
-    return check
+
+def _steps_or_none(name: str) -> Callable[[Any], int | None]:
+    return lambda value: None if value is None else check_int(name, value, 1)
 
 
 def _required_independence_every(value) -> int:
@@ -173,10 +173,13 @@ def _required_independence_every(value) -> int:
 _OURS = frozenset({"streaming", "until", "max_seconds", "coupling"})
 _ULA_OPTIONS = (
     Option("step_size", 0.01, _positive_float("step_size"), "step size eps (DDLS Alg. 1)"),
-    Option("noise_scale", None, help="noise std; None: sqrt(step_size)"),
-    Option("decay_rate", 0.1, help="multiply the step by this every decay_every steps (DDLS App. B.2)"),
-    Option("decay_every", None, help="None: constant step"),
-    Option("noise_decay_rate", None, help="None: sqrt(decay_rate), keeping noise^2/step fixed"),
+    Option("noise_scale", None,
+           lambda value: check_real("noise_scale", value, low=0.0, low_open=False, allow_none=True),
+           "noise std; None: sqrt(step_size)"),
+    Option("decay_rate", 0.1, _rate("decay_rate"), "multiply the step by this every decay_every steps (DDLS App. B.2)"),
+    Option("decay_every", None, _steps_or_none("decay_every"), "None: constant step"),
+    Option("noise_decay_rate", None, _rate("noise_decay_rate", allow_none=True),
+           "None: sqrt(decay_rate), keeping noise^2/step fixed"),
 )
 
 

@@ -22,7 +22,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from ppl_ebm.kernels.langevin_jax import batched_value_and_grad
 from ppl_ebm.kernels.registry import get_sampler
-from ppl_ebm.validation import check_target_arguments
+from ppl_ebm.validation import check_finite_rows, check_int, check_seed, check_target_arguments
 from ppl_ebm.kernels.samplers_jax import SamplerState, langevin_params
 from ppl_ebm.ppl.numpyro_potential import batched_potential_from_model, initial_positions
 
@@ -57,8 +57,7 @@ class _LangevinKernel(MCMCKernel):
 
     def __init__(self, model: Callable | None, potential_fn: Callable | None, num_chains: int, options: dict):
         check_target_arguments(model, potential_fn)
-        if isinstance(num_chains, bool) or not (isinstance(num_chains, int) and num_chains > 0):
-            raise ValueError(f"num_chains must be a positive int, got {num_chains!r}.")
+        num_chains = check_int("num_chains", num_chains, 1)
         spec = get_sampler(self.sampler_name)
         self.options = spec.validate(options)
         self.sampler = spec.build("jax", self.options)
@@ -92,6 +91,8 @@ class _LangevinKernel(MCMCKernel):
         position = jnp.asarray(init_params, dtype=jnp.float32)
         if position.ndim != 2 or position.shape[0] != self.num_chains:
             raise ValueError(f"init_params must be shaped (num_chains={self.num_chains}, dim); got {position.shape}.")
+        if not isinstance(position, jax.core.Tracer):  # values are known outside a traced program
+            check_finite_rows("init_params", jax.device_get(position))
         return position
 
     def init_state(self, rng_key, num_warmup, init_params, model_args, model_kwargs) -> LangevinKernelState:

@@ -22,7 +22,7 @@ from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 
 from ppl_ebm.kernels.langevin_torch import batched_value_and_grad
 from ppl_ebm.kernels.registry import get_sampler
-from ppl_ebm.validation import check_target_arguments
+from ppl_ebm.validation import check_finite_rows, check_int, check_seed, check_target_arguments
 from ppl_ebm.kernels.samplers_torch import SamplerState, langevin_params
 from ppl_ebm.ppl.pyro_potential import batched_potential_from_model, initial_positions, unravel_sites
 
@@ -58,8 +58,8 @@ class _LangevinKernel(MCMCKernel):
     def __init__(self, model: Callable | None, potential_fn: Callable | None, num_chains: int, seed: int | None,
                  initial_params: torch.Tensor | None, options: dict):
         check_target_arguments(model, potential_fn)
-        if isinstance(num_chains, bool) or not (isinstance(num_chains, int) and num_chains > 0):
-            raise ValueError(f"num_chains must be a positive int, got {num_chains!r}.")
+        seed = None if seed is None else check_seed(seed)
+        num_chains = check_int("num_chains", num_chains, 1)
         spec = get_sampler(self.sampler_name)
         self.options = spec.validate(options)
         self.sampler = spec.build("torch", self.options)
@@ -99,6 +99,7 @@ class _LangevinKernel(MCMCKernel):
         if position.ndim != 2 or position.shape[0] != self.num_chains:
             raise ValueError(
                 f"initial_params must be shaped (num_chains={self.num_chains}, dim); got {tuple(position.shape)}.")
+        check_finite_rows("initial_params", position.cpu().numpy())
         return position
 
     def init_state(self, rng, num_warmup, init_params, model_args, model_kwargs) -> LangevinKernelState:

@@ -21,12 +21,14 @@ a ``z ~ p0`` sample statement plus a factor (see :mod:`ppl_ebm.targets.priors`).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
 from torch.distributions import Distribution
 
 from ppl_ebm.targets.priors import LatentPrior, as_latent_prior
+from ppl_ebm.validation import check_real
 
 __all__ = ["CRITIC_OUTPUTS", "LatentEBM", "critic_output_to_log_tilt"]
 
@@ -47,6 +49,20 @@ def critic_output_to_log_tilt(output: torch.Tensor, critic_output: str) -> torch
     finfo = torch.finfo(output.dtype)
     probability = output.clamp(finfo.tiny, 1.0 - finfo.eps)
     return torch.log(probability) - torch.log1p(-probability)
+
+
+def _check_float32(module: torch.nn.Module, role: str) -> None:
+    """Refuse networks whose floating tensors are not float32, before the shape probe would
+    blame their dtype on the latent size. float32 is the one precision ppl_ebm samples in: the
+    chains, the draws files and the JAX translation are float32, so a float64 model would be
+    silently rounded and a half-precision one has too little range for the gradients."""
+    dtypes = {tensor.dtype for tensor in [*module.parameters(), *module.buffers()] if tensor.is_floating_point()}
+    other = sorted(str(dtype) for dtype in dtypes - {torch.float32})
+    if other:
+        raise ValueError(
+            f"The {role}'s parameters/buffers are {', '.join(other)}; ppl_ebm samples in float32 only (chains, "
+            f"draws files and the JAX translation). Convert it with {role}.float() before building the LatentEBM."
+        )
 
 
 def _first_linear_in_features(module: torch.nn.Module) -> int | None:
@@ -110,14 +126,10 @@ class LatentEBM:
                 "'logit' for a discriminator logit or WGAN critic, 'probability' for a sigmoid "
                 "output, 'energy' for an energy to add."
             )
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}.")
-        if extended_noise_scale is not None and not (
-            math.isfinite(extended_noise_scale) and extended_noise_scale > 0
-        ):
-            raise ValueError(
-                f"extended_noise_scale must be None or a number > 0, got {extended_noise_scale!r}."
-            )
+        temperature = check_real("temperature", temperature, low=0.0)
+        extended_noise_scale = check_real("extended_noise_scale", extended_noise_scale, low=0.0, allow_none=True)
+        _check_float32(generator, "generator")
+        _check_float32(critic, "critic")
         self.generator = generator.eval()
         self.critic = critic.eval()
         self.critic_output = critic_output
@@ -130,7 +142,7 @@ class LatentEBM:
                     "Cannot infer latent_dim: the generator has no Linear layer. "
                     "Pass latent_dim=<size of the generator's input>."
                 )
-        if not (isinstance(latent_dim, int) and latent_dim > 0):
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) or latent_dim < 1:
             raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
         self.base_latent_dim = int(latent_dim)
         self.data_shape = self._probe_shapes()

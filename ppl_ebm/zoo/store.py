@@ -101,10 +101,36 @@ def model_dir(name_or_path: str | Path) -> Path:
     )
 
 
+def read_config(directory: Path) -> dict[str, Any]:
+    """``directory/config.json`` parsed and checked for what loading reads: a clear error naming the
+    file when it is not JSON, not an object, or lacks ``name`` or a valid ``critic_output``."""
+    path = directory / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); fix or restore it.") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a JSON object, got a {type(config).__name__}.")
+    from ppl_ebm.targets.latent_ebm import CRITIC_OUTPUTS
+
+    if not isinstance(config.get("name"), str):
+        raise ValueError(f"{path} has no \"name\" (a string): the model's name, e.g. the folder's.")
+    if config.get("critic_output") not in CRITIC_OUTPUTS:
+        raise ValueError(f"{path}: \"critic_output\" must be one of {CRITIC_OUTPUTS}, got "
+                         f"{config.get('critic_output')!r}; it says how the critic's output is read.")
+    return config
+
+
 def _load_weights(module: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"Missing weights file {path}.")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except Exception as error:  # safetensors' own error names neither the file nor a remedy
+        raise ValueError(
+            f"{path} is not a readable safetensors file ({type(error).__name__}: {error}); it is truncated or "
+            "damaged. Restore it from the model's source, or re-save the model with ppl_ebm.zoo.save_model."
+        ) from None
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -154,7 +180,7 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> ZooModel:
         options, or weights that do not fit the architecture.
     """
     directory = model_dir(name_or_path)
-    config = json.loads((directory / "config.json").read_text())
+    config = read_config(directory)
     generator_config = _network_config(config, "generator", directory)
     critic_config = _network_config(config, "critic", directory)
     generator, critic = _build(generator_config, directory), _build(critic_config, directory)
