@@ -56,8 +56,10 @@ class StoreError(ValueError):
 
 def _damaged(path: Path, error: Exception) -> StoreError:
     # Never point at allow_pickle: a store holds no pickles, so a file that needs one is damaged.
+    reason = "it holds Python objects, which a ppl_ebm store never writes" if "pickle" in str(error) \
+        else f"{type(error).__name__}: {error}"
     return StoreError(
-        f"{path} is damaged or not written by ppl_ebm ({type(error).__name__}: {error}). It cannot be resumed: "
+        f"{path} is damaged or not written by ppl_ebm ({reason}). It cannot be resumed: "
         f"remove {path.parent} (its draws are lost) or pass a new draws_dir."
     )
 
