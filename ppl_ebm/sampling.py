@@ -260,7 +260,8 @@ def sample(
         ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
         k-th step an independence Metropolis-Hastings step from the latent prior, so chains
         jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`); each checked by the
-        registry. NUTS/HMC: passed to the PPL's kernel.
+        registry. NUTS/HMC: the PPL kernel's own options (``step_size``, ``target_accept_prob``,
+        ``max_tree_depth``, ...), each checked by :mod:`ppl_ebm.kernels.ppl_options`.
 
     Returns
     -------
