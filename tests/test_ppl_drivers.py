@@ -87,6 +87,7 @@ def test_our_kernels_in_numpyro_mcmc(problem, kernel_name):
     assert_moments(draws, problem.mean, covariance, f"numpyro MCMC({kernel_name})")
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # i-SIR's small per-step tensors: threads only wait
 @pytest.mark.parametrize("sampler", ["isir", "ex2mcmc"])
 def test_registry_samplers_in_pyro_mcmc(problem, sampler):
     pyro.set_rng_seed(3)
