@@ -72,6 +72,7 @@ class Record(Mapping[str, Any]):
 #: Per-chain fields of :class:`SamplerStats`: 1-d arrays with one entry per chain.
 _PER_CHAIN_FIELDS: tuple[str, ...] = (
     "acceptance", "step_size", "divergences", "nonfinite", "stopped", "grad_evals", "independence_acceptance",
+    "potential_evals",
 )
 
 
@@ -87,7 +88,8 @@ class SamplerStats(Record):
     ----------
     acceptance : numpy.ndarray
         ``(chain,)`` mean acceptance probability after warmup (1.0 for ULA; MALA with
-        ``independence_every``: over its Langevin steps).
+        ``independence_every`` and ``ex2mcmc``: over their Langevin steps; ``isir``: the
+        probability that a fresh particle is kept).
     step_size : numpy.ndarray
         ``(chain,)`` final step size.
     divergences : numpy.ndarray
@@ -99,6 +101,10 @@ class SamplerStats(Record):
         ``(chain,)`` bool: ULA chains stopped by a non-finite value.
     grad_evals : numpy.ndarray
         ``(chain,)`` int: potential-gradient evaluations, warmup included.
+    potential_evals : numpy.ndarray or None
+        ``(chain,)`` int: potential evaluations, warmup included, gradients' own among them;
+        only for samplers that also evaluate the potential alone (``isir``, ``ex2mcmc``:
+        their N - 1 proposals per i-SIR step). Absent: every potential came with its gradient.
     wall_seconds : float
         The whole run, compile and warmup included.
     compile_seconds, warmup_seconds, sampling_seconds : float
@@ -109,7 +115,7 @@ class SamplerStats(Record):
         Whether ``max_seconds`` cut the run short.
     independence_acceptance : numpy.ndarray or None
         ``(chain,)``: only for MALA with ``independence_every``: mean acceptance of its
-        independence steps after warmup.
+        independence steps after warmup; for ``ex2mcmc``, of its i-SIR steps.
     resumed_at_iteration : int or None
         ULA/MALA: the iteration this call started from (0 unless a ``draws_dir`` run was
         resumed); None for NUTS/HMC.
@@ -131,6 +137,7 @@ class SamplerStats(Record):
     sampling_seconds: float
     budget_stopped: bool
     independence_acceptance: np.ndarray | None = None
+    potential_evals: np.ndarray | None = None
     resumed_at_iteration: int | None = None
     converged: bool | None = None
     convergence_history: list[dict[str, float]] | None = None

@@ -213,7 +213,9 @@ def sample(
     sampler
         A name in the sampler registry (:mod:`ppl_ebm.kernels.registry`, ``ppl_ebm.SAMPLERS``):
         ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"mala-imh"`` (MALA with an
-        independence step from the prior every 2nd step), ``"nuts"`` or ``"hmc"`` (the PPL's own).
+        independence step from the prior every 2nd step), ``"isir"`` (iterated
+        sampling-importance resampling from the prior), ``"ex2mcmc"`` (i-SIR then MALA steps),
+        ``"nuts"`` or ``"hmc"`` (the PPL's own).
     backend
         ``"torch"`` or ``"jax"``.
     num_chains, num_warmup, num_samples, thinning
@@ -259,7 +261,10 @@ def sample(
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
         ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
         k-th step an independence Metropolis-Hastings step from the latent prior, so chains
-        jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`); each checked by the
+        jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`). i-SIR:
+        ``num_particles`` (10: the state and 9 prior draws). Ex2MCMC: ``num_particles``,
+        ``mala_steps`` (3 MALA steps after each i-SIR step) and MALA's options but
+        ``independence_every`` (see :mod:`ppl_ebm.kernels.isir_jax`); each checked by the
         registry. NUTS/HMC: the PPL kernel's own options (``step_size``, ``target_accept_prob``,
         ``max_tree_depth``, ...), each checked by :mod:`ppl_ebm.kernels.ppl_options`.
 

@@ -17,7 +17,9 @@ from ppl_ebm.drivers import draw_store
 
 RUN = dict(num_chains=6, num_warmup=150, num_samples=500, seed=3, thinning=2, progress_bar=False)
 # "mala-imh": MALA with independence steps, whose state holds one more running mean.
-OPTIONS = {"ula": ("ula", {"step_size": 0.05}), "mala": ("mala", {}), "mala-imh": ("mala", {"independence_every": 3})}
+OPTIONS = {"ula": ("ula", {"step_size": 0.05}), "mala": ("mala", {}), "mala-imh": ("mala", {"independence_every": 3}),
+           # i-SIR steps between MALA steps: particles, adaptation and both running means.
+           "ex2mcmc": ("ex2mcmc", {})}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def _interrupt_after(monkeypatch, checkpoints: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("method", ["ula", "mala", "mala-imh"])
+@pytest.mark.parametrize("method", ["ula", "mala", "mala-imh", "ex2mcmc"])
 @pytest.mark.parametrize("checkpoints, resumed_at", [(1, 100), (3, 250)])  # in warmup / in sampling
 def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, backend, method, checkpoints, resumed_at):
     sampler, options = OPTIONS[method]
@@ -58,7 +60,7 @@ def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, b
     np.testing.assert_array_equal(np.asarray(resumed.latents), memory.latents)
     np.testing.assert_array_equal(resumed.stats["step_size"], memory.stats["step_size"])
     np.testing.assert_array_equal(resumed.stats["acceptance"], memory.stats["acceptance"])
-    if "independence_every" in options:
+    if "independence_every" in options or sampler == "ex2mcmc":
         np.testing.assert_array_equal(resumed.stats["independence_acceptance"], memory.stats["independence_acceptance"])
     # A finished run is returned as it is, without sampling.
     again = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **options)

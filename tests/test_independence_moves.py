@@ -53,6 +53,25 @@ def test_independence_steps_reach_the_mode_weights_mala_cannot(two_modes, runs, 
     assert abs(result.stats["acceptance"].mean() - 0.574) < 0.05
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # i-SIR's small per-step tensors: threads only wait
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("sampler", ["isir", "ex2mcmc"])
+def test_global_local_samplers_reach_the_mode_weights(two_modes, sampler, backend):
+    # i-SIR (10 particles from the prior) and Ex2MCMC (i-SIR, then 3 MALA steps) on the same
+    # target and budget as MALA above, which misses the 3:1 weights by many MCSE.
+    ebm, mean, covariance = two_modes
+    result = ppl_ebm.sample(ebm, sampler, backend, **RUN)
+    assert_moments(result.latents, mean, covariance, f"{sampler}/{backend}")
+    assert summarize(result)["rhat_max"] < 1.1
+    if sampler == "isir":
+        # No step, no gradient: the acceptance is the chance a fresh particle is kept.
+        assert 0.05 < result.stats["acceptance"].mean() < 1 and np.isnan(result.stats["step_size"]).all()
+        assert "independence_acceptance" not in result.stats
+    else:
+        assert 0.05 < result.stats["independence_acceptance"].mean() < 1
+        assert abs(result.stats["acceptance"].mean() - 0.574) < 0.05
+
+
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_independence_steps_keep_the_gaussian_target(backend):
     problem = ppl_ebm.linear_gaussian_problem(latent_dim=3, data_dim=4, seed=0)

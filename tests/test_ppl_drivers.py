@@ -87,6 +87,36 @@ def test_our_kernels_in_numpyro_mcmc(problem, kernel_name):
     assert_moments(draws, problem.mean, covariance, f"numpyro MCMC({kernel_name})")
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # i-SIR's small per-step tensors: threads only wait
+@pytest.mark.parametrize("sampler", ["isir", "ex2mcmc"])
+def test_registry_samplers_in_pyro_mcmc(problem, sampler):
+    pyro.set_rng_seed(3)
+    kernel = pyro_kernels.SamplerKernel(sampler, pyro_model(problem.ebm), num_chains=128)
+    mcmc = PyroMCMC(kernel, num_samples=400, warmup_steps=200, disable_progbar=True)
+    mcmc.run()
+    draws = mcmc.get_samples()["z"].numpy().swapaxes(0, 1)
+    assert draws.shape == (128, 400, 2)
+    assert_moments(draws, problem.mean, problem.covariance, f"pyro MCMC({sampler})")
+    assert 0 < kernel.diagnostics()["acceptance rate"] < 1
+
+
+@pytest.mark.parametrize("sampler", ["isir", "ex2mcmc"])
+def test_registry_samplers_in_numpyro_mcmc(problem, sampler):
+    kernel = numpyro_kernels.SamplerKernel(sampler, numpyro_model(problem.ebm), num_chains=128)
+    mcmc = NumPyroMCMC(kernel, num_warmup=200, num_samples=400, progress_bar=False)
+    mcmc.run(jax.random.key(4))
+    draws = np.asarray(mcmc.get_samples()["z"]).swapaxes(0, 1)
+    assert draws.shape == (128, 400, 2)
+    assert_moments(draws, problem.mean, problem.covariance, f"numpyro MCMC({sampler})")
+
+
+def test_sampler_kernel_refuses_the_ppls_own_samplers(problem):
+    with pytest.raises(ValueError, match="PPL's own kernel"):
+        pyro_kernels.SamplerKernel("nuts", pyro_model(problem.ebm))
+    with pytest.raises(ValueError, match="PPL's own kernel"):
+        numpyro_kernels.SamplerKernel("hmc", numpyro_model(problem.ebm))
+
+
 def test_kernels_with_batched_potential_fn_alone():
     # A kernel without any driver, on a plain potential: setup, then sample.
     scales = torch.tensor([0.2, 1.0, 3.0])

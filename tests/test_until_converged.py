@@ -39,7 +39,8 @@ def test_mala_runs_until_rhat_and_ess_are_met(problem, backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("sampler, options", [("ula", {"step_size": 0.05, "decay_every": 60}), ("mala-imh", {})])
+@pytest.mark.parametrize("sampler, options", [("ula", {"step_size": 0.05, "decay_every": 60}), ("mala-imh", {}),
+                                              ("isir", {})])
 def test_continuing_gives_the_draws_of_one_long_run(problem, backend, sampler, options):
     # The driver continues the same chains (positions, adapted steps, PRNG state, iteration
     # count: the decay schedule and the independence cycle go on) on the same program, so three
@@ -52,6 +53,9 @@ def test_continuing_gives_the_draws_of_one_long_run(problem, backend, sampler, o
     np.testing.assert_array_equal(blocks.latents, one_run.latents)
     for key in ("acceptance", "step_size", "grad_evals", "nonfinite"):
         np.testing.assert_array_equal(blocks.stats[key], one_run.stats[key], err_msg=key)
+    assert ("potential_evals" in blocks.stats) == (sampler == "isir")
+    if sampler == "isir":  # the evaluations of one long run, counted from the state
+        np.testing.assert_array_equal(blocks.stats["potential_evals"], one_run.stats["potential_evals"])
 
 
 def test_budget_exhausted_is_reported(problem):

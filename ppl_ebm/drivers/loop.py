@@ -33,6 +33,7 @@ class Advance(Protocol):
 
     description: str
     compile_seconds: float
+    sampler: Any  # the pure kernel (its optional evaluations(iteration) counts the stats' evaluations)
 
     def __call__(self, chain: Any, num_draws: int, thinning: int, collect: bool) -> tuple[Any, np.ndarray | None]:
         """``num_draws`` x ``thinning`` steps; the kept positions ``(draws, chains, dim)`` if ``collect``."""
@@ -121,8 +122,7 @@ def run_chunks(
     stats = SamplerStats(
         **advance.chain_stats(chain),
         divergences=np.zeros(num_chains, dtype=np.int64),
-        # One gradient at the start, one per step: the state's count, so a continued run adds up.
-        grad_evals=np.full(num_chains, 1 + advance.iteration(chain), dtype=np.int64),
+        **_evaluations(advance, chain, num_chains),
         wall_seconds=previous.get("wall_seconds", 0.0) + end - start,
         compile_seconds=previous.get("compile_seconds", 0.0) + compile_seconds,
         warmup_seconds=previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
@@ -132,3 +132,17 @@ def run_chunks(
     )
     draws = sink.draws()
     return chain, (draws[:, :kept] if kept < num_draws else draws), stats
+
+
+def _evaluations(advance: Advance, chain: Any, num_chains: int) -> dict[str, np.ndarray]:
+    """``grad_evals`` and, for a sampler that evaluates potentials without gradients (its
+    ``evaluations(iteration) -> (gradients, potentials)``: i-SIR, Ex2MCMC), ``potential_evals``;
+    from the state's iteration count, so a continued run adds up. ULA/MALA: one gradient at the
+    start and one per step."""
+    iteration = advance.iteration(chain)
+    count = getattr(advance.sampler, "evaluations", None)
+    if count is None:
+        return {"grad_evals": np.full(num_chains, 1 + iteration, dtype=np.int64)}
+    gradients, potentials = count(iteration)
+    return {"grad_evals": np.full(num_chains, gradients, dtype=np.int64),
+            "potential_evals": np.full(num_chains, potentials, dtype=np.int64)}

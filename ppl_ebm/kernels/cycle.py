@@ -1,7 +1,7 @@
 """Kernel composition: every k-th step another kernel, shared by both backends.
 
 Written once for MALA with independence steps (``independence_every``) and for the global-local
-samplers to come (i-SIR / Ex2MCMC). Step ``j`` (0-based, warmup included) is the other kernel
+samplers (Ex2MCMC, :mod:`ppl_ebm.kernels.isir_jax`). Step ``j`` (0-based, warmup included) is the other kernel
 (for MALA: an independence Metropolis-Hastings step from the prior) when ``(j + 1) % every == 0``,
 and the base kernel otherwise. A fixed cycle of kernels that each
 leave the target invariant leaves it invariant; a random choice would too, but the cycle keeps
@@ -53,7 +53,7 @@ def cycle_kernel(
     base, other
         The two kernels, each called with the operands only. For MALA with independence steps
         they are the MALA step and the independence step from the prior; for i-SIR / Ex2MCMC
-        (Samsonov et al. 2022) they would be MALA and the i-SIR step. Under ``jax.lax.cond`` both
+        (Samsonov et al. 2022) they are MALA and the i-SIR step. Under ``jax.lax.cond`` both
         must return the same structure.
 
     Returns

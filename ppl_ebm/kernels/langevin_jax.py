@@ -77,6 +77,7 @@ def batched_value_and_grad(potential_fn: Callable) -> Callable:
         (_, potential), grad = jax.value_and_grad(summed, has_aux=True)(position)
         return potential, grad
 
+    potential_and_grad.potential = potential_fn  # the potential alone (i-SIR needs no gradient)
     return potential_and_grad
 
 

@@ -91,6 +91,7 @@ def batched_value_and_grad(potential_fn: Callable) -> Callable:
             (grad,) = torch.autograd.grad(potential.sum(), position)
         return potential.detach(), grad
 
+    potential_and_grad.potential = potential_fn  # the potential alone (i-SIR needs no gradient)
     return potential_and_grad
 
 

@@ -54,6 +54,9 @@ class SamplerSpec:
     description: str
     options: tuple[Option, ...] = ()
     capabilities: frozenset[str] = field(default_factory=frozenset)
+    # Its own kernel files kernels/<module>_torch.py and <module>_jax.py, each with build(kernel,
+    # options); None: the ULA/MALA LangevinSampler of kernels/samplers_*.
+    module: str | None = None
 
     def has(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -81,6 +84,10 @@ class SamplerSpec:
         """The pure Langevin sampler for ``backend`` from validated ``options`` (family "langevin")."""
         if self.family != "langevin":
             raise ValueError(f"{self.name!r} runs inside the PPL's own driver; it has no pure kernel to build.")
+        if self.module is not None:
+            from importlib import import_module
+
+            return import_module(f"ppl_ebm.kernels.{self.module}_{backend}").build(self.kernel, options)
         if backend == "torch":
             from ppl_ebm.kernels.samplers_torch import LangevinSampler
         else:
@@ -128,7 +135,7 @@ def langevin_param_values(options: Mapping[str, Any], num_warmup: int) -> tuple:
     """``(step_size, noise_scale, decay_rate, decay_every, noise_decay_rate, target_accept_prob,
     num_warmup)`` with the Nones resolved: noise ``sqrt(step_size)`` (DDLS Eq. 4), no decay
     (``decay_every`` 0), noise decay ``sqrt(decay_rate)`` (keeps ``noise^2 / step`` fixed)."""
-    step_size = float(options["step_size"])
+    step_size = float(options.get("step_size", math.nan))  # nan: a sampler without a step (i-SIR)
     noise_scale = options.get("noise_scale")
     decay_rate = float(options.get("decay_rate", 0.1))
     noise_decay_rate = options.get("noise_decay_rate")
@@ -207,3 +214,15 @@ register(SamplerSpec(
 ))
 register(SamplerSpec("nuts", "ppl", "NUTS", "the PPL's own NUTS (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
 register(SamplerSpec("hmc", "ppl", "HMC", "the PPL's own HMC (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
+# i-SIR and Ex2MCMC (Samsonov et al. 2022): kernels/isir_torch.py, isir_jax.py; no coupled kernel yet.
+_GLOBAL = frozenset({"streaming", "until", "max_seconds"})
+_PARTICLES = Option("num_particles", 10, lambda n: check_int("num_particles", n, 2), "N: the state and N - 1 proposals")
+register(SamplerSpec(
+    "isir", "langevin", "isir", "iterated SIR: the state and N - 1 prior draws, one kept by its weight",
+    (_PARTICLES,), _GLOBAL, module="isir",
+))
+register(SamplerSpec(
+    "ex2mcmc", "langevin", "ex2mcmc", "Ex2MCMC: every i-SIR step followed by mala_steps MALA steps",
+    (_PARTICLES, Option("mala_steps", 3, lambda k: check_int("mala_steps", k, 1), "k MALA steps per i-SIR step"),
+     *_mala_options(None)[:-1]), _GLOBAL, module="isir",
+))

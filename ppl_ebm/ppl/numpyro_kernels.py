@@ -26,7 +26,7 @@ from ppl_ebm.validation import check_finite_rows, check_int, check_seed, check_t
 from ppl_ebm.kernels.samplers_jax import SamplerState, langevin_params
 from ppl_ebm.ppl.numpyro_potential import batched_potential_from_model, initial_positions
 
-__all__ = ["MALA", "ULA", "LangevinKernelState"]
+__all__ = ["MALA", "ULA", "LangevinKernelState", "SamplerKernel"]
 
 
 class LangevinKernelState(NamedTuple):
@@ -164,4 +164,21 @@ class MALA(_LangevinKernel):
 
     def __init__(self, model: Callable | None = None, potential_fn: Callable | None = None, *, num_chains: int = 1,
                  **options):
+        super().__init__(model, potential_fn, num_chains, options)
+
+
+class SamplerKernel(_LangevinKernel):
+    """Any of our registry's samplers by name (``"isir"``, ``"ex2mcmc"``, ``"mala-imh"``, ...),
+    so a sampler registered later needs no class here.
+
+    ``numpyro.infer.MCMC(SamplerKernel("ex2mcmc", model, num_chains=256, num_particles=10), ...)``;
+    ``options`` are the registry entry's (checked there). Independence proposals (i-SIR,
+    mala-imh) are N(0, I) in unconstrained space.
+    """
+
+    def __init__(self, sampler: str, model: Callable | None = None, potential_fn: Callable | None = None, *,
+                 num_chains: int = 1, **options):
+        if get_sampler(sampler).family != "langevin":
+            raise ValueError(f"{sampler!r} is the PPL's own kernel: use numpyro.infer's {sampler.upper()}.")
+        self.sampler_name = sampler
         super().__init__(model, potential_fn, num_chains, options)

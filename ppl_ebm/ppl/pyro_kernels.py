@@ -26,7 +26,7 @@ from ppl_ebm.validation import check_finite_rows, check_int, check_seed, check_t
 from ppl_ebm.kernels.samplers_torch import SamplerState, langevin_params
 from ppl_ebm.ppl.pyro_potential import batched_potential_from_model, initial_positions, unravel_sites
 
-__all__ = ["MALA", "ULA", "LangevinKernelState"]
+__all__ = ["MALA", "ULA", "LangevinKernelState", "SamplerKernel"]
 
 
 class LangevinKernelState(NamedTuple):
@@ -87,7 +87,8 @@ class _LangevinKernel(MCMCKernel):
     def _initial_position(self, init_params, model_args, model_kwargs) -> torch.Tensor:
         if self.model is not None:
             batched = batched_potential_from_model(self.model, model_args, model_kwargs)
-            self._potential_and_grad = batched.potential_and_grad
+            # The same function as batched.potential_and_grad, with .potential for i-SIR's proposals.
+            self._potential_and_grad = batched_value_and_grad(batched.potential)
             self._constrain = batched.constrain
             self._site_shapes = batched.site_shapes
             self.transforms = batched.transforms
@@ -171,4 +172,22 @@ class MALA(_LangevinKernel):
 
     def __init__(self, model: Callable | None = None, potential_fn: Callable | None = None, *, num_chains: int = 1,
                  seed: int | None = None, initial_params: torch.Tensor | None = None, **options):
+        super().__init__(model, potential_fn, num_chains, seed, initial_params, options)
+
+
+class SamplerKernel(_LangevinKernel):
+    """Any of our registry's samplers by name (``"isir"``, ``"ex2mcmc"``, ``"mala-imh"``, ...),
+    so a sampler registered later needs no class here.
+
+    ``pyro.infer.MCMC(SamplerKernel("ex2mcmc", model, num_chains=256, num_particles=10), ...)``;
+    ``options`` are the registry entry's (checked there), ``seed`` and ``initial_params`` as for
+    :class:`ULA`. Independence proposals (i-SIR, mala-imh) are N(0, I) in unconstrained space.
+    """
+
+    def __init__(self, sampler: str, model: Callable | None = None, potential_fn: Callable | None = None, *,
+                 num_chains: int = 1, seed: int | None = None, initial_params: torch.Tensor | None = None,
+                 **options):
+        if get_sampler(sampler).family != "langevin":
+            raise ValueError(f"{sampler!r} is the PPL's own kernel: use pyro.infer's {sampler.upper()}.")
+        self.sampler_name = sampler
         super().__init__(model, potential_fn, num_chains, seed, initial_params, options)
