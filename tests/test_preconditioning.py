@@ -224,5 +224,7 @@ def test_few_chains_keep_one_matrix_each_and_ula_adapts_on_request(backend):
 def test_mass_matrix_option_is_checked():
     with pytest.raises(ValueError, match="mass_matrix"):
         ppl_ebm.sample(pyro_model, "mala", "torch", num_chains=2, num_warmup=2, num_samples=2, mass_matrix="full")
+    with pytest.raises(TypeError, match="mass_matrix"):
+        ppl_ebm.sample(pyro_model, "ex2mcmc", "torch", num_chains=2, num_warmup=2, num_samples=2, mass_matrix=1)
     with pytest.raises(ValueError, match="mass_matrix"):
         ppl_ebm.sample(pyro_model, "isir", "torch", num_chains=2, num_warmup=2, num_samples=2, mass_matrix="diag")

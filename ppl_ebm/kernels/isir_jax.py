@@ -14,7 +14,9 @@ best of both worlds" (NeurIPS):
   MALA with its per-chain dual-averaging step size during warmup. It is run as the cycle of
   :mod:`ppl_ebm.kernels.cycle` with period ``k + 1`` (``k`` MALA steps, then the i-SIR step),
   exactly as ``mala-imh`` runs MALA with independence steps: one draw per step, adaptation
-  seeing the MALA steps only, warmup ending on the averaged step.
+  seeing the MALA steps only, warmup ending on the averaged step. Its MALA steps are
+  preconditioned like MALA's (``mass_matrix``, default ``"diag"``, adapted from every step's
+  positions); the i-SIR proposal keeps its own law.
 
 Batched over chains *and* particles: the ``chains x (N - 1)`` proposals are one
 ``(chains * (N - 1), dim)`` batch, one call of the potential. Only the potential is needed

@@ -23,7 +23,7 @@ from typing import Any
 from ppl_ebm.kernels.adaptation.mass_matrix import MASS_MATRICES
 from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
 from ppl_ebm.kernels.cycle import check_independence_every
-from ppl_ebm.validation import check_bool, check_int, check_real
+from ppl_ebm.validation import ArgumentTypeError, check_bool, check_int, check_real
 
 __all__ = [
     "BACKENDS", "Option", "SamplerSpec", "coupled_kernels", "get_sampler", "langevin_param_values", "register", "sampler_names",
@@ -174,7 +174,9 @@ def _steps_or_none(name: str) -> Callable[[Any], int | None]:
 
 
 def _mass_matrix(value) -> str:
-    if not isinstance(value, str) or value not in MASS_MATRICES:
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r} ({type(value).__name__}).")
+    if value not in MASS_MATRICES:
         raise ValueError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r}.")
     return value
 
