@@ -123,6 +123,12 @@ class SamplerStats(Record):
         Only with ``until="converged"`` (:mod:`ppl_ebm.drivers.convergence`): whether the
         targets were met; one ``{"draws", "rhat_max", "ess_bulk_min", "ess_tail_min"}`` dict
         per check; steps per chain, warmup included; the targets asked for.
+    inverse_mass_matrix : numpy.ndarray or None
+        Our MALA-family samplers and ULA with ``mass_matrix`` ``"diag"`` or ``"dense"``: the
+        inverse mass matrix (the target's covariance as estimated in warmup) the moves used
+        after warmup. Shared by every chain (32 chains or more): ``(dim,)`` diagonal or
+        ``(dim, dim)`` dense; one per chain (fewer chains): ``(chain, dim)`` or
+        ``(chain, dim, dim)``. The identity where warmup was under 20 steps. None otherwise.
     """
 
     acceptance: np.ndarray
@@ -144,6 +150,7 @@ class SamplerStats(Record):
     steps_taken: int | None = None
     target_rhat: float | None = None
     target_ess: float | None = None
+    inverse_mass_matrix: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # One chain count for every per-chain field: a driver that mixed up shapes fails here,

@@ -259,7 +259,11 @@ def sample(
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
-        ``target_accept_prob``, ``per_chain_step_size``, ``independence_every`` (k >= 2: every
+        ``target_accept_prob``, ``per_chain_step_size``, ``mass_matrix`` (``"diag"``, the
+        default, ``"dense"`` or ``"none"``: an inverse mass matrix adapted in Stan's warmup
+        windows, pooled over the chains when there are 32 or more, one per chain below;
+        reported as ``stats["inverse_mass_matrix"]``; ULA takes it too, default ``"none"``),
+        ``independence_every`` (k >= 2: every
         k-th step an independence Metropolis-Hastings step from the latent prior, so chains
         jump between modes; see :class:`ppl_ebm.ppl.numpyro_kernels.MALA`). i-SIR:
         ``num_particles`` (10: the state and 9 prior draws). Ex2MCMC: ``num_particles``,

@@ -37,8 +37,11 @@ def runs(two_modes):
 def test_independence_steps_reach_the_mode_weights_mala_cannot(two_modes, runs, backend):
     ebm, mean, covariance = two_modes
     # Prior starts split the chains about evenly between the modes, and MALA keeps them there:
-    # the 3:1 weights are missed by many MCSE (this is the check's power).
-    plain = runs(backend)
+    # the 3:1 weights are missed by many MCSE (this is the check's power). Without a mass
+    # matrix: the default diagonal one, pooled over chains in both modes, learns their distance
+    # as a variance (2.1 against 0.13 across them); its wider steps move some chains between the
+    # modes, mostly in warmup (R-hat still ~1.56), and the weights are then missed by < 4.5 MCSE.
+    plain = runs(backend, mass_matrix="none")
     with pytest.raises(AssertionError):
         assert_moments(plain.latents, mean, covariance, f"mala/{backend}")
     result = runs(backend, independence_every=2)

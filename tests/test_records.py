@@ -73,7 +73,8 @@ def _hand_stats(**changes) -> SamplerStats:
 def test_every_sampler_returns_sampler_stats_read_as_the_dict_was(results, key):
     stats = results[key].stats
     assert isinstance(stats, SamplerStats)
-    expected = ALWAYS | ({"resumed_at_iteration"} if key[0] == "mala" else set())
+    # Our MALA also reports its adapted (by default diagonal) inverse mass matrix.
+    expected = ALWAYS | ({"resumed_at_iteration", "inverse_mass_matrix"} if key[0] == "mala" else set())
     assert set(stats) == set(stats.keys()) == expected and len(stats) == len(expected)
     for name in PER_CHAIN:
         assert stats[name] is getattr(stats, name) and stats[name].shape == (CHAINS,), name

@@ -78,6 +78,8 @@ PER_CHAIN_RENAMES: dict[str, str] = {
 #: would make a sum over draws wrong, so they go to the attributes instead, as
 #: ``{key}_per_chain`` (array) and ``{key}_total``.
 PER_CHAIN_COUNTS: tuple[str, ...] = ("divergences", "nonfinite", "grad_evals")
+# Statistics with no place in ArviZ's sample_stats (a matrix over the latent dimensions).
+NOT_SAMPLE_STATS: tuple[str, ...] = ("inverse_mass_matrix",)
 
 
 def _arviz023():
@@ -237,7 +239,8 @@ def _split_stats(
     attrs: dict[str, Any] = {}
     broadcast: list[str] = []
     for key, value in (per_chain_stats or {}).items():
-        if value is None:
+        # Not per chain nor per draw, whatever its shape may happen to match: left out.
+        if value is None or key in NOT_SAMPLE_STATS:
             continue
         if isinstance(value, str) or np.ndim(value) == 0:
             try:

@@ -51,7 +51,7 @@ class Advance(Protocol):
     def chain_stats(self, chain: Any) -> dict[str, np.ndarray]:
         """The state's per-chain :class:`~ppl_ebm.result.SamplerStats` fields: ``acceptance``,
         ``step_size``, ``nonfinite``, ``stopped`` and, where the kernel has them,
-        ``independence_acceptance``."""
+        ``independence_acceptance`` and ``inverse_mass_matrix``."""
 
 
 def run_chunks(

@@ -24,6 +24,7 @@ from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState
+from ppl_ebm.kernels.adaptation.mass_matrix import reported_inverse_mass
 from ppl_ebm.result import SamplerStats
 
 __all__ = ["ChainState", "JaxProblem", "init_chain", "run_hmc", "run_langevin"]
@@ -159,6 +160,8 @@ class _Advance:
         }
         if state.mean_independence_acceptance is not None:
             stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
+        if state.mass is not None:
+            stats["inverse_mass_matrix"] = reported_inverse_mass(np.asarray(state.mass.preconditioner.inverse_mass))
         return stats
 
 

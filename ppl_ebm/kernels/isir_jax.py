@@ -14,7 +14,9 @@ best of both worlds" (NeurIPS):
   MALA with its per-chain dual-averaging step size during warmup. It is run as the cycle of
   :mod:`ppl_ebm.kernels.cycle` with period ``k + 1`` (``k`` MALA steps, then the i-SIR step),
   exactly as ``mala-imh`` runs MALA with independence steps: one draw per step, adaptation
-  seeing the MALA steps only, warmup ending on the averaged step.
+  seeing the MALA steps only, warmup ending on the averaged step. Its MALA steps are
+  preconditioned like MALA's (``mass_matrix``, default ``"diag"``, adapted from every step's
+  positions); the i-SIR proposal keeps its own law.
 
 Batched over chains *and* particles: the ``chains x (N - 1)`` proposals are one
 ``(chains * (N - 1), dim)`` batch, one call of the potential. Only the potential is needed
@@ -122,6 +124,7 @@ class ISIRSampler(NamedTuple):
     mala_steps: int | None = None
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+    mass_matrix: str = "none"  # Ex2MCMC's MALA steps' preconditioning; i-SIR's proposal keeps its law
 
     @property
     def every(self) -> int | None:
@@ -131,7 +134,8 @@ class ISIRSampler(NamedTuple):
     def local(self) -> LangevinSampler:
         """Ex2MCMC's MALA: the package's, on the cycle of period ``k + 1`` (its running means
         and warmup gating count the MALA steps of that cycle)."""
-        return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size)
+        return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size,
+                               self.mass_matrix)
 
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """``(gradients, potentials)`` per chain after ``iteration`` steps, the start included.
@@ -171,7 +175,8 @@ class ISIRSampler(NamedTuple):
             lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
             lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal),
         )
-        return kernel(state.iteration, state)
+        state, info = kernel(state.iteration, state)
+        return local.adapt_mass(state, params), info
 
     def _isir(self, rng_key, state, potential_and_grad_fn, params, proposal):
         langevin, info = isir_step(rng_key, state.langevin, potential_only(potential_and_grad_fn),
@@ -202,5 +207,5 @@ def build(kernel: str, options: dict) -> ISIRSampler:
     return ISIRSampler(
         kernel, options["num_particles"], options["mala_steps"],
         "dual_averaging" if options.get("adapt_step_size", True) else None,
-        bool(options.get("per_chain_step_size", True)),
+        bool(options.get("per_chain_step_size", True)), options.get("mass_matrix", "none"),
     )

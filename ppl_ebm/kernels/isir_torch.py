@@ -89,6 +89,7 @@ class ISIRSampler(NamedTuple):
     mala_steps: int | None = None
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+    mass_matrix: str = "none"  # Ex2MCMC's MALA steps' preconditioning; i-SIR's proposal keeps its law
 
     @property
     def every(self) -> int | None:
@@ -96,7 +97,8 @@ class ISIRSampler(NamedTuple):
 
     def local(self) -> LangevinSampler:
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.local`."""
-        return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size)
+        return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size,
+                               self.mass_matrix)
 
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.evaluations`."""
@@ -134,7 +136,8 @@ class ISIRSampler(NamedTuple):
             lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
             lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal),
         )
-        return kernel(state.iteration, state)
+        state, info = kernel(state.iteration, state)
+        return local.adapt_mass(state, params), info
 
     def _isir(self, rng_key, state, potential_and_grad_fn, params, proposal):
         langevin, info = isir_step(rng_key, state.langevin, potential_only(potential_and_grad_fn),
@@ -164,5 +167,5 @@ def build(kernel: str, options: dict) -> ISIRSampler:
     return ISIRSampler(
         kernel, options["num_particles"], options["mala_steps"],
         "dual_averaging" if options.get("adapt_step_size", True) else None,
-        bool(options.get("per_chain_step_size", True)),
+        bool(options.get("per_chain_step_size", True)), options.get("mass_matrix", "none"),
     )

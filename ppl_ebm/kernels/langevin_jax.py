@@ -17,7 +17,8 @@ from ppl_ebm.targets.protocol import has_standard_normal_prior
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
-    "mala_step", "prior_proposal", "standard_normal_proposal", "ula_step",
+    "mala_step", "precondition", "preconditioner", "Preconditioner", "prior_proposal", "standard_normal_proposal",
+    "ula_step",
 ]
 
 PotentialAndGrad = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -65,6 +66,34 @@ def prior_proposal(target) -> Proposal | None:
         target.prior_potential,
     )
 
+
+class Preconditioner(NamedTuple):
+    """See :class:`ppl_ebm.kernels.langevin_torch.Preconditioner`."""
+
+    inverse_mass: jax.Array
+    scale: jax.Array
+    whiten: jax.Array
+
+
+def preconditioner(inverse_mass: jax.Array) -> Preconditioner:
+    """See :func:`ppl_ebm.kernels.langevin_torch.preconditioner`."""
+    if inverse_mass.ndim == 2:
+        scale = jnp.sqrt(inverse_mass)
+        return Preconditioner(inverse_mass, scale, 1.0 / scale)
+    scale = jnp.linalg.cholesky(inverse_mass)
+    identity = jnp.broadcast_to(jnp.eye(inverse_mass.shape[-1], dtype=inverse_mass.dtype), scale.shape)
+    return Preconditioner(inverse_mass, scale, jax.scipy.linalg.solve_triangular(scale, identity, lower=True))
+
+
+def precondition(matrix: jax.Array | None, vector: jax.Array) -> jax.Array:
+    """See :func:`ppl_ebm.kernels.langevin_torch.precondition`."""
+    if matrix is None:
+        return vector
+    if matrix.ndim == vector.ndim:
+        return matrix * vector
+    return (matrix @ vector[..., None])[..., 0]
+
+
 def batched_value_and_grad(potential_fn: Callable) -> Callable:
     """``(chains, dim) -> (U (chains,), grad U (chains, dim))`` from a batched potential: the
     gradient of the sum, since each chain's potential depends on its own row only."""
@@ -103,11 +132,14 @@ def ula_step(
     potential_and_grad_fn: PotentialAndGrad,
     step_size: float | jax.Array,
     noise_scale: float | jax.Array,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """See :func:`ppl_ebm.kernels.langevin_torch.ula_step`."""
     step = as_column(step_size, state.position)
     noise = jax.random.normal(rng_key, state.position.shape, dtype=state.position.dtype)
-    proposal = state.position - 0.5 * step * state.grad + as_column(noise_scale, noise) * noise
+    scale, inverse = (None, None) if preconditioner is None else (preconditioner.scale, preconditioner.inverse_mass)
+    proposal = (state.position - 0.5 * step * precondition(inverse, state.grad)
+                + as_column(noise_scale, noise) * precondition(scale, noise))
     potential, grad = potential_and_grad_fn(proposal)
     finite = is_finite(potential, grad)
     move = state.active & finite
@@ -127,17 +159,19 @@ def mala_step(
     state: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
     step_size: float | jax.Array,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """See :func:`ppl_ebm.kernels.langevin_torch.mala_step`."""
     noise_key, accept_key = jax.random.split(rng_key)
     step = as_column(step_size, state.position)
     noise = jax.random.normal(noise_key, state.position.shape, dtype=state.position.dtype)
-    proposal = state.position - 0.5 * step * state.grad + jnp.sqrt(step) * noise
+    inverse, scale, whiten = (None, None, None) if preconditioner is None else preconditioner
+    proposal = state.position - 0.5 * step * precondition(inverse, state.grad) + jnp.sqrt(step) * precondition(scale, noise)
     potential, grad = potential_and_grad_fn(proposal)
     finite = is_finite(potential, grad)
-    # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
+    # log q(y|z) reduces to -|n|^2/2 because S^-1 (y - z + step/2 C grad U(z)) = sqrt(step) n.
     log_forward = -0.5 * jnp.sum(noise * noise, axis=-1)
-    backward = state.position - proposal + 0.5 * step * grad
+    backward = precondition(whiten, state.position - proposal + 0.5 * step * precondition(inverse, grad))
     log_backward = -jnp.sum(backward * backward, axis=-1) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_backward - log_forward
     return _metropolis(accept_key, state, proposal, potential, grad, finite, log_ratio)

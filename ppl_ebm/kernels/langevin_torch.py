@@ -22,7 +22,8 @@ from ppl_ebm.targets.protocol import has_standard_normal_prior
 __all__ = [
     "LangevinInfo", "LangevinState", "Proposal", "as_column", "batched_value_and_grad", "independence_step", "independence_log_ratio", "is_finite",
     "langevin_init",
-    "mala_step", "prior_proposal", "standard_normal_proposal", "ula_step",
+    "mala_step", "precondition", "preconditioner", "Preconditioner", "prior_proposal", "standard_normal_proposal",
+    "ula_step",
 ]
 
 PotentialAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -81,6 +82,41 @@ def prior_proposal(target) -> Proposal | None:
         target.prior_potential,
     )
 
+
+class Preconditioner(NamedTuple):
+    """The inverse mass matrix ``C`` of preconditioned moves and its two factors: ``scale`` with
+    ``scale scale^T = C`` (the noise's) and ``whiten = scale^-1`` (the Metropolis-Hastings
+    densities'). Diagonal: ``(groups, dim)``; dense: ``(groups, dim, dim)`` (``scale`` the lower
+    Cholesky factor); ``groups`` 1 (every chain shares it) or one per chain.
+    Computed once per adaptation window, not per step."""
+
+    inverse_mass: torch.Tensor
+    scale: torch.Tensor
+    whiten: torch.Tensor
+
+
+def preconditioner(inverse_mass: torch.Tensor) -> Preconditioner:
+    """The factors of ``inverse_mass`` (diagonal ``(groups, dim)`` or dense ``(groups, dim, dim)``)."""
+    if inverse_mass.ndim == 2:
+        scale = torch.sqrt(inverse_mass)
+        return Preconditioner(inverse_mass, scale, 1.0 / scale)
+    scale = torch.linalg.cholesky(inverse_mass)
+    identity = torch.eye(inverse_mass.shape[-1], dtype=inverse_mass.dtype, device=inverse_mass.device)
+    return Preconditioner(inverse_mass, scale, torch.linalg.solve_triangular(scale, identity.expand_as(scale),
+                                                                             upper=False))
+
+
+def precondition(matrix: torch.Tensor | None, vector: torch.Tensor) -> torch.Tensor:
+    """``matrix @ vector`` per chain: ``vector`` (chains, dim), ``matrix`` a diagonal
+    (groups, dim) or dense (groups, dim, dim); None: the identity (the unpreconditioned move,
+    bit-equal to it)."""
+    if matrix is None:
+        return vector
+    if matrix.ndim == vector.ndim:
+        return matrix * vector
+    return (matrix @ vector.unsqueeze(-1)).squeeze(-1)
+
+
 def batched_value_and_grad(potential_fn: Callable) -> Callable:
     """See :func:`ppl_ebm.kernels.langevin_jax.batched_value_and_grad`."""
 
@@ -119,17 +155,22 @@ def ula_step(
     potential_and_grad_fn: PotentialAndGrad,
     step_size: float | torch.Tensor,
     noise_scale: float | torch.Tensor,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One unadjusted Langevin step (DDLS Alg. 1): ``z - step/2 * grad U(z) + noise_scale * n``.
 
     A chain whose new potential or gradient is not finite stays at its last finite position
     and is marked inactive for the rest of the run; its count in ``nonfinite_count`` grows by one.
+    With a ``preconditioner`` (inverse mass ``C = S S^T``) the move is
+    ``z - step/2 * C grad U(z) + noise_scale * S n``.
     """
     step = as_column(step_size, state.position)
     noise = torch.randn(
         state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
     )
-    proposal = state.position - 0.5 * step * state.grad + as_column(noise_scale, noise) * noise
+    scale, inverse = (None, None) if preconditioner is None else (preconditioner.scale, preconditioner.inverse_mass)
+    proposal = (state.position - 0.5 * step * precondition(inverse, state.grad)
+                + as_column(noise_scale, noise) * precondition(scale, noise))
     potential, grad = potential_and_grad_fn(proposal)
     finite = is_finite(potential, grad)
     move = state.active & finite
@@ -149,23 +190,30 @@ def mala_step(
     state: LangevinState,
     potential_and_grad_fn: PotentialAndGrad,
     step_size: float | torch.Tensor,
+    preconditioner: Preconditioner | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     """One Metropolis-adjusted Langevin step with per-chain accept/reject.
 
     Proposal ``y = z - step/2 * grad U(z) + sqrt(step) n``; acceptance
     ``min(1, exp(U(z) - U(y) + log q(z | y) - log q(y | z)))`` with
     ``log q(y | z) = -|y - z + step/2 grad U(z)|^2 / (2 step)``. A non-finite proposal is rejected.
+
+    With a ``preconditioner`` (inverse mass ``C = S S^T``, :class:`Preconditioner`) the proposal
+    is ``y = z - step/2 * C grad U(z) + sqrt(step) S n``, i.e. q = N(z - step/2 C grad U(z), step C),
+    and ``log q(y | z) = -|S^-1 (y - z + step/2 C grad U(z))|^2 / (2 step)`` (its normalising
+    constant, the same both ways, cancels). Every coordinate then moves on its own scale.
     """
     step = as_column(step_size, state.position)
     noise = torch.randn(
         state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
     )
-    proposal = state.position - 0.5 * step * state.grad + torch.sqrt(step) * noise
+    inverse, scale, whiten = (None, None, None) if preconditioner is None else preconditioner
+    proposal = state.position - 0.5 * step * precondition(inverse, state.grad) + torch.sqrt(step) * precondition(scale, noise)
     potential, grad = potential_and_grad_fn(proposal)
     finite = is_finite(potential, grad)
-    # log q(y|z) reduces to -|n|^2/2 because y - z + step/2 grad U(z) = sqrt(step) n.
+    # log q(y|z) reduces to -|n|^2/2 because S^-1 (y - z + step/2 C grad U(z)) = sqrt(step) n.
     log_forward = -0.5 * (noise * noise).sum(-1)
-    backward = state.position - proposal + 0.5 * step * grad
+    backward = precondition(whiten, state.position - proposal + 0.5 * step * precondition(inverse, grad))
     log_backward = -(backward * backward).sum(-1) / (2.0 * step[:, 0])
     log_ratio = state.potential - potential + log_backward - log_forward
     return _metropolis(rng, state, proposal, potential, grad, finite, log_ratio)

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ppl_ebm.kernels.adaptation.mass_matrix import MASS_MATRICES
 from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
 from ppl_ebm.kernels.cycle import check_independence_every
-from ppl_ebm.validation import check_bool, check_int, check_real
+from ppl_ebm.validation import ArgumentTypeError, check_bool, check_int, check_real
 
 __all__ = [
     "BACKENDS", "Option", "SamplerSpec", "coupled_kernels", "get_sampler", "langevin_param_values", "register", "sampler_names",
@@ -99,6 +100,7 @@ class SamplerSpec:
             options.get("independence_every"),
             "dual_averaging" if options.get("adapt_step_size", False) else None,
             bool(options.get("per_chain_step_size", True)),
+            options.get("mass_matrix", "none"),
         )
 
 
@@ -171,6 +173,14 @@ def _steps_or_none(name: str) -> Callable[[Any], int | None]:
     return lambda value: None if value is None else check_int(name, value, 1)
 
 
+def _mass_matrix(value) -> str:
+    if not isinstance(value, str):
+        raise ArgumentTypeError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r} ({type(value).__name__}).")
+    if value not in MASS_MATRICES:
+        raise ValueError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r}.")
+    return value
+
+
 def _required_independence_every(value) -> int:
     if value is None:
         raise ValueError("independence_every must be an int >= 2 for mala-imh (use 'mala' for plain MALA).")
@@ -187,6 +197,10 @@ _ULA_OPTIONS = (
     Option("decay_every", None, _steps_or_none("decay_every"), "None: constant step"),
     Option("noise_decay_rate", None, _rate("noise_decay_rate", allow_none=True),
            "None: sqrt(decay_rate), keeping noise^2/step fixed"),
+    # Off by default: ULA's step is not re-tuned after the matrix changes, and DDLS's fixed
+    # step and noise are meant in the latent space's own units.
+    Option("mass_matrix", "none", _mass_matrix,
+           "inverse mass matrix adapted in warmup's windows: 'none', 'diag' or 'dense'"),
 )
 
 
@@ -196,6 +210,11 @@ def _mala_options(independence_every: Option) -> tuple[Option, ...]:
         Option("adapt_step_size", True, _boolean("adapt_step_size"), "dual averaging in warmup"),
         Option("target_accept_prob", 0.574, _probability, "0.574: Roberts & Rosenthal 1998"),
         Option("per_chain_step_size", True, _boolean("per_chain_step_size"), "one adapted step per chain"),
+        # Diagonal by default, as NumPyro's and Stan's NUTS: one step cannot serve coordinates
+        # whose scales differ (a warmup under 20 steps adapts nothing, so short runs are as before).
+        Option("mass_matrix", "diag", _mass_matrix,
+               "inverse mass matrix adapted in warmup (pooled over chains when >= 32, else per chain): "
+               "'none', 'diag' or 'dense'"),
         independence_every,
     )
 

@@ -26,10 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from ppl_ebm.kernels import cycle
+from ppl_ebm.kernels.adaptation.mass_matrix import (
+    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, welford_update, window_flags,
+)
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_jax import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, independence_step, langevin_init, mala_step,
-    standard_normal_proposal, ula_step,
+    preconditioner, standard_normal_proposal, ula_step,
 )
 
 __all__ = ["LangevinParams", "LangevinSampler", "SamplerState", "langevin_params"]
@@ -61,7 +64,9 @@ class SamplerState(NamedTuple):
     (chains,) used by the last step; adaptation: the step-size adaptation's state (MALA with
     ``step_size_adaptation`` set; dual averaging by default) or None; mean_acceptance
     (chains,) over the current phase's Langevin steps; mean_independence_acceptance (chains,)
-    over its independence steps (``independence_every``), else None."""
+    over its independence steps (``independence_every``), else None; mass: the preconditioning
+    (:class:`~ppl_ebm.kernels.adaptation.mass_matrix.MassState`: the inverse mass matrix the
+    moves use and the current warmup window's moments), None without one."""
 
     iteration: jax.Array
     langevin: LangevinState
@@ -69,6 +74,7 @@ class SamplerState(NamedTuple):
     adaptation: Any
     mean_acceptance: jax.Array
     mean_independence_acceptance: jax.Array | None
+    mass: MassState | None = None
 
     @property
     def position(self) -> jax.Array:
@@ -82,7 +88,9 @@ class LangevinSampler(NamedTuple):
     independence Metropolis-Hastings step from ``proposal``); step_size_adaptation: MALA's
     warmup adaptation towards ``params.target_accept_prob``, by name
     (:data:`ppl_ebm.kernels.adaptation.step_size.ADAPTATIONS`; None: a fixed step);
-    per_chain_step_size: one adapted step per chain, or one shared by all chains.
+    per_chain_step_size: one adapted step per chain, or one shared by all chains;
+    mass_matrix: ``"none"``, ``"diag"`` or ``"dense"``, the inverse mass matrix of preconditioned
+    moves adapted in warmup (:mod:`ppl_ebm.kernels.adaptation.mass_matrix`).
     A name, not the functions: this tuple is the key of compiled programs.
     """
 
@@ -90,6 +98,7 @@ class LangevinSampler(NamedTuple):
     independence_every: int | None = None
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+    mass_matrix: str = "none"
 
     def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
         """The ``(init, update, final)`` triple for ``params``; None for ULA or a fixed step."""
@@ -101,12 +110,26 @@ class LangevinSampler(NamedTuple):
         """Evaluate the potential at ``position`` (chains, dim); the steps start at ``params.step_size``."""
         langevin = langevin_init(position, potential_and_grad_fn)
         step = jnp.broadcast_to(params.step_size.astype(position.dtype), position.shape[:1])
+        mass = self.mass_init(position)
         if self.name == "ula":
-            return SamplerState(jnp.array(0), langevin, step, None, jnp.ones_like(step), None)
+            return SamplerState(jnp.array(0), langevin, step, None, jnp.ones_like(step), None, mass)
         independence = None if self.independence_every is None else jnp.zeros_like(step)
         adaptation = self.adaptation(params)
         adaptation_state = None if adaptation is None else adaptation.init(jnp.log(step))
-        return SamplerState(jnp.array(0), langevin, step, adaptation_state, jnp.zeros_like(step), independence)
+        return SamplerState(jnp.array(0), langevin, step, adaptation_state, jnp.zeros_like(step), independence, mass)
+
+    def mass_init(self, position: jax.Array) -> MassState | None:
+        """The identity as the first inverse mass matrix and an empty window; None for
+        ``mass_matrix="none"``. One matrix shared by all chains when they are many enough to pool
+        (:func:`~ppl_ebm.kernels.adaptation.mass_matrix.pooled_groups`), else one per chain."""
+        if self.mass_matrix == "none":
+            return None
+        groups, dim = pooled_groups(position.shape[0]), position.shape[1]
+        zeros = jnp.zeros((groups, dim), dtype=position.dtype)
+        if self.mass_matrix == "diag":
+            return MassState(preconditioner(jnp.ones_like(zeros)), welford_init(zeros, zeros))
+        eye = jnp.broadcast_to(jnp.eye(dim, dtype=position.dtype), (groups, dim, dim))
+        return MassState(preconditioner(eye), welford_init(zeros, jnp.zeros_like(eye)))
 
     def step(
         self,
@@ -118,7 +141,8 @@ class LangevinSampler(NamedTuple):
     ) -> tuple[SamplerState, LangevinInfo]:
         """One transition of every chain (ULA, MALA, or the cycle's independence step)."""
         if self.name == "ula":
-            return self._ula(rng_key, state, potential_and_grad_fn, params)
+            state, info = self._ula(rng_key, state, potential_and_grad_fn, params)
+            return self.adapt_mass(state, params), info
         proposal = standard_normal_proposal() if proposal is None else proposal
         # Both branches compile; lax.cond runs one per iteration.
         kernel = cycle.cycle_kernel(
@@ -127,11 +151,38 @@ class LangevinSampler(NamedTuple):
             lambda s: self._mala(rng_key, s, potential_and_grad_fn, params),
             lambda s: self._independence(rng_key, s, potential_and_grad_fn, params, proposal),
         )
-        return kernel(state.iteration, state)
+        state, info = kernel(state.iteration, state)
+        return self.adapt_mass(state, params), info
+
+    def adapt_mass(self, state: SamplerState, params: LangevinParams) -> SamplerState:
+        """After a step (of any kind: the positions are all draws of the target): add them to the
+        window's moments while a window is open; at its end make the window's regularised
+        covariance the new inverse mass matrix, empty the window and restart the step-size dual
+        averaging (:func:`_restart_step_size`). ``lax.cond`` keeps the per-step cost to the
+        window test after warmup and the factorisation to the window ends."""
+        if state.mass is None:
+            return state
+        collecting, closing = window_flags(state.iteration, params.num_warmup)
+
+        def collect(current: SamplerState) -> SamplerState:
+            welford = welford_update(current.mass.welford, current.langevin.position)
+            return current._replace(mass=current.mass._replace(welford=welford))
+
+        def close(current: SamplerState) -> SamplerState:
+            welford = current.mass.welford
+            diagonal = welford.m2.ndim == 2
+            identity = jnp.ones_like(welford.mean) if diagonal else jnp.eye(welford.mean.shape[-1], dtype=welford.mean.dtype)
+            mass = MassState(preconditioner(regularised_covariance(welford, identity)),
+                             WelfordState(welford.count * 0.0, jnp.zeros_like(welford.mean), jnp.zeros_like(welford.m2)))
+            return _restart_step_size(self.adaptation(params), current._replace(mass=mass))
+
+        state = jax.lax.cond(collecting, collect, lambda current: current, state)
+        return jax.lax.cond(closing, close, lambda current: current, state)
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
-        langevin, info = ula_step(rng_key, state.langevin, potential_and_grad_fn, step_size, noise_scale)
+        langevin, info = ula_step(rng_key, state.langevin, potential_and_grad_fn, step_size, noise_scale,
+                                  _preconditioner(state))
         return SamplerState(
             state.iteration + 1,
             langevin,
@@ -141,10 +192,12 @@ class LangevinSampler(NamedTuple):
             # so it costs no tensor op per step (a bare loop has none either).
             state.mean_acceptance,
             None,
+            state.mass,
         ), info
 
     def _mala(self, rng_key, state, potential_and_grad_fn, params):
-        langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size)
+        langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size,
+                                   _preconditioner(state))
         acceptance = info.acceptance_probability
         adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, acceptance)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
@@ -194,6 +247,21 @@ def _warmup_adapt(
         state.step_size,
     )
     return adaptation_state, step_size
+
+
+def _preconditioner(state: SamplerState):
+    """The moves' preconditioner; None: unpreconditioned (``mass_matrix="none"``)."""
+    return None if state.mass is None else state.mass.preconditioner
+
+
+def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState) -> SamplerState:
+    """A new inverse mass matrix changes what a step means: restart the dual averaging from the
+    step it averaged so far (as Stan restarts it at each window's end); ULA and a fixed step
+    keep theirs."""
+    if adaptation is None:
+        return state
+    step_size = jnp.exp(adaptation.final(state.adaptation))
+    return state._replace(step_size=step_size, adaptation=adaptation.init(jnp.log(step_size)))
 
 
 def _schedule(iteration: jax.Array, params: LangevinParams) -> tuple[jax.Array, jax.Array]:

@@ -14,10 +14,13 @@ from typing import Any, NamedTuple
 import torch
 
 from ppl_ebm.kernels import cycle
+from ppl_ebm.kernels.adaptation.mass_matrix import (
+    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, welford_update, window_flags,
+)
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_torch import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, independence_step, langevin_init, mala_step,
-    standard_normal_proposal, ula_step,
+    preconditioner, standard_normal_proposal, ula_step,
 )
 
 __all__ = ["LangevinParams", "LangevinSampler", "SamplerState", "langevin_params"]
@@ -57,6 +60,7 @@ class SamplerState(NamedTuple):
     adaptation: Any
     mean_acceptance: torch.Tensor
     mean_independence_acceptance: torch.Tensor | None
+    mass: MassState | None = None
 
     @property
     def position(self) -> torch.Tensor:
@@ -70,6 +74,7 @@ class LangevinSampler(NamedTuple):
     independence_every: int | None = None
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
+    mass_matrix: str = "none"
 
     def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.adaptation`."""
@@ -82,12 +87,24 @@ class LangevinSampler(NamedTuple):
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.init`."""
         langevin = langevin_init(position, potential_and_grad_fn)
         step = params.step_size.to(dtype=position.dtype, device=position.device).expand(position.shape[:1]).clone()
+        mass = self.mass_init(position)
         if self.name == "ula":
-            return SamplerState(0, langevin, step, None, torch.ones_like(step), None)
+            return SamplerState(0, langevin, step, None, torch.ones_like(step), None, mass)
         independence = None if self.independence_every is None else torch.zeros_like(step)
         adaptation = self.adaptation(params)
         adaptation_state = None if adaptation is None else adaptation.init(torch.log(step))
-        return SamplerState(0, langevin, step, adaptation_state, torch.zeros_like(step), independence)
+        return SamplerState(0, langevin, step, adaptation_state, torch.zeros_like(step), independence, mass)
+
+    def mass_init(self, position: torch.Tensor) -> MassState | None:
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.mass_init`."""
+        if self.mass_matrix == "none":
+            return None
+        groups, dim = pooled_groups(position.shape[0]), position.shape[1]
+        zeros = position.new_zeros((groups, dim))
+        if self.mass_matrix == "diag":
+            return MassState(preconditioner(torch.ones_like(zeros)), welford_init(zeros, zeros.clone()))
+        eye = torch.eye(dim, dtype=position.dtype, device=position.device).expand(groups, dim, dim).clone()
+        return MassState(preconditioner(eye), welford_init(zeros, torch.zeros_like(eye)))
 
     def step(
         self,
@@ -99,7 +116,8 @@ class LangevinSampler(NamedTuple):
     ) -> tuple[SamplerState, LangevinInfo]:
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.step`."""
         if self.name == "ula":
-            return self._ula(rng_key, state, potential_and_grad_fn, params)
+            state, info = self._ula(rng_key, state, potential_and_grad_fn, params)
+            return self.adapt_mass(state, params), info
         proposal = standard_normal_proposal() if proposal is None else proposal
         kernel = cycle.cycle_kernel(
             cycle.python_cond,
@@ -107,11 +125,31 @@ class LangevinSampler(NamedTuple):
             lambda s: self._mala(rng_key, s, potential_and_grad_fn, params),
             lambda s: self._independence(rng_key, s, potential_and_grad_fn, params, proposal),
         )
-        return kernel(state.iteration, state)
+        state, info = kernel(state.iteration, state)
+        return self.adapt_mass(state, params), info
+
+    def adapt_mass(self, state: SamplerState, params: LangevinParams) -> SamplerState:
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.adapt_mass`; the iteration is an
+        int, so nothing is computed outside the windows."""
+        if state.mass is None or state.iteration > params.num_warmup:
+            return state
+        collecting, closing = window_flags(state.iteration, params.num_warmup)
+        if not collecting:
+            return state
+        welford = welford_update(state.mass.welford, state.langevin.position)
+        if not closing:
+            return state._replace(mass=state.mass._replace(welford=welford))
+        diagonal = welford.m2.ndim == 2
+        identity = torch.ones_like(welford.mean) if diagonal else torch.eye(
+            welford.mean.shape[-1], dtype=welford.mean.dtype, device=welford.mean.device)
+        mass = MassState(preconditioner(regularised_covariance(welford, identity)),
+                         WelfordState(welford.count * 0.0, torch.zeros_like(welford.mean), torch.zeros_like(welford.m2)))
+        return _restart_step_size(self.adaptation(params), state._replace(mass=mass))
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
-        langevin, info = ula_step(rng_key, state.langevin, potential_and_grad_fn, step_size, noise_scale)
+        langevin, info = ula_step(rng_key, state.langevin, potential_and_grad_fn, step_size, noise_scale,
+                                  _preconditioner(state))
         return SamplerState(
             state.iteration + 1,
             langevin,
@@ -121,10 +159,12 @@ class LangevinSampler(NamedTuple):
             # so it costs no tensor op per step (a bare loop has none either).
             state.mean_acceptance,
             None,
+            state.mass,
         ), info
 
     def _mala(self, rng_key, state, potential_and_grad_fn, params):
-        langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size)
+        langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size,
+                                   _preconditioner(state))
         acceptance = info.acceptance_probability
         adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, acceptance)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
@@ -164,6 +204,19 @@ def _warmup_adapt(
     elif acceptance is not None:
         step_size = torch.exp(adaptation_state.log_step_size)
     return adaptation_state, step_size
+
+
+def _preconditioner(state: SamplerState):
+    """The moves' preconditioner; None: unpreconditioned (``mass_matrix="none"``)."""
+    return None if state.mass is None else state.mass.preconditioner
+
+
+def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState) -> SamplerState:
+    """See :func:`ppl_ebm.kernels.samplers_jax._restart_step_size`."""
+    if adaptation is None:
+        return state
+    step_size = torch.exp(adaptation.final(state.adaptation))
+    return state._replace(step_size=step_size, adaptation=adaptation.init(torch.log(step_size)))
 
 
 def _schedule(iteration: int, params: LangevinParams) -> tuple[torch.Tensor, torch.Tensor]:

@@ -157,7 +157,10 @@ class MALA(_LangevinKernel):
         its own step; False: one shared step driven by the mean acceptance),
         ``independence_every`` (None, or k >= 2: every k-th step an independence
         Metropolis-Hastings step from N(0, I), for a latent EBM its prior: MH-GAN's move, so
-        chains jump between modes; adaptation sees the MALA steps only).
+        chains jump between modes; adaptation sees the MALA steps only), ``mass_matrix``
+        (``"diag"``, the default, ``"dense"`` or ``"none"``: the inverse mass matrix of the
+        preconditioned moves, adapted in Stan's warmup windows; see
+        :mod:`ppl_ebm.kernels.adaptation.mass_matrix`).
     """
 
     sampler_name = "mala"
