@@ -48,6 +48,7 @@ DEFAULT_METHODS = BASELINES + ("ula/torch", "mala/torch", "ula/jax", "mala/jax")
 # The WGAN-GP model's target has its highest density at |z| = 21, beyond every prior draw
 # (ppl_ebm.targets.target_check), so exact samplers drift off the data there (its card has its table).
 COMPARE_MODEL = "25gaussians-nsgan"
+MIN_DIAGNOSTIC_DRAWS = 4  # ESS and R-hat need this many draws per chain (ArviZ's own minimum)
 SWEEP_STEPS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
 PAPER_STEP_SIZE = 0.01  # DDLS Alg. 1 / App. B.2 (noise std 0.1 = sqrt(step))
 
@@ -231,6 +232,21 @@ def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | No
     )
 
 
+def _diagnostics(result, config: CompareConfig) -> dict[str, Any]:
+    """ESS, R-hat and rates of a run; None where its chains hold fewer than 4 draws (a DDLS run
+    of a few steps is scored by its final states, but ESS and R-hat need 4 draws, as ArviZ)."""
+    if result.num_draws < MIN_DIAGNOSTIC_DRAWS:
+        return {key: None for key in ("ess_bulk_min", "ess_tail_min", "rhat_max", "ess_per_second", "ess_per_grad")}
+    summary = summarize(result, max_chains=config.diagnostics_max_chains, seed=config.seed)
+    return {
+        "ess_bulk_min": summary.get("ess_bulk_min_scaled", summary["ess_bulk_min"]),
+        "ess_tail_min": summary.get("ess_tail_min_scaled", summary["ess_tail_min"]),
+        "rhat_max": summary["rhat_max"],
+        "ess_per_second": summary["ess_per_second"],
+        "ess_per_grad": summary["ess_per_grad"],
+    }
+
+
 def _run_baseline(method: str, ebm, calibrated_ebm, config: CompareConfig):
     start = time.perf_counter()
     if method == "generator":
@@ -338,14 +354,9 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
         x = _generate(ebm, _mcmc_samples(result, config.num_samples))
         samples[method] = x
         traces[method] = result.latents[:4]
-        summary = summarize(result, max_chains=config.diagnostics_max_chains, seed=config.seed)
         results[method] = {
             **_score(x, data, dataset, config),
-            "ess_bulk_min": summary.get("ess_bulk_min_scaled", summary["ess_bulk_min"]),
-            "ess_tail_min": summary.get("ess_tail_min_scaled", summary["ess_tail_min"]),
-            "rhat_max": summary["rhat_max"],
-            "ess_per_second": summary["ess_per_second"],
-            "ess_per_grad": summary["ess_per_grad"],
+            **_diagnostics(result, config),
             "acceptance_mean": float(np.mean(result.stats["acceptance"])),
             "grad_evals": int(np.sum(result.stats["grad_evals"])),
             "wall_seconds": float(result.stats["wall_seconds"]),
