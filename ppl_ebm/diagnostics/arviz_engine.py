@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ppl_ebm.diagnostics import arviz_compat
-from ppl_ebm.diagnostics.estimators import KEYS
+from ppl_ebm.diagnostics.estimators import KEYS, MIN_DRAWS
 
 __all__ = ["DEFAULT_BLOCK_BYTES", "KEYS", "diagnose", "integrated_autocorrelation_time"]
 
@@ -94,8 +94,9 @@ def diagnose(
     if chains is not None:
         chains = np.asarray(chains, dtype=np.intp)
         n_chain = chains.size
-    if n_draw < 4:  # ArviZ would only log a warning and return NaN; the fast engine refuses alike
-        raise ValueError(f"diagnostics need >= 4 draws per chain (as ArviZ); got {n_draw}. Run more num_samples.")
+    if n_draw < MIN_DRAWS:  # ArviZ would only log a warning and return NaN; the fast engine refuses alike
+        raise ValueError(f"diagnostics need >= {MIN_DRAWS} draws per chain (as ArviZ); got {n_draw}. "
+                         "Run more num_samples.")
     out = {key: np.full(dim, np.nan) for key in KEYS}
     step = max(1, int(block_bytes) // (8 * n_chain * max(n_draw, 1)))
     for d0 in range(0, dim, step):

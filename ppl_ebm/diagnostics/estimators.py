@@ -41,6 +41,7 @@ from scipy import special
 
 __all__ = [
     "KEYS",
+    "MIN_DRAWS",
     "Workspace",
     "clear_tables",
     "column_diagnostics",
@@ -51,6 +52,9 @@ __all__ = [
 
 #: Per-dimension outputs of :func:`column_diagnostics`, as
 #: :func:`ppl_ebm.diagnostics.summary.summarize` names them.
+# Draws per chain the diagnostics need (ArviZ's minimum); both engines refuse fewer.
+MIN_DRAWS = 4
+
 KEYS = ("ess_bulk", "ess_tail", "rhat", "mcse_mean", "mcse_sd", "iat")
 _BLOM = 3.0 / 8.0
 _local = threading.local()

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ppl_ebm.diagnostics.estimators import KEYS, clear_tables, column_diagnostics
+from ppl_ebm.diagnostics.estimators import KEYS, MIN_DRAWS, clear_tables, column_diagnostics
 
 __all__ = ["KEYS", "diagnose"]
 
@@ -73,8 +73,8 @@ def diagnose(
     if chains is not None:
         chains = np.asarray(chains, dtype=np.intp)
         n_chain = chains.size
-    if n_draw < 4:
-        raise ValueError(f"diagnostics need >= 4 draws per chain (as ArviZ); got {n_draw}.")
+    if n_draw < MIN_DRAWS:
+        raise ValueError(f"diagnostics need >= {MIN_DRAWS} draws per chain (as ArviZ); got {n_draw}.")
     if draws.dtype not in (np.float32, np.float64):
         draws = draws.astype(np.float64)
     out = {key: np.full(dim, np.nan) for key in KEYS}

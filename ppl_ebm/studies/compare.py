@@ -26,6 +26,7 @@ import torch
 
 from ppl_ebm import baselines, metrics
 from ppl_ebm.data import toy as datasets
+from ppl_ebm.diagnostics.estimators import MIN_DRAWS
 from ppl_ebm.diagnostics.summary import summarize
 from ppl_ebm.kernels.registry import BACKENDS, get_sampler, sampler_names
 from ppl_ebm.sampling import sample
@@ -48,7 +49,6 @@ DEFAULT_METHODS = BASELINES + ("ula/torch", "mala/torch", "ula/jax", "mala/jax")
 # The WGAN-GP model's target has its highest density at |z| = 21, beyond every prior draw
 # (ppl_ebm.targets.target_check), so exact samplers drift off the data there (its card has its table).
 COMPARE_MODEL = "25gaussians-nsgan"
-MIN_DIAGNOSTIC_DRAWS = 4  # ESS and R-hat need this many draws per chain (ArviZ's own minimum)
 SWEEP_STEPS = (1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 1e-1)
 PAPER_STEP_SIZE = 0.01  # DDLS Alg. 1 / App. B.2 (noise std 0.1 = sqrt(step))
 
@@ -233,9 +233,9 @@ def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | No
 
 
 def _diagnostics(result, config: CompareConfig) -> dict[str, Any]:
-    """ESS, R-hat and rates of a run; None where its chains hold fewer than 4 draws (a DDLS run
-    of a few steps is scored by its final states, but ESS and R-hat need 4 draws, as ArviZ)."""
-    if result.num_draws < MIN_DIAGNOSTIC_DRAWS:
+    """ESS, R-hat and rates of a run; None where its chains hold fewer than MIN_DRAWS draws (a
+    DDLS run of a few steps is scored by its final states, but ESS and R-hat need 4, as ArviZ)."""
+    if result.num_draws < MIN_DRAWS:
         return {key: None for key in ("ess_bulk_min", "ess_tail_min", "rhat_max", "ess_per_second", "ess_per_grad")}
     summary = summarize(result, max_chains=config.diagnostics_max_chains, seed=config.seed)
     return {
