@@ -82,3 +82,14 @@ def two_mode_problem(separation: float = 1.5, scale: float = 0.35, weight: float
     # Between-mode variance of +-separation with these weights, plus each mode's own.
     variance = np.array([scale**2 + separation**2 - mean[0] ** 2, scale**2])
     return ebm, mean, np.diag(variance)
+
+
+def save_tiny_model(folder):
+    """A zoo model folder with the smallest toy networks (width 4), for loader and fault tests."""
+    from ppl_ebm.nets.registry import NetworkConfig, build_network
+    from ppl_ebm.zoo import save_model
+
+    generator_config = NetworkConfig("toy_generator", {"latent_dim": 2, "data_dim": 2, "width": 4})
+    critic_config = NetworkConfig("toy_critic", {"data_dim": 2, "width": 4, "depth": 1})
+    return save_model(folder, "tiny", build_network(generator_config), build_network(critic_config),
+                      generator_config=generator_config, critic_config=critic_config)

@@ -18,6 +18,7 @@ import ppl_ebm
 from ppl_ebm import LatentEBM
 from ppl_ebm.cli import main as cli
 from ppl_ebm.diagnostics.summary import summarize
+from problems import save_tiny_model
 
 NAN, INF = float("nan"), float("inf")
 RUN = dict(num_chains=2, num_warmup=2, num_samples=4, progress_bar=False)
@@ -272,16 +273,6 @@ def test_cli_mistakes_are_one_line_naming_the_option(case, tmp_path, capsys):
 
 
 # -- loaders: a model folder's config.json --------------------------------------------------------
-def _save_tiny(folder):
-    from ppl_ebm.nets.registry import NetworkConfig, build_network
-    from ppl_ebm.zoo import save_model
-
-    generator_config = NetworkConfig("toy_generator", {"latent_dim": 2, "data_dim": 2, "width": 4})
-    critic_config = NetworkConfig("toy_critic", {"data_dim": 2, "width": 4, "depth": 1})
-    return save_model(folder, "tiny", build_network(generator_config), build_network(critic_config),
-                      generator_config=generator_config, critic_config=critic_config)
-
-
 CONFIGS = [
     (lambda c: "{not json", "config.json.*not valid JSON"),
     (lambda c: [1, 2], "config.json.*JSON object"),
@@ -300,7 +291,7 @@ CONFIGS = [
 def test_loader_names_the_bad_config(case, tmp_path):
     from ppl_ebm.zoo import load_model
 
-    folder = _save_tiny(tmp_path / "tiny")
+    folder = save_tiny_model(tmp_path / "tiny")
     edit, pattern = CONFIGS[case]
     config = edit(json.loads((folder / "config.json").read_text()))
     (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
@@ -313,7 +304,7 @@ def test_loader_names_a_missing_model_and_a_missing_weights_file(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         load_model("no-such-model")
-    folder = _save_tiny(tmp_path / "tiny")
+    folder = save_tiny_model(tmp_path / "tiny")
     (folder / "critic.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="critic.safetensors"):
         load_model(folder)

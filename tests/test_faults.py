@@ -18,6 +18,7 @@ import torch
 import ppl_ebm
 from ppl_ebm import LatentEBM
 from ppl_ebm.drivers import draw_store
+from problems import save_tiny_model
 
 RUN = dict(num_chains=2, num_warmup=0, num_samples=6, seed=1, progress_bar=False)
 
@@ -119,16 +120,6 @@ def test_a_damaged_store_file_is_named(problem, tmp_path, case):
 
 
 # -- damaged model files --------------------------------------------------------------------------
-def _save_tiny(folder):
-    from ppl_ebm.nets.registry import NetworkConfig, build_network
-    from ppl_ebm.zoo import save_model
-
-    generator_config = NetworkConfig("toy_generator", {"latent_dim": 2, "data_dim": 2, "width": 4})
-    critic_config = NetworkConfig("toy_critic", {"data_dim": 2, "width": 4, "depth": 1})
-    return save_model(folder, "tiny", build_network(generator_config), build_network(critic_config),
-                      generator_config=generator_config, critic_config=critic_config)
-
-
 WEIGHT_DAMAGE = [
     ("generator.safetensors", lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])),
     ("critic.safetensors", lambda p: p.write_bytes(b"\x00" * 16)),
@@ -142,7 +133,7 @@ def test_a_damaged_weights_file_is_named(tmp_path, case):
     from ppl_ebm.zoo import load_model
 
     name, damage = WEIGHT_DAMAGE[case]
-    folder = _save_tiny(tmp_path / "tiny")
+    folder = save_tiny_model(tmp_path / "tiny")
     damage(folder / name)
     with pytest.raises(ValueError, match=name) as error:
         load_model(folder)
