@@ -107,7 +107,7 @@ def run_blackjax(
             bar.update(length * thinning)
             if progress_bar:
                 bar.set_postfix({"step": f"{float(jnp.mean(parameters['step_size'])):.2e}",
-                                 "acc": f"{float(np.mean(piece[1])) / thinning:.2f}"}, refresh=False)
+                                 "acc": f"{float(np.mean(piece[1])) / thinning:.2f}"}, refresh=done >= num_draws)
     end = time.perf_counter()
     positions, acceptance, gradients, divergent = (np.concatenate([piece[i] for piece in pieces]) for i in range(4))
     compile_seconds += sampling_compile

@@ -251,6 +251,8 @@ def run_hmc(
         kernel.watch = watch = Watch(num_warmup, max_seconds, bar if progress_bar else None, cap)
         mcmc.run(jax.random.key(seed), init_params=initial_position, extra_fields=fields)
         watch.finish(mcmc.last_state.num_steps)
+        if progress_bar:
+            bar.refresh()  # the last acceptance and step, however short the run
     end = time.perf_counter()
     kept = max(0, watch.iterations - num_warmup) // thinning
     stopped_in = "warmup" if watch.iterations < num_warmup else "sampling" if kept < num_samples // thinning else None

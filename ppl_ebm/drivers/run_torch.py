@@ -219,7 +219,7 @@ def run_hmc(
             now = time.perf_counter()
             if progress_bar:
                 bar.update(1)
-                if now - shown[0] >= 0.5:
+                if now - shown[0] >= 0.5 or iteration == 0:
                     shown[0] = now
                     logged = kernel.logging()
                     bar.set_postfix({"chain": f"{chain + 1}/{num_chains}", "step": logged.get("step size"),
@@ -278,6 +278,8 @@ def run_hmc(
                           f"per chain): no draws kept, the later chains not run (stats['stopped_in'] == 'warmup'). "
                           "Give more seconds or fewer warmup steps.", RuntimeWarning, stacklevel=2)
             break
+    if progress_bar:
+        bar.refresh()  # the last chain's acceptance and step, however short the run
     bar.close()
     end = time.perf_counter()
     acceptance, step_size, divergences, grad_evals, warmup, seconds, capped = (

@@ -78,7 +78,7 @@ class Watch:
         self.iterations += 1
         if self.bar is not None:
             self.bar.update(1)
-            if now - self._shown >= 0.5:  # formatting every iteration would cost more than NUTS on a toy
+            if now - self._shown >= 0.5 or self.iterations == 1:  # formatting every iteration costs more than a toy's NUTS
                 self._shown = now
                 self.bar.set_postfix({"step": f"{float(step_size):.2e}", "acc": f"{float(acceptance):.2f}"},
                                      refresh=False)
