@@ -33,7 +33,9 @@ How to run
     python diagnostics/benchmark_baselines.py --quick         # smoke sizes
     python diagnostics/benchmark_baselines.py --targets banana --chains 1024
 
-Writes ``--output`` (default ``runs/benchmark_baselines.json``).
+Writes ``--output`` (default ``runs/benchmark_baselines.json``) and, beside it, a figure per
+target (``<output stem>_<target>.png``): the worst coordinate's bias of E[x^2] against gradients
+per chain, one line per sampler, and the ESS per 1000 gradients as bars.
 """
 
 from __future__ import annotations
@@ -89,7 +91,11 @@ def run_one(target, sampler: str, args) -> dict:
     reached = first_low < len(curve)
     grads_to = (grads_per_chain * (warmup_share + (1 - warmup_share) * (first_low + 1) / len(curve))
                 if reached else None)
+    # The bias curve against gradients per chain, at <= 50 points, for the figure.
+    at = np.unique(np.linspace(0, len(curve) - 1, 50).astype(int))
+    spent = grads_per_chain * (warmup_share + (1 - warmup_share) * (at + 1) / len(curve))
     return {
+        "bias_curve": [[float(g), float(b)] for g, b in zip(spent, curve[at])],
         "target": target.name, "sampler": sampler, "chains": args.chains, "ess_bulk_min": summary["ess_bulk_min"],
         "grads": int(np.sum(stats["grad_evals"])), "ess_per_kgrad": 1000 * summary["ess_per_grad"],
         "b2_avg": float(b2.mean()), "b2_max": float(b2.max()), "grads_to_low_bias": grads_to,
@@ -115,6 +121,33 @@ def ratios(rows: list[dict]) -> list[str]:
                 parts.append(f"{name}{star} {row['ess_per_kgrad'] / ref['ess_per_kgrad']:.2f}x")
             lines.append(f"{target}: ESS/grad vs {reference}{mark}: " + ", ".join(parts))
     return lines
+
+
+def plot(rows: list[dict], stem: Path) -> list[Path]:
+    """One figure per target: b2_max against gradients (log-log) and ESS/kgrad bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # here, not at import: the script's import must not change a user's backend
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for target in dict.fromkeys(row["target"] for row in rows):
+        mine = [row for row in rows if row["target"] == target]
+        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        for row in mine:
+            grads, bias = np.asarray(row["bias_curve"]).T
+            left.loglog(grads, bias, label=row["sampler"] + ("" if row["rhat_max"] < RHAT_CONVERGED else " (R-hat > 1.01)"))
+        left.axhline(THRESHOLD, color="grey", linestyle=":")
+        left.set(xlabel="gradients per chain (warmup included)", ylabel="worst-coordinate bias of E[x^2]", title=target)
+        left.legend(fontsize=8)
+        right.bar([row["sampler"] for row in mine], [row["ess_per_kgrad"] for row in mine])
+        right.set(ylabel="bulk ESS (worst coordinate) per 1000 gradients", title=f"{target}: ESS per gradient")
+        figure.tight_layout()
+        path = stem.with_name(f"{stem.stem}_{target}.png")
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        paths.append(path)
+    return paths
 
 
 def main(argv=None) -> dict:
@@ -151,6 +184,8 @@ def main(argv=None) -> dict:
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {"settings": {k: v for k, v in vars(args).items() if k != "output"}, "rows": rows, "ratios": lines}
     output.write_text(json.dumps(report, indent=2))
+    for path in plot(rows, output):
+        print(f"wrote {path}")
     return report
 
 

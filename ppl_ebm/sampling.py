@@ -225,7 +225,8 @@ def sample(
         ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"mala-imh"`` (MALA with an
         independence step from the prior every 2nd step), ``"isir"`` (iterated
         sampling-importance resampling from the prior), ``"ex2mcmc"`` (i-SIR then MALA steps),
-        ``"nuts"`` or ``"hmc"`` (the PPL's own).
+        ``"nuts"`` or ``"hmc"`` (the PPL's own), and on JAX only ``"chees"`` (ChEES-HMC) and
+        ``"meads"`` (MEADS), BlackJAX's many-chain samplers with their own warmup.
     backend
         ``"torch"`` or ``"jax"``.
     num_chains, num_warmup, num_samples, thinning
@@ -258,19 +259,20 @@ def sample(
         (``LatentEBM.to``); JAX runs the whole sampler under ``jax.default_device``. A GPU the
         machine lacks is refused before any work.
     max_seconds
-        A wall-clock budget for warmup and for sampling, each on its own clock (compilation
-        counted in the phase it happens in), so a call runs about ``2 x max_seconds`` at most
-        besides set-up and constrain. Warmup that has not finished when ``max_seconds`` have
-        passed ends the run with no draws (``stats["stopped_in"] == "warmup"``, a
-        ``RuntimeWarning``); otherwise sampling stops once ``max_seconds`` have passed after
-        warmup, keeping every chain's draws so far: the same number for every chain (the
-        fewest any chain reached), ``num_samples`` at most (``stopped_in == "sampling"``).
-        For comparisons at matched sampling time: a pilot's time per draw misleads NUTS/HMC,
-        whose trajectories lengthen as chains move. Our kernels and NumPyro's NUTS/HMC stop
-        between chunks of <= 100 steps; Pyro's chains, run one after another, get
-        ``max_seconds / num_chains`` for each phase, checked every iteration.
-        ``stats["budget_stopped"]`` says whether it cut the run. Not with ``draws_dir`` or
-        ``until``.
+        A wall-clock budget for warmup and for sampling, each on its own clock (warmup's
+        leaves compilation out; sampling's counts the sampling program's), so a call runs
+        about ``2 x max_seconds`` besides set-up, compilation and constrain. Warmup that has not
+        finished when ``max_seconds`` have passed ends the run with no draws
+        (``stats["stopped_in"] == "warmup"``, a ``RuntimeWarning``); otherwise sampling stops
+        once ``max_seconds`` have passed after warmup, keeping every chain's draws so far: the
+        same number for every chain (the fewest any chain reached), ``num_samples`` at most
+        (``stopped_in == "sampling"``). For comparisons at matched sampling time: a pilot's time
+        per draw misleads NUTS/HMC, whose trajectories lengthen as chains move. Our kernels stop
+        between chunks of <= 100 steps; NumPyro's NUTS/HMC at the next iteration (its remaining
+        iterations then do nothing, microseconds each: :mod:`ppl_ebm.ppl.numpyro_watch`); Pyro's
+        chains, run one after another, get ``max_seconds / num_chains`` for each phase, checked
+        every iteration. ``stats["budget_stopped"]`` says whether it cut the run. Not with
+        ``draws_dir`` or ``until``, nor for BlackJAX's samplers (their warmup is one program).
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
@@ -288,6 +290,9 @@ def sample(
         ``max_tree_depth``, ...), each checked by :mod:`ppl_ebm.kernels.ppl_options`; HMC also
         ``max_leapfrog_steps`` (1024, NUTS's bound: at most that many leapfrog steps per
         iteration, a ``RuntimeWarning`` and ``stats["capped_iterations"]`` when it binds).
+        ChEES: ``step_size`` (initial, 0.1), ``learning_rate`` (Adam's, 0.5),
+        ``target_accept_prob`` (0.651), ``max_leapfrog_steps`` (1000); MEADS: none
+        (:mod:`ppl_ebm.kernels.chees_jax`, :mod:`ppl_ebm.kernels.meads_jax`).
 
     Returns
     -------

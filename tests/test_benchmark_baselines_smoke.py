@@ -20,3 +20,4 @@ def test_benchmark_quick_writes_rows_and_ratios(tmp_path):
         assert row["grads"] == 8 * 81 and row["ess_per_kgrad"] > 0 and math.isfinite(row["b2_max"])
     assert written["ratios"][0].startswith("banana: ESS/grad vs mala")
     assert returned["rows"] == written["rows"]
+    assert (tmp_path / "baselines_banana.png").stat().st_size > 0

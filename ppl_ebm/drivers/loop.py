@@ -101,8 +101,10 @@ def run_chunks(
                 bar.set_postfix(advance.logging(chain), refresh=False)
             bar.update(steps)
             # The budget bounds warmup too (a collapsing step made it hang): the run ends with
-            # no draws, as a chain stopped mid-adaptation is not one to keep draws from.
-            if max_seconds is not None and done < num_warmup and time.perf_counter() - start >= max_seconds:
+            # no draws, as a chain stopped mid-adaptation is not one to keep draws from. Its
+            # clock leaves compilation out, as NumPyro's (which compiles before iterating) must.
+            spent = time.perf_counter() - start - (advance.compile_seconds - compile_before)
+            if max_seconds is not None and done < num_warmup and spent >= max_seconds:
                 stopped_in = "warmup"
                 break
         if stopped_in is not None:

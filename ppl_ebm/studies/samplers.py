@@ -138,6 +138,7 @@ def _run(ebm, method: str, config: SamplerStudyConfig, log) -> dict[str, Any]:
         "ess_bulk_min": scaled("ess_bulk_min"), "ess_bulk_median": scaled("ess_bulk_median"),
         "ess_tail_min": scaled("ess_tail_min"), "ess_tail_median": scaled("ess_tail_median"),
         "rhat_max": summary["rhat_max"], "ess_per_second": summary["ess_per_second"],
+        "ess_per_second_no_compile": summary["ess_per_second_no_compile"],
         "ess_per_second_sampling": summary["ess_per_second_sampling"], "ess_per_grad": summary["ess_per_grad"],
         "acceptance_mean": float(np.mean(stats["acceptance"])), "divergences": int(np.sum(stats["divergences"])),
         "independence_acceptance": (float(np.mean(stats["independence_acceptance"]))
