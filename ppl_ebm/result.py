@@ -72,7 +72,7 @@ class Record(Mapping[str, Any]):
 #: Per-chain fields of :class:`SamplerStats`: 1-d arrays with one entry per chain.
 _PER_CHAIN_FIELDS: tuple[str, ...] = (
     "acceptance", "step_size", "divergences", "nonfinite", "stopped", "grad_evals", "independence_acceptance",
-    "potential_evals",
+    "potential_evals", "capped_iterations",
 )
 
 
@@ -106,13 +106,30 @@ class SamplerStats(Record):
         only for samplers that also evaluate the potential alone (``isir``, ``ex2mcmc``:
         their N - 1 proposals per i-SIR step). Absent: every potential came with its gradient.
     wall_seconds : float
-        The whole run, compile and warmup included.
-    compile_seconds, warmup_seconds, sampling_seconds : float
-        Its parts (``compile_seconds`` is the first call's tracing/JIT time; 0 where nothing
-        compiles, NaN where it is not measured apart); summed over sessions when a
-        ``draws_dir`` run was resumed.
+        The whole :func:`ppl_ebm.sample` call, as a stopwatch around it reads: set-up, compile,
+        warmup, sampling and constrain (a bare driver call: its own loop). Never less than the
+        sum of the parts below; the rest is the driver's bookkeeping (kernel initialisation,
+        ``until="converged"``'s checks between blocks).
+    setup_seconds : float
+        Before the sampler's loop: the target built (a model traced, a latent EBM translated
+        to JAX), memory checked, starting points drawn.
+    compile_seconds : float
+        Compilation of the sampler's programs (JAX's tracing and XLA; NumPyro's NUTS/HMC too);
+        0 where nothing compiles (torch); NaN where it is not measured apart.
+    warmup_seconds, sampling_seconds : float
+        The loop's warmup and sampling, compilation left out (it is ``compile_seconds``).
+    constrain_seconds : float
+        After sampling: the draws mapped to their sites' support (a model's constrain pass)
+        and, with ``return_generated``, pushed through the generator.
+        The timing fields are summed over sessions when a ``draws_dir`` run was resumed.
     budget_stopped : bool
         Whether ``max_seconds`` cut the run short.
+    stopped_in : str or None
+        ``"warmup"`` (no draws kept) or ``"sampling"`` when ``max_seconds`` cut the run;
+        absent otherwise.
+    capped_iterations : numpy.ndarray or None
+        ``(chain,)`` int, HMC only: iterations whose trajectory the leapfrog cap
+        (``max_leapfrog_steps``) shortened, warmup included.
     independence_acceptance : numpy.ndarray or None
         ``(chain,)``: only for MALA with ``independence_every``: mean acceptance of its
         independence steps after warmup; for ``ex2mcmc``, of its i-SIR steps.
@@ -142,6 +159,10 @@ class SamplerStats(Record):
     warmup_seconds: float
     sampling_seconds: float
     budget_stopped: bool
+    setup_seconds: float = 0.0
+    constrain_seconds: float = 0.0
+    stopped_in: str | None = None
+    capped_iterations: np.ndarray | None = None
     independence_acceptance: np.ndarray | None = None
     potential_evals: np.ndarray | None = None
     resumed_at_iteration: int | None = None

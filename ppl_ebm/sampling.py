@@ -6,7 +6,9 @@ NumPyro (NUTS/HMC) and our JAX kernels on the JAX translation of the same torch 
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
@@ -44,6 +46,11 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
     check_seed(seed)
     if num_samples % thinning:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of thinning ({thinning}).")
+    if backend not in spec.backends:
+        raise ValueError(f"sampler {spec.name!r} runs on backend {' or '.join(map(repr, spec.backends))} only, "
+                         f"got backend={backend!r}.")
+    if spec.family == "blackjax" and num_warmup < 1:
+        raise ValueError(f"num_warmup must be >= 1 for {spec.name!r}: its tuning is its warmup, got {num_warmup}.")
     options = spec.validate(options, backend)
     if draws_dir is not None:
         check_output_dir(draws_dir, "draws_dir")
@@ -67,6 +74,9 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
         raise ValueError(f"until='converged' continues our kernels' chains ({sampler_names('until')}); "
                          f"{spec.name!r} runs inside the PPL's driver: call its MCMC.run again.")
     if max_seconds is not None:
+        if not spec.has("max_seconds"):
+            raise ValueError(f"max_seconds bounds the samplers {sampler_names('max_seconds')}; {spec.name!r} "
+                             "runs its warmup as one compiled program with no clock.")
         if isinstance(max_seconds, bool) or not isinstance(max_seconds, (int, float)) or not max_seconds > 0:
             raise ValueError(f"max_seconds must be a number of seconds > 0 (or None), got {max_seconds!r}.")
         if draws_dir is not None or until is not None:
@@ -215,7 +225,8 @@ def sample(
         ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"mala-imh"`` (MALA with an
         independence step from the prior every 2nd step), ``"isir"`` (iterated
         sampling-importance resampling from the prior), ``"ex2mcmc"`` (i-SIR then MALA steps),
-        ``"nuts"`` or ``"hmc"`` (the PPL's own).
+        ``"nuts"`` or ``"hmc"`` (the PPL's own), and on JAX only ``"chees"`` (ChEES-HMC) and
+        ``"meads"`` (MEADS), BlackJAX's many-chain samplers with their own warmup.
     backend
         ``"torch"`` or ``"jax"``.
     num_chains, num_warmup, num_samples, thinning
@@ -248,14 +259,20 @@ def sample(
         (``LatentEBM.to``); JAX runs the whole sampler under ``jax.default_device``. A GPU the
         machine lacks is refused before any work.
     max_seconds
-        Stop sampling once this many seconds have passed after warmup (compilation
-        included), keeping every chain's draws so far: the same number for every chain (the
-        fewest any chain reached), ``num_samples`` at most. For comparisons at matched wall
-        time: a pilot's time per draw misleads NUTS/HMC, whose trajectories lengthen as
-        chains move. Our kernels stop between chunks of <= 100 steps; Pyro's chains, run one
-        after another, get ``max_seconds / num_chains`` each; NumPyro samples in segments of
-        <= 10 draws. ``stats["budget_stopped"]`` says whether it cut the run. Not with
-        ``draws_dir`` or ``until``.
+        A wall-clock budget for warmup and for sampling, each on its own clock (warmup's
+        leaves compilation out; sampling's counts the sampling program's), so a call runs
+        about ``2 x max_seconds`` besides set-up, compilation and constrain. Warmup that has not
+        finished when ``max_seconds`` have passed ends the run with no draws
+        (``stats["stopped_in"] == "warmup"``, a ``RuntimeWarning``); otherwise sampling stops
+        once ``max_seconds`` have passed after warmup, keeping every chain's draws so far: the
+        same number for every chain (the fewest any chain reached), ``num_samples`` at most
+        (``stopped_in == "sampling"``). For comparisons at matched sampling time: a pilot's time
+        per draw misleads NUTS/HMC, whose trajectories lengthen as chains move. Our kernels stop
+        between chunks of <= 100 steps; NumPyro's NUTS/HMC at the next iteration (its remaining
+        iterations then do nothing, microseconds each: :mod:`ppl_ebm.ppl.numpyro_watch`); Pyro's
+        chains, run one after another, get ``max_seconds / num_chains`` for each phase, checked
+        every iteration. ``stats["budget_stopped"]`` says whether it cut the run. Not with
+        ``draws_dir`` or ``until``, nor for BlackJAX's samplers (their warmup is one program).
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
@@ -270,7 +287,12 @@ def sample(
         ``mala_steps`` (3 MALA steps after each i-SIR step) and MALA's options but
         ``independence_every`` (see :mod:`ppl_ebm.kernels.isir_jax`); each checked by the
         registry. NUTS/HMC: the PPL kernel's own options (``step_size``, ``target_accept_prob``,
-        ``max_tree_depth``, ...), each checked by :mod:`ppl_ebm.kernels.ppl_options`.
+        ``max_tree_depth``, ...), each checked by :mod:`ppl_ebm.kernels.ppl_options`; HMC also
+        ``max_leapfrog_steps`` (1024, NUTS's bound: at most that many leapfrog steps per
+        iteration, a ``RuntimeWarning`` and ``stats["capped_iterations"]`` when it binds).
+        ChEES: ``step_size`` (initial, 0.1), ``learning_rate`` (Adam's, 0.5),
+        ``target_accept_prob`` (0.651), ``max_leapfrog_steps`` (1000); MEADS: none
+        (:mod:`ppl_ebm.kernels.chees_jax`, :mod:`ppl_ebm.kernels.meads_jax`).
 
     Returns
     -------
@@ -279,6 +301,7 @@ def sample(
         model's flat unconstrained sites in name order;
         ``posterior`` per site; ``stats``; ``to_arviz()``.
     """
+    started = time.perf_counter()  # wall_seconds counts the whole call, checks included
     spec = get_sampler(sampler)
     options = _validate(target, spec, backend, num_chains, num_warmup, num_samples, thinning, sampler_options,
                         until, draws_dir, max_seconds, seed)
@@ -306,7 +329,14 @@ def sample(
         if getattr(target, "dim", None) is None:  # a model: its size is known once traced
             _check_memory(prepared.target, num_chains, kept, draws_dir, return_generated)
         position = _initial(initial_params, prepared, num_chains, backend)
-        if spec.family == "ppl":
+        earlier = 0.0  # a resumed draws_dir run: the sessions before this call
+        setup_end = time.perf_counter()
+        if spec.family == "blackjax":
+            from ppl_ebm.drivers.run_blackjax import run_blackjax
+
+            latents, stats = run_blackjax(spec.module, prepared.target.potential, position, num_warmup, num_samples,
+                                          seed, thinning, progress_bar, options)
+        elif spec.family == "ppl":
             latents, stats = _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning,
                                       progress_bar, options, max_seconds)
         else:
@@ -314,13 +344,16 @@ def sample(
             if draws_dir is not None:
                 store = _open_store(draws_dir, target, position, initial_params, spec.name, backend, num_chains,
                                     num_warmup, num_samples, thinning, seed, options, model_args, model_kwargs)
+                earlier = _earlier_seconds(store)
             latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
                                            seed, thinning, progress_bar, store, max_seconds,
                                            until, target_rhat, target_ess, max_samples)
+        sampled = time.perf_counter()
         posterior = _sites(latents, prepared, backend)
         if prepared.latent:
             latents = posterior["z"]
         generated = _generated(latents, prepared, backend) if return_generated else None
+    stats = _whole_call(stats, started, setup_end, sampled, time.perf_counter(), earlier)
     return SampleResult(
         latents=latents,
         stats=stats,
@@ -331,6 +364,25 @@ def sample(
         posterior=posterior,
         extra={"seed": seed, "num_warmup": num_warmup, "thinning": thinning, **options,
                **({"until": until} if until is not None else {})},
+    )
+
+
+def _earlier_seconds(store) -> float:
+    """The loop seconds a resumed ``draws_dir`` run spent in its earlier sessions (0 when new)."""
+    saved = store.load_checkpoint()
+    return 0.0 if saved is None else float(saved[1].get("wall_seconds", 0.0))
+
+
+def _whole_call(stats, started: float, setup_end: float, sampled: float, ended: float, earlier: float):
+    """``stats`` with ``wall_seconds`` the whole call (the drivers time only their loop, so a
+    model's tracing and constrain pass went uncounted: 7.0 s reported of a 16.0 s call), and
+    the set-up and constrain parts apart. Earlier sessions of a resumed run are added as the
+    loop recorded them."""
+    return dataclasses.replace(
+        stats,
+        wall_seconds=earlier + ended - started,
+        setup_seconds=stats.setup_seconds + setup_end - started,  # the driver's own (kernel init) and ours
+        constrain_seconds=ended - sampled,
     )
 
 
@@ -382,6 +434,7 @@ def _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, t
 def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples, seed, thinning,
                   progress_bar, store, max_seconds, until, target_rhat, target_ess, max_samples):
     """Our kernels: build from the registry, start the chains, run; ``until`` continues them."""
+    started = time.perf_counter()
     sampler = spec.build(backend, options)
     if backend == "torch":
         import torch
@@ -400,6 +453,7 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
         params = langevin_params(options, num_warmup)
         rng_key = jax.random.split(jax.random.key(seed))[0]
     chain = driver.init_chain(sampler, params, prepared.problem, position, rng_key)
+    initialised = time.perf_counter() - started  # set-up: the chains' first potential and gradient
 
     def run_block(chain, count, sink=None, budget=None):
         return driver.run_langevin(sampler, params, prepared.problem, chain, count, thinning, progress_bar, sink,
@@ -407,9 +461,10 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
 
     if until is None:
         _, latents, stats = run_block(chain, num_samples, store, max_seconds)
-        return latents, stats
-    return continue_until_converged(run_block, chain, num_samples, num_warmup, target_rhat, target_ess,
-                                    max_samples, seed)
+    else:
+        latents, stats = continue_until_converged(run_block, chain, num_samples, num_warmup, target_rhat, target_ess,
+                                                  max_samples, seed)
+    return latents, dataclasses.replace(stats, setup_seconds=stats.setup_seconds + initialised)
 
 
 def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 65536) -> dict[str, np.ndarray]:
@@ -419,6 +474,9 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
     if prepared.latent and has_standard_normal_prior(prepared.target):
         return {"z": latents}
     flat = latents.reshape(-1, latents.shape[-1])
+    rows = len(flat)
+    if not rows:  # a run max_seconds stopped in warmup: map one row, for the sites' names and shapes
+        flat = np.zeros((1, latents.shape[-1]), dtype=latents.dtype)
     pieces: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(flat), batch):
         block = np.ascontiguousarray(flat[start : start + batch])
@@ -433,12 +491,15 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
             values = {name: np.asarray(value) for name, value in prepared.target.sites(block).items()}
         for name, value in values.items():
             pieces.setdefault(name, []).append(value)
-    return {name: np.concatenate(parts).reshape(*latents.shape[:2], *parts[0].shape[1:])
+    return {name: np.concatenate(parts)[:rows].reshape(*latents.shape[:2], *parts[0].shape[1:])
             for name, parts in pieces.items()}
 
 
 def _generated(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 4096) -> np.ndarray:
     flat = latents.reshape(-1, latents.shape[-1])
+    rows = len(flat)
+    if not rows:  # no draws (stopped in warmup): one row gives the data's shape
+        flat = np.zeros((1, latents.shape[-1]), dtype=latents.dtype)
     pieces = []
     if backend == "torch":
         import torch
@@ -454,5 +515,5 @@ def _generated(latents: np.ndarray, prepared: _Prepared, backend: str, batch: in
         generate = jax.jit(prepared.target.generate)
         for start in range(0, len(flat), batch):
             pieces.append(np.asarray(generate(flat[start : start + batch])))
-    out = np.concatenate(pieces)
+    out = np.concatenate(pieces)[:rows]
     return out.reshape(*latents.shape[:2], *out.shape[1:])

@@ -128,10 +128,24 @@ PPL_OPTIONS = [
     (dict(sampler="nuts", backend="torch", adapt_step_size="no"), TypeError, "adapt_step_size"),
     (dict(sampler="nuts", backend="jax", foo=1), ValueError, "foo"),
     (dict(sampler="hmc", backend="jax", max_tree_depth=5), ValueError, "max_tree_depth"),
+    (dict(sampler="hmc", backend="torch", max_leapfrog_steps=0), ValueError, "max_leapfrog_steps"),
+    (dict(sampler="nuts", backend="jax", max_leapfrog_steps=64), ValueError, "max_leapfrog_steps"),
+]
+
+# -- BlackJAX's many-chain baselines: JAX only, their own warmup, their options ------------------
+BLACKJAX = [
+    (dict(sampler="chees", backend="torch"), ValueError, "backend 'jax' only"),
+    (dict(sampler="meads", backend="torch"), ValueError, "backend 'jax' only"),
+    (dict(sampler="chees", backend="jax", num_warmup=0), ValueError, "num_warmup"),
+    (dict(sampler="chees", backend="jax", max_seconds=5), ValueError, "max_seconds"),
+    (dict(sampler="chees", backend="jax", learning_rate=-1.0), ValueError, "learning_rate"),
+    (dict(sampler="chees", backend="jax", max_leapfrog_steps=0), ValueError, "max_leapfrog_steps"),
+    (dict(sampler="meads", backend="jax", step_size=0.1), ValueError, "step_size"),
+    (dict(sampler="meads", backend="jax", num_chains=6), ValueError, "num_chains"),
 ]
 
 
-@pytest.mark.parametrize("kwargs, error, pattern", FRONT_DOOR + OPTIONS + PPL_OPTIONS)
+@pytest.mark.parametrize("kwargs, error, pattern", FRONT_DOOR + OPTIONS + PPL_OPTIONS + BLACKJAX)
 def test_sample_refuses_bad_arguments(problem, kwargs, error, pattern):
     arguments = dict(sampler="mala", backend="torch", **RUN)
     arguments.update(kwargs)
@@ -313,6 +327,7 @@ def test_loader_names_a_missing_model_and_a_missing_weights_file(tmp_path):
 def count_cases() -> dict[str, int]:
     """The cases of this module by category (DEVELOPERS.md lists them)."""
     return {"front door": len(FRONT_DOOR) + 1, "sampler options": len(OPTIONS), "PPL NUTS/HMC options": len(PPL_OPTIONS),
+            "BlackJAX baselines": len(BLACKJAX),
             "targets": len(TARGETS), "PPL kernels": len(KERNELS) + 2, "diagnostics": 3, "CLI": CLI_CASES,
             "loaders": len(CONFIGS) + 2}
 

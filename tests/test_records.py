@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 #: Keys of every run's stats (``resumed_at_iteration`` only for our Langevin kernels).
 ALWAYS = {"acceptance", "step_size", "divergences", "nonfinite", "stopped", "grad_evals", "wall_seconds",
-          "compile_seconds", "warmup_seconds", "sampling_seconds", "budget_stopped"}
+          "compile_seconds", "warmup_seconds", "sampling_seconds", "budget_stopped", "setup_seconds",
+          "constrain_seconds"}
 PER_CHAIN = ("acceptance", "step_size", "divergences", "nonfinite", "stopped", "grad_evals")
 
 #: The keys ``summarize`` returned as a dict before ``Summary``, in that dict's order.
@@ -30,7 +31,7 @@ SUMMARY_KEYS = (
     "ess_bulk_min", "ess_bulk_median", "ess_tail_min", "ess_tail_median", "rhat_max", "mcse_mean_max",
     "mcse_sd_max", "iat_max", "iat_median", "scale",
     "ess_bulk_min_scaled", "ess_bulk_median_scaled", "ess_tail_min_scaled", "ess_tail_median_scaled",
-    "mcse_mean_max_scaled", "ess_per_second", "ess_per_second_sampling", "ess_per_grad", "grad_evals",
+    "mcse_mean_max_scaled", "ess_per_second", "ess_per_second_no_compile", "ess_per_second_sampling", "ess_per_grad", "grad_evals",
     "wall_seconds", "sampling_seconds", "chains_total", "chains_nonfinite", "chains_used", "subsampled",
     "draws", "dim", "event_shape",
 )

@@ -72,6 +72,7 @@ COMPARE_COLUMNS: tuple[str, ...] = (
     "grad_evals",
     "wall_seconds",
     "ess_per_second",
+    "ess_per_second_no_compile",
     "ess_per_second_sampling",
     "ess_per_grad",
     "subsampled",
@@ -106,8 +107,10 @@ mcse_sd_max, iat_max, iat_median : float
 mcse_mean_max_scaled : float
         The same extrapolated to all usable chains (equal to the plain ones without
         subsampling); see :func:`summarize`'s Notes.
-    ess_per_second, ess_per_second_sampling, ess_per_grad : float
-        ``ess_bulk_min_scaled`` per wall second, per sampling second, per gradient evaluation.
+    ess_per_second, ess_per_second_no_compile, ess_per_second_sampling, ess_per_grad : float
+        ``ess_bulk_min_scaled`` per wall second (the whole call), per wall second less
+        ``compile_seconds`` (NaN where compile is not measured), per sampling second, per
+        gradient evaluation.
     grad_evals : int or float
         Gradient evaluations of the whole run (NaN when unknown).
     wall_seconds, sampling_seconds : float
@@ -150,6 +153,7 @@ mcse_mean_max_scaled : float
     ess_tail_median_scaled: float
     mcse_mean_max_scaled: float
     ess_per_second: float
+    ess_per_second_no_compile: float
     ess_per_second_sampling: float
     ess_per_grad: float
     grad_evals: int | float
@@ -257,7 +261,9 @@ def summarize(
         undefined dimension shows); ``ess_bulk_min_scaled``,
         ``ess_bulk_median_scaled``, ``ess_tail_min_scaled``, ``ess_tail_median_scaled``,
         ``mcse_mean_max_scaled`` and ``scale`` (see Notes); ``ess_per_second`` =
-        ``ess_bulk_min_scaled / wall_seconds``; ``ess_per_second_sampling`` =
+        ``ess_bulk_min_scaled / wall_seconds``; ``ess_per_second_no_compile`` the same over
+        ``wall_seconds - compile_seconds`` (NaN where compile is not measured apart);
+        ``ess_per_second_sampling`` =
         ``ess_bulk_min_scaled / sampling_seconds`` (excludes compile and warmup);
         ``ess_per_grad`` = ``ess_bulk_min_scaled / grad_evals`` (total over all chains,
         warmup included); ``grad_evals``, ``wall_seconds``, ``sampling_seconds``
@@ -314,6 +320,8 @@ def summarize(
         wall_seconds = stats.get("wall_seconds")
     if sampling_seconds is None:
         sampling_seconds = stats.get("sampling_seconds")
+    # Compile time, when measured, of the run's own wall clock (not of a wall_seconds given here).
+    compile_seconds = _float_or_nan(stats.get("compile_seconds")) if "wall_seconds" in stats else math.nan
     if grad_evals is None:
         grad_evals = stats.get("grad_evals")
     total_grads = math.nan if grad_evals is None else int(np.sum(grad_evals))
@@ -373,6 +381,7 @@ def summarize(
         ess_tail_median_scaled=ess_tail_median * scale,
         mcse_mean_max_scaled=mcse_mean_max / math.sqrt(scale) if n_used else math.nan,
         ess_per_second=_safe_div(ess_ref, wall),
+        ess_per_second_no_compile=_safe_div(ess_ref, wall - compile_seconds),
         ess_per_second_sampling=_safe_div(ess_ref, sampling),
         ess_per_grad=_safe_div(ess_ref, total_grads),
         grad_evals=total_grads,
@@ -462,6 +471,7 @@ def compare(results: Mapping[str, Any], **summarize_kwargs: Any):
                 "grad_evals": s.get("grad_evals", math.nan),
                 "wall_seconds": s.get("wall_seconds", math.nan),
                 "ess_per_second": s.get("ess_per_second", math.nan),
+                "ess_per_second_no_compile": s.get("ess_per_second_no_compile", math.nan),
                 "ess_per_second_sampling": s.get("ess_per_second_sampling", math.nan),
                 "ess_per_grad": s.get("ess_per_grad", math.nan),
                 "subsampled": bool(s.get("subsampled", False)),
@@ -508,6 +518,7 @@ _TABLE_FORMAT: dict[str, tuple[str, str]] = {
     "grad_evals": ("grad_evals", "int"),
     "wall_seconds": ("wall_s", "g"),
     "ess_per_second": ("ess/s", "g"),
+    "ess_per_second_no_compile": ("ess/s_nocomp", "g"),
     "ess_per_second_sampling": ("ess/s_samp", "g"),
     "ess_per_grad": ("ess/grad", "g"),
 }
@@ -517,6 +528,7 @@ _SCALED = {
     "ess_tail_min",
     "mcse_mean_max",
     "ess_per_second",
+    "ess_per_second_no_compile",
     "ess_per_second_sampling",
     "ess_per_grad",
 }

@@ -15,6 +15,7 @@ draws of one long run.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,7 +26,7 @@ from ppl_ebm.drivers.draw_store import (
 )
 from ppl_ebm.result import SamplerStats
 
-__all__ = ["Advance", "run_chunks"]
+__all__ = ["Advance", "run_chunks", "warn_capped", "warn_warmup_stopped"]
 
 
 class Advance(Protocol):
@@ -85,6 +86,7 @@ def run_chunks(
     compile_before = advance.compile_seconds
     warmup_end = start if done >= num_warmup else None
     warmup_compile = 0.0
+    stopped_in = None  # "warmup" or "sampling" once max_seconds ends the run
     with tqdm(total=origin + num_samples - first, disable=not progress_bar, desc=advance.description,
               mininterval=0.5, leave=False) as bar:
         bar.update(done - first)
@@ -98,11 +100,20 @@ def run_chunks(
             if progress_bar:  # the postfix reads device values: only with a visible bar
                 bar.set_postfix(advance.logging(chain), refresh=False)
             bar.update(steps)
-        if warmup_end is None:
+            # The budget bounds warmup too (a collapsing step made it hang): the run ends with
+            # no draws, as a chain stopped mid-adaptation is not one to keep draws from. Its
+            # clock leaves compilation out, as NumPyro's (which compiles before iterating) must.
+            spent = time.perf_counter() - start - (advance.compile_seconds - compile_before)
+            if max_seconds is not None and done < num_warmup and spent >= max_seconds:
+                stopped_in = "warmup"
+                break
+        if stopped_in is not None:
+            pass
+        elif warmup_end is None:
             warmup_end = time.perf_counter()
             warmup_compile = advance.compile_seconds - compile_before
-        kept = (done - origin) // thinning
-        while kept < num_draws:
+        kept = max(0, done - origin) // thinning
+        while stopped_in is None and kept < num_draws:
             count = min(per_chunk, num_draws - kept)
             chain, block = advance(chain, count, thinning, True)
             sink.write(kept, block)
@@ -114,11 +125,16 @@ def run_chunks(
             if progress_bar:
                 bar.set_postfix(advance.logging(chain), refresh=False)
             bar.update(count * thinning)
-            if max_seconds is not None and time.perf_counter() - warmup_end >= max_seconds:
+            if max_seconds is not None and kept < num_draws and time.perf_counter() - warmup_end >= max_seconds:
+                stopped_in = "sampling"
                 break
     end = time.perf_counter()
     compile_seconds = advance.compile_seconds - compile_before
+    if warmup_end is None:  # stopped in warmup: every compile was warmup's
+        warmup_compile = compile_seconds
     warmup_seconds, sampling_seconds = phase_seconds(start, warmup_end, end)
+    if stopped_in == "warmup":
+        warn_warmup_stopped(max_seconds, done, num_warmup)
     stats = SamplerStats(
         **advance.chain_stats(chain),
         divergences=np.zeros(num_chains, dtype=np.int64),
@@ -128,7 +144,8 @@ def run_chunks(
         warmup_seconds=previous.get("warmup_seconds", 0.0) + warmup_seconds - warmup_compile,
         sampling_seconds=previous.get("sampling_seconds", 0.0) + sampling_seconds - (compile_seconds - warmup_compile),
         resumed_at_iteration=int(resumed_at) if sink.resumable else 0,
-        budget_stopped=kept < num_draws,
+        budget_stopped=stopped_in is not None,
+        stopped_in=stopped_in,
     )
     draws = sink.draws()
     return chain, (draws[:, :kept] if kept < num_draws else draws), stats
@@ -146,3 +163,21 @@ def _evaluations(advance: Advance, chain: Any, num_chains: int) -> dict[str, np.
     gradients, potentials = count(iteration)
     return {"grad_evals": np.full(num_chains, gradients, dtype=np.int64),
             "potential_evals": np.full(num_chains, potentials, dtype=np.int64)}
+
+
+def warn_capped(counts: np.ndarray) -> np.ndarray:
+    """Per-chain iterations HMC's leapfrog cap shortened, with a warning when there are any."""
+    if counts.sum():
+        warnings.warn(f"HMC's leapfrog cap (max_leapfrog_steps) shortened {int(counts.sum())} iteration(s) over "
+                      f"{int((counts > 0).sum())} chain(s) (stats['capped_iterations']): the adapted step "
+                      "collapsed, so trajectories are shorter than trajectory_length. The target is narrow or "
+                      "ill-conditioned there; NUTS, a mass matrix or a reparametrisation may suit it better.",
+                      RuntimeWarning, stacklevel=2)
+    return counts
+
+
+def warn_warmup_stopped(max_seconds: float, done: int, num_warmup: int) -> None:
+    """The warning of a run ``max_seconds`` ended in warmup (no draws are kept from it)."""
+    warnings.warn(f"max_seconds={max_seconds:g} ended the run in warmup, after {done} of {num_warmup} warmup "
+                  "steps: no draws kept (stats['stopped_in'] == 'warmup'). Give more seconds or fewer "
+                  "warmup steps.", RuntimeWarning, stacklevel=3)

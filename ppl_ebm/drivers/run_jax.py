@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numpyro.infer import HMC, MCMC, NUTS
+from numpyro.infer import MCMC, NUTS
 
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
@@ -209,67 +209,74 @@ def run_hmc(
     **kernel_kwargs,
 ) -> tuple[np.ndarray, SamplerStats]:
     """NumPyro's NUTS or HMC on a batched potential, all chains vectorised in one program
-    (``chain_method="vectorized"``). Gradient evaluations are NumPyro's ``num_steps``.
+    (``chain_method="vectorized"``), run by NumPyro's own ``MCMC.run`` (warmup and sampling in
+    one call, so one program is compiled).
 
-    Compilation is part of NumPyro's warmup and sampling calls; it is not reported apart.
-    ``max_seconds``: sampling runs in segments of <= 10 draws, each continuing from the
-    last state (NumPyro's ``post_warmup_state = last_state``), until that many seconds
-    have passed after warmup.
+    Each iteration reports to the host (:mod:`ppl_ebm.ppl.numpyro_watch`): one progress bar
+    with the chains' mean acceptance and step, the time warmup ends, the leapfrog steps
+    (gradient evaluations) per chain, and the deadline: ``max_seconds`` bounds warmup (from
+    its first iteration) and sampling (from the end of warmup) alike;
+    past it the remaining iterations do nothing. A warmup cut short keeps no draws
+    (``stopped_in="warmup"``, a warning). HMC takes at most ``max_leapfrog_steps`` (1024)
+    leapfrog steps an iteration (:class:`~ppl_ebm.ppl.numpyro_hmc_cap.CappedHMC`).
+    ``compile_seconds`` is the time before the first iteration: NumPyro's tracing and
+    compilation (all but a few milliseconds of it) and the chains' initialisation (the first
+    gradient, the initial step search); it cannot be interrupted, so ``max_seconds`` cannot cut
+    it. NumPyro compiles its loop afresh on every ``run`` (its ``fori_collect`` wraps the body in
+    a new ``jit`` each time), so no program is kept across calls. (JAX's own compile events,
+    summed, overcount: a nested function's tracing is inside its caller's.)
     """
+    from tqdm.auto import tqdm
+
+    from ppl_ebm.drivers.loop import warn_capped, warn_warmup_stopped
+    from ppl_ebm.ppl.numpyro_hmc_cap import DEFAULT_MAX_LEAPFROG_STEPS, CappedHMC
+    from ppl_ebm.ppl.numpyro_watch import Watch, watched
 
     def one_chain_potential(position):
         return potential_fn(position[None])[0]
 
-    kernel_class = {"nuts": NUTS, "hmc": HMC}[sampler]
-    kernel_kwargs = check_ppl_options(kernel_class.__name__, kernel_kwargs, "jax")
-    num_chains = initial_position.shape[0]
-    fields = ("num_steps", "diverging", "accept_prob", "adapt_state.step_size")
-    segment = num_samples if max_seconds is None else thinning * max(1, min(num_samples // thinning, 10))
-    mcmc = MCMC(
-        kernel_class(potential_fn=one_chain_potential, **kernel_kwargs),
-        num_warmup=num_warmup,
-        num_samples=segment,
-        thinning=thinning,
-        num_chains=num_chains,
-        chain_method="vectorized",
-        progress_bar=progress_bar,
-    )
-    rng_key = jax.random.key(seed)
-    start = time.perf_counter()
-    warmup_steps = np.zeros(num_chains, dtype=np.int64)
-    if num_warmup > 0:
-        mcmc.warmup(rng_key, init_params=initial_position, extra_fields=("num_steps",), collect_warmup=True)
-        warmup_steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"]).sum(axis=1)
-        rng_key = mcmc.post_warmup_state.rng_key
-        init = None
+    kernel_kwargs = check_ppl_options(sampler.upper(), kernel_kwargs, "jax")
+    cap = kernel_kwargs.pop("max_leapfrog_steps", DEFAULT_MAX_LEAPFROG_STEPS) if sampler == "hmc" else None
+    if sampler == "hmc":
+        kernel = watched(CappedHMC)(potential_fn=one_chain_potential, max_leapfrog_steps=cap, **kernel_kwargs)
     else:
-        init = initial_position
-    warmup_end = time.perf_counter()
-    pieces, extras, generated = [], [], 0
-    while generated < num_samples:
-        mcmc.run(rng_key, init_params=init, extra_fields=fields)
-        pieces.append(np.asarray(mcmc.get_samples(group_by_chain=True)))
-        extras.append({name: np.asarray(value) for name, value in mcmc.get_extra_fields(group_by_chain=True).items()})
-        generated += segment
-        if max_seconds is None or time.perf_counter() - warmup_end >= max_seconds:
-            break
-        mcmc.post_warmup_state = mcmc.last_state  # the next segment continues this one
-        rng_key, init = mcmc.post_warmup_state.rng_key, None
+        kernel = watched(NUTS)(potential_fn=one_chain_potential, **kernel_kwargs)
+    num_chains, dim = initial_position.shape
+    fields = ("diverging", "accept_prob", "adapt_state.step_size")
+    mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=num_samples, thinning=thinning, num_chains=num_chains,
+                chain_method="vectorized", progress_bar=False)
+    start = time.perf_counter()
+    with tqdm(total=num_warmup + num_samples, disable=not progress_bar, desc=f"{sampler} (numpyro)",
+              mininterval=0.5, leave=False) as bar:
+        kernel.watch = watch = Watch(num_warmup, max_seconds, bar if progress_bar else None, cap)
+        mcmc.run(jax.random.key(seed), init_params=initial_position, extra_fields=fields)
+        watch.finish(mcmc.last_state.num_steps)
+        if progress_bar:
+            bar.refresh()  # the last acceptance and step, however short the run
     end = time.perf_counter()
-    draws = np.concatenate(pieces, axis=1)[:, : num_samples // thinning]
-    extra = {name: np.concatenate([piece[name] for piece in extras], axis=1)[:, : draws.shape[1]] for name in fields}
+    kept = max(0, watch.iterations - num_warmup) // thinning
+    stopped_in = "warmup" if watch.iterations < num_warmup else "sampling" if kept < num_samples // thinning else None
+    if stopped_in == "warmup":
+        warn_warmup_stopped(max_seconds, watch.iterations, num_warmup)
+        kept = 0
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True))[:, :kept].reshape(num_chains, kept, dim)
+    extra = {name: np.asarray(value)[:, :kept] for name, value in mcmc.get_extra_fields(group_by_chain=True).items()}
+    warmup_end = end if watch.warmup_end is None else watch.warmup_end
+    first_call = end if watch.first_call is None else watch.first_call
     stats = SamplerStats(
-        acceptance=extra["accept_prob"].mean(axis=1),
-        step_size=extra["adapt_state.step_size"][:, -1],
+        acceptance=extra["accept_prob"].mean(axis=1) if kept else np.full(num_chains, np.nan),
+        step_size=np.asarray(mcmc.last_state.adapt_state.step_size, dtype=np.float64).reshape(num_chains),
         divergences=extra["diverging"].sum(axis=1).astype(np.int64),
         nonfinite=np.zeros(num_chains, dtype=np.int64),
         stopped=np.zeros(num_chains, dtype=bool),
-        # Sampling-phase num_steps are recorded only for kept (thinned) draws; scale up.
-        grad_evals=(warmup_steps + extra["num_steps"].sum(axis=1) * thinning).astype(np.int64),
+        grad_evals=np.zeros(num_chains, dtype=np.int64) if watch.leapfrog_steps is None else watch.leapfrog_steps,
         wall_seconds=end - start,
-        compile_seconds=float("nan"),
-        warmup_seconds=warmup_end - start,
+        compile_seconds=first_call - start,
+        warmup_seconds=warmup_end - first_call,
         sampling_seconds=end - warmup_end,
-        budget_stopped=draws.shape[1] < num_samples // thinning,
+        budget_stopped=stopped_in is not None,
+        stopped_in=stopped_in,
+        capped_iterations=None if cap is None else warn_capped(
+            np.zeros(num_chains, dtype=np.int64) if watch.capped is None else watch.capped),
     )
-    return draws.reshape(num_chains, draws.shape[1], -1), stats
+    return draws, stats

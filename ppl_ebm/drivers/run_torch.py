@@ -10,16 +10,18 @@ as documented on :class:`ppl_ebm.result.SampleResult`.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 import pyro
 import torch
-from pyro.infer import HMC, MCMC, NUTS
+from pyro.infer import MCMC, NUTS
 
-from ppl_ebm.drivers.loop import run_chunks
+from ppl_ebm.drivers.loop import warn_capped, run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
+from ppl_ebm.ppl.pyro_hmc_cap import CappedHMC
 from ppl_ebm.kernels.langevin_torch import Proposal, batched_value_and_grad
 from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState
 from ppl_ebm.kernels.adaptation.mass_matrix import reported_inverse_mass
@@ -182,36 +184,56 @@ def run_hmc(
     Pyro runs one chain per kernel and parallel chains as one process each (maintainers:
     no plan to vectorise); on a 2-core machine processes only add start-up cost, so chains run
     sequentially, chain ``c`` seeded with ``seed + c``. ``potential_fn`` is batched
-    ``(chains, dim) -> (chains,)``; ``initial_position`` is ``(chains, dim)``.
+    ``(chains, dim) -> (chains,)``; ``initial_position`` is ``(chains, dim)``. HMC is
+    :class:`~ppl_ebm.ppl.pyro_hmc_cap.CappedHMC` (``max_leapfrog_steps``, 1024 by default).
 
-    ``max_seconds``: each chain samples for at most ``max_seconds / chains`` after its warmup
-    (Pyro's MCMC has no stopping rule, so a hook keeps the draws and ends the run); every
-    chain then keeps as many draws as the shortest.
+    ``max_seconds``: each chain gets ``max_seconds / chains`` for its warmup and as much for
+    its sampling (Pyro's MCMC has no stopping rule, so a per-iteration hook ends the chain);
+    every chain then keeps as many draws as the shortest. A chain whose warmup ran out of time
+    ends the run with no draws (``stopped_in="warmup"``): the chains after it are not run.
+
+    Progress: one bar over every chain's iterations (Pyro's own bar, one per chain, is off),
+    showing the chain running and its step size and acceptance, fed by the same hook.
     """
+    from tqdm.auto import tqdm
 
     def one_chain_potential(params):
         return potential_fn(params["z"].unsqueeze(0)).squeeze(0)
 
-    kernel_class = {"nuts": NUTS, "hmc": HMC}[sampler]
-    kernel_kwargs = check_ppl_options(kernel_class.__name__, kernel_kwargs, "torch")
+    kernel_class = {"nuts": NUTS, "hmc": CappedHMC}[sampler]
+    kernel_kwargs = check_ppl_options(sampler.upper(), kernel_kwargs, "torch")
     num_chains = initial_position.shape[0]
     chains, rows = [], []
+    stopped_in = None
     start = time.perf_counter()
     chain_budget = None if max_seconds is None else max_seconds / num_chains
+    bar = tqdm(total=num_chains * (num_warmup + num_samples), disable=not progress_bar, desc=f"{sampler} (pyro)",
+               mininterval=0.5, leave=False)
+    shown = [0.0]
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
         counting = _CountingPotential(one_chain_potential)
         warmup_done, kept = [], []
 
         def hook(kernel, params, stage, iteration):
+            now = time.perf_counter()
+            if progress_bar:
+                bar.update(1)
+                if now - shown[0] >= 0.5 or iteration == 0:
+                    shown[0] = now
+                    logged = kernel.logging()
+                    bar.set_postfix({"chain": f"{chain + 1}/{num_chains}", "step": logged.get("step size"),
+                                     "acc": logged.get("acc. prob")}, refresh=False)
             if stage.startswith("Warmup"):
                 if iteration == num_warmup - 1:
-                    warmup_done.append(time.perf_counter())
+                    warmup_done.append(now)
+                elif chain_budget is not None and now - chain_start >= chain_budget:
+                    raise _BudgetReached("warmup")
                 return
             if chain_budget is not None:
                 kept.append(params["z"].detach().clone())
-                if time.perf_counter() - (warmup_done[0] if warmup_done else chain_start) >= chain_budget:
-                    raise _BudgetReached
+                if now - (warmup_done[0] if warmup_done else chain_start) >= chain_budget:
+                    raise _BudgetReached("sampling")
 
         mcmc = MCMC(
             kernel_class(potential_fn=counting, **kernel_kwargs),
@@ -220,7 +242,7 @@ def run_hmc(
             initial_params={"z": initial_position[chain]},
             transforms={},
             hook_fn=hook,
-            disable_progbar=not progress_bar,
+            disable_progbar=True,  # our one bar over all chains instead
         )
         chain_start = time.perf_counter()
         try:
@@ -229,25 +251,45 @@ def run_hmc(
             # The kernel's tallies MCMC kept at the end of the chain, not MCMC.diagnostics(): that
             # one also computes R-hat and ESS, which fail on fewer than 4 draws, after the run.
             diagnostics = mcmc._diagnostics[0]
-        except _BudgetReached:
-            draws = torch.stack(kept)
+        except _BudgetReached as reached:
+            if reached.args[0] == "sampling" and kept:
+                draws = torch.stack(kept)
+                if len(draws) < num_samples:
+                    stopped_in = stopped_in or "sampling"
+            else:
+                draws = initial_position[chain].new_zeros((0, initial_position.shape[1]))
+                stopped_in = "warmup"
             diagnostics = mcmc.kernel.diagnostics()  # the run's tallies so far (MCMC's need a finished run)
         chain_end = time.perf_counter()
         chains.append(draws[thinning - 1 :: thinning].detach().cpu().numpy())
         rows.append(
             (
-                float(diagnostics["acceptance rate"] if diagnostics["acceptance rate"] is not None else np.nan),
+                float(diagnostics["acceptance rate"] if diagnostics.get("acceptance rate") is not None else np.nan),
                 float(mcmc.kernel.step_size),
-                len(diagnostics["divergences"] or []),
+                len(diagnostics.get("divergences") or []),
                 counting.calls,
-                (warmup_done[0] if warmup_done else chain_start) - chain_start,
+                (warmup_done[0] if warmup_done else chain_end) - chain_start,
                 chain_end - chain_start,
+                getattr(mcmc.kernel, "capped_iterations", 0),
             )
         )
+        if stopped_in == "warmup":
+            warnings.warn(f"max_seconds={max_seconds:g} ended Pyro's chain {chain} in warmup ({chain_budget:.3g} s "
+                          f"per chain): no draws kept, the later chains not run (stats['stopped_in'] == 'warmup'). "
+                          "Give more seconds or fewer warmup steps.", RuntimeWarning, stacklevel=2)
+            break
+    if progress_bar:
+        bar.refresh()  # the last chain's acceptance and step, however short the run
+    bar.close()
     end = time.perf_counter()
-    acceptance, step_size, divergences, grad_evals, warmup, seconds = (
+    acceptance, step_size, divergences, grad_evals, warmup, seconds, capped = (
         np.array(column) for column in zip(*rows)
     )
+    pad = num_chains - len(rows)  # chains never run after a warmup stop: nothing to report
+    if pad:
+        acceptance, step_size = np.pad(acceptance, (0, pad), constant_values=np.nan), np.pad(
+            step_size, (0, pad), constant_values=np.nan)
+        divergences, grad_evals, capped = (np.pad(column, (0, pad)) for column in (divergences, grad_evals, capped))
     stats = SamplerStats(
         acceptance=acceptance,
         step_size=step_size,
@@ -259,10 +301,12 @@ def run_hmc(
         compile_seconds=0.0,
         warmup_seconds=float(np.sum(warmup)),
         sampling_seconds=float(np.sum(seconds - warmup)),
-        budget_stopped=any(len(draws) < num_samples // thinning for draws in chains),
+        budget_stopped=stopped_in is not None,
+        stopped_in=stopped_in,
+        capped_iterations=warn_capped(capped.astype(np.int64)) if sampler == "hmc" else None,
     )
     shortest = min(len(draws) for draws in chains)
-    return np.stack([draws[:shortest] for draws in chains]), stats
+    return np.stack([draws[:shortest] for draws in chains] + [chains[0][:0]] * pad), stats
 
 
 class _BudgetReached(Exception):

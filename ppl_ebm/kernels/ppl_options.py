@@ -4,7 +4,8 @@ Pyro and NumPyro check few of their kernels' arguments: a negative or NaN step s
 without moving (NumPyro) or loops in its step-size search (Pyro), a string fails deep inside a
 traced program. So the registry's ``"nuts"`` and ``"hmc"`` entries check here what the PPLs
 would take, by the names the PPLs use; what the front door sets itself (``model``,
-``potential_fn``, ``transforms``, ``init_strategy``) is not an option.
+``potential_fn``, ``transforms``, ``init_strategy``) is not an option. ``max_leapfrog_steps`` is
+ours, not the PPLs': HMC's cap on leapfrog steps per iteration (:mod:`ppl_ebm.ppl.numpyro_hmc_cap`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "num_steps": _num_steps,
     "target_accept_prob": partial(check_real, low=0.0, high=1.0),
     "max_tree_depth": _max_tree_depth,
+    "max_leapfrog_steps": _max_tree_depth,  # an int >= 1 too
     "min_stepsize": _positive,
     "max_stepsize": _positive,
     "jit_options": _jit_options,
@@ -54,11 +56,11 @@ PPL_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("NUTS", "torch"): (*_COMMON, "full_mass", "use_multinomial_sampling", "max_tree_depth", "jit_compile",
                         "jit_options", "ignore_jit_warnings"),
     ("HMC", "torch"): (*_COMMON, "full_mass", "trajectory_length", "num_steps", "jit_compile", "jit_options",
-                       "ignore_jit_warnings", "min_stepsize", "max_stepsize"),
+                       "ignore_jit_warnings", "min_stepsize", "max_stepsize", "max_leapfrog_steps"),
     ("NUTS", "jax"): (*_COMMON, "dense_mass", "trajectory_length", "max_tree_depth", "find_heuristic_step_size",
                       "forward_mode_differentiation", "regularize_mass_matrix"),
     ("HMC", "jax"): (*_COMMON, "dense_mass", "trajectory_length", "num_steps", "find_heuristic_step_size",
-                     "forward_mode_differentiation", "regularize_mass_matrix"),
+                     "forward_mode_differentiation", "regularize_mass_matrix", "max_leapfrog_steps"),
 }
 
 

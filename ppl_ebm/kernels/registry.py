@@ -45,9 +45,12 @@ class Option:
 @dataclass(frozen=True)
 class SamplerSpec:
     """A sampler: ``family`` ``"langevin"`` (our batched kernels, built as
-    :class:`~ppl_ebm.kernels.samplers_jax.LangevinSampler`) or ``"ppl"`` (the PPL's own NUTS/HMC,
-    whose options are checked by :mod:`ppl_ebm.kernels.ppl_options` and passed to its kernel); ``kernel`` is the Langevin kernel
-    (``"ula"``, ``"mala"``) or the PPL class name (``"NUTS"``, ``"HMC"``)."""
+    :class:`~ppl_ebm.kernels.samplers_jax.LangevinSampler`), ``"ppl"`` (the PPL's own NUTS/HMC,
+    whose options are checked by :mod:`ppl_ebm.kernels.ppl_options` and passed to its kernel)
+    or ``"blackjax"`` (a BlackJAX many-chain sampler with its own warmup, run by
+    :mod:`ppl_ebm.drivers.run_blackjax` from ``kernels/<module>_jax.py``); ``kernel`` is the
+    Langevin kernel (``"ula"``, ``"mala"``), the PPL class name (``"NUTS"``, ``"HMC"``) or the
+    BlackJAX sampler's name. ``backends``: where it runs."""
 
     name: str
     family: str
@@ -58,6 +61,7 @@ class SamplerSpec:
     # Its own kernel files kernels/<module>_torch.py and <module>_jax.py, each with build(kernel,
     # options); None: the ULA/MALA LangevinSampler of kernels/samplers_*.
     module: str | None = None
+    backends: tuple[str, ...] = BACKENDS
 
     def has(self, capability: str) -> bool:
         return capability in self.capabilities
@@ -244,4 +248,17 @@ register(SamplerSpec(
     "ex2mcmc", "langevin", "ex2mcmc", "Ex2MCMC: every i-SIR step followed by mala_steps MALA steps",
     (_PARTICLES, Option("mala_steps", 3, lambda k: check_int("mala_steps", k, 1), "k MALA steps per i-SIR step"),
      *_mala_options(None)[:-1]), _GLOBAL, module="isir",
+))
+# Many-chain baselines through BlackJAX (JAX only; kernels/chees_jax.py, meads_jax.py).
+register(SamplerSpec(
+    "chees", "blackjax", "chees", "ChEES-HMC (BlackJAX): jittered HMC, step and trajectory length tuned across chains",
+    (Option("step_size", 0.1, _positive_float("step_size"), "initial step size (BlackJAX's test)"),
+     Option("learning_rate", 0.5, _positive_float("learning_rate"), "Adam's rate for the trajectory length"),
+     Option("target_accept_prob", 0.651, _probability, "harmonic-mean acceptance (Hoffman et al. 2021)"),
+     Option("max_leapfrog_steps", 1000, lambda n: check_int("max_leapfrog_steps", n, 1), "cap per trajectory")),
+    frozenset(), module="chees", backends=("jax",),
+))
+register(SamplerSpec(
+    "meads", "blackjax", "meads", "MEADS (BlackJAX): generalised HMC tuned from cross-chain statistics over 4 folds",
+    (), frozenset(), module="meads", backends=("jax",),
 ))

@@ -39,7 +39,7 @@ __all__ = ["ALL_METHODS", "COMPARE_MODEL", "DEFAULT_METHODS", "CompareConfig", "
 BASELINES = ("generator", "drs", "mh_gan", "dot")
 # Every registered sampler on both backends, e.g. "mala-imh/jax": MALA whose every
 # INDEPENDENCE_EVERY-th step (the registry's default) is an independence step from the prior.
-MCMC_METHODS = tuple(f"{s}/{b}" for b in BACKENDS for s in sampler_names())
+MCMC_METHODS = tuple(f"{s}/{b}" for b in BACKENDS for s in sampler_names() if b in get_sampler(s).backends)
 INDEPENDENCE_EVERY = get_sampler("mala-imh").validate({})["independence_every"]
 ALL_METHODS = BASELINES + MCMC_METHODS
 # NUTS/HMC build deep trees on these rough critic landscapes (Pyro's NUTS took minutes per

@@ -38,15 +38,18 @@ from ppl_ebm.zoo.store import latent_ebm_of, load_model
 __all__ = ["METHODS", "SamplerStudyConfig", "run_sampler_study"]
 
 # "pyro-nuts-1": Pyro's NUTS on one chain, the way users run it today.
-# Then every registered sampler on both backends (the PPL's own first, as before).
+# Then every registered sampler on the backends it runs on (the PPL's own first, as before;
+# BlackJAX's many-chain baselines last, JAX only).
 METHODS = ("pyro-nuts-1",) + tuple(
-    f"{s}/{b}" for family in ("ppl", "langevin") for s in sampler_names(family=family) for b in BACKENDS)
+    f"{s}/{b}" for family in ("ppl", "langevin", "blackjax") for s in sampler_names(family=family)
+    for b in get_sampler(s).backends)
 
 
 @dataclass
 class SamplerStudyConfig:
     models: tuple[str, ...] = ("25gaussians-nsgan", "swissroll-nsgan")
-    methods: tuple[str, ...] = METHODS
+    # BlackJAX's baselines (no wall-clock budget) only when named.
+    methods: tuple[str, ...] = tuple(m for m in METHODS if not m.startswith(("chees/", "meads/")))
     budget_seconds: float = 30.0
     langevin_chains: int = 1000
     torch_hmc_chains: int = 4
@@ -87,6 +90,8 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
         if spec.validate({}).get("independence_every") is not None:  # mala-imh: the study's cycle length
             options["independence_every"] = config.independence_every
         return sampler, backend, config.langevin_chains, options
+    if spec.family == "blackjax":  # many-chain baselines: as many chains as ours, BlackJAX's own tuning
+        return sampler, backend, config.langevin_chains, {}
     # HMC with 16 leapfrog steps: the default trajectory length 2 pi becomes thousands of steps
     # whenever the step adapts small on these rough critic landscapes. NumPyro keeps num_steps
     # fixed when trajectory_length is None. Pyro keeps trajectory_length = num_steps x the
@@ -100,6 +105,9 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
     return sampler, backend, config.torch_hmc_chains if backend == "torch" else config.jax_hmc_chains, options
 
 
+#: Draws per chain of a method without ``max_seconds`` (BlackJAX's baselines).
+UNTIMED_DRAWS = 2000
+
 #: Fewest draws per chain a method is measured on (the budget is exceeded to reach them).
 MIN_DRAWS = 20
 
@@ -109,10 +117,12 @@ RHAT_CONVERGED = 1.01
 
 def _run(ebm, method: str, config: SamplerStudyConfig, log) -> dict[str, Any]:
     sampler, backend, chains, options = _settings(method, config)
+    timed = get_sampler(sampler).has("max_seconds")  # BlackJAX's warmup is one program: no clock to cut it
     run = lambda draws, budget: sample(  # noqa: E731
         ebm, sampler, backend, num_chains=chains, num_warmup=config.warmup, num_samples=draws, seed=config.seed,
-        progress_bar=False, max_seconds=budget, **options)
-    result = run(config.max_draws, config.budget_seconds)
+        progress_bar=False, max_seconds=budget if timed else None, **options)
+    # Without a clock, a fixed length: 2000 draws (or max_draws) a chain.
+    result = run(config.max_draws if timed else min(config.max_draws, UNTIMED_DRAWS), config.budget_seconds)
     if result.num_draws < MIN_DRAWS:
         # Too few draws for ESS: the same run again, to MIN_DRAWS draws (its own time is what ESS/s uses).
         log(f"  {method}: {result.num_draws} draws in the budget; running to {MIN_DRAWS}")
@@ -128,6 +138,7 @@ def _run(ebm, method: str, config: SamplerStudyConfig, log) -> dict[str, Any]:
         "ess_bulk_min": scaled("ess_bulk_min"), "ess_bulk_median": scaled("ess_bulk_median"),
         "ess_tail_min": scaled("ess_tail_min"), "ess_tail_median": scaled("ess_tail_median"),
         "rhat_max": summary["rhat_max"], "ess_per_second": summary["ess_per_second"],
+        "ess_per_second_no_compile": summary["ess_per_second_no_compile"],
         "ess_per_second_sampling": summary["ess_per_second_sampling"], "ess_per_grad": summary["ess_per_grad"],
         "acceptance_mean": float(np.mean(stats["acceptance"])), "divergences": int(np.sum(stats["divergences"])),
         "independence_acceptance": (float(np.mean(stats["independence_acceptance"]))

@@ -17,6 +17,7 @@ _COLUMNS = (
     ("chains", "chains", "{:d}"), ("draws_per_chain", "draws", "{:d}"), ("ess_bulk_min", "ESS bulk min", "{:.0f}"),
     ("ess_bulk_median", "ESS bulk med", "{:.0f}"), ("ess_tail_min", "ESS tail min", "{:.0f}"),
     ("rhat_max", "R-hat", "{:.3f}"), ("ess_per_second", "ESS/s (all)", "{:.3g}"),
+    ("ess_per_second_no_compile", "ESS/s (no compile)", "{:.3g}"),
     ("ess_per_second_sampling", "ESS/s (sampling)", "{:.3g}"), ("ess_per_grad", "ESS/grad", "{:.2g}"),
     ("acceptance_mean", "accept", "{:.2f}"), ("independence_acceptance", "jump accept", "{:.2f}"),
     ("divergences", "div", "{:d}"), ("wall_seconds", "wall s", "{:.1f}"),
