@@ -11,6 +11,9 @@ for every row, so rows are paired):
 
 * ``floor``: a fresh data sample of n points against the repeat's data draw;
 * ``generator``: n generator samples (latents from the N(0, I) prior, ``--seed``);
+* ``centres`` (sets with discrete modes): the fresh data sample with every point moved to its
+  nearest mode centre, i.e. the right mode counts and infinitely sharp modes; it shows whether
+  sharpening the modes (what DDLS does to a GAN's blurred modes) lowers the figure;
 * ``goal``: the issue-14 target for DDLS, ``--goal-ratio`` times the generator's figure, and
   whether that lies below the floor, i.e. below what a sampler whose draws *are* the data
   distribution scores on average.
@@ -43,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ppl_ebm.data import sample_dataset
+from ppl_ebm.data import dataset_spec, sample_dataset
 from ppl_ebm.metrics import w2sq_repeated
 from ppl_ebm.validation import check_output_dir
 from ppl_ebm.zoo.store import load_model
@@ -66,6 +69,12 @@ def measure(model_name: str, points: list[int], repeats: int, goal_ratio: float,
     with torch.no_grad():
         latents = torch.randn(largest, latent_dim, generator=torch.Generator().manual_seed(seed))
         generated = model.generator(latents).numpy()
+    spec = dataset_spec(dataset)
+    centred = None
+    if spec.has_modes:
+        centres = spec.mode_centers()
+        nearest = np.argmin(((fresh[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+        centred = centres[nearest].astype(np.float32)
     rows = []
     for n in points:
         floor = w2sq_repeated(fresh, draw, num_points=n, repeats=repeats, seed=seed)
@@ -81,6 +90,9 @@ def measure(model_name: str, points: list[int], repeats: int, goal_ratio: float,
             "generator_minus_floor_se": float(excess.std(ddof=1) / np.sqrt(repeats)),
             "goal_ratio": goal_ratio, "goal": goal, "goal_below_floor": bool(goal < floor.mean),
         })
+        if centred is not None:
+            at_centres = w2sq_repeated(centred, draw, num_points=n, repeats=repeats, seed=seed)
+            rows[-1].update(centres_mean=at_centres.mean, centres_std=at_centres.std)
     return rows
 
 
@@ -127,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     rows = [row for name in args.models for row in measure(name, args.points, args.repeats, args.goal_ratio, args.seed)]
-    print(f"{'model':32s} {'n':>5s}  {'floor':>16s}  {'generator':>16s}  {'gen - floor (paired)':>22s}  {'goal':>7s}")
+    print(f"{'model':32s} {'n':>5s}  {'floor':>16s}  {'generator':>16s}  {'gen - floor (paired)':>22s}  "
+          f"{'data at centres':>16s}  {'goal':>7s}")
     for row in rows:
+        centres = f"{row['centres_mean']:.4f} +- {row['centres_std']:.4f}" if "centres_mean" in row else "-"
         print(f"{row['model']:32s} {row['points']:5d}  {row['floor_mean']:.4f} +- {row['floor_std']:.4f}  "
               f"{row['generator_mean']:.4f} +- {row['generator_std']:.4f}  "
               f"{row['generator_minus_floor_mean']:+.4f} +- {row['generator_minus_floor_se']:.4f}  "
-              f"{row['goal']:.4f}{'  < floor' if row['goal_below_floor'] else ''}")
+              f"{centres:>16s}  {row['goal']:.4f}{'  < floor' if row['goal_below_floor'] else ''}")
     (output / "w2sq_points.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}, indent=2))
     plot(rows, output / "w2sq_points.png")
     print(f"{time.perf_counter() - start:.1f} s; wrote {output}")
