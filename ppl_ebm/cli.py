@@ -8,7 +8,8 @@ the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and f
 ``ppl-ebm train`` reproduces a zoo checkpoint; ``ppl-ebm calibrate`` fine-tunes a zoo model's
 critic into a density-ratio estimator and fits its logistic head (DDLS Sec. 5.2);
 ``ppl-ebm mixing`` measures how many Langevin steps the chains need (progression, R-hat, L-lag
-coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time.
+coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time;
+``ppl-ebm report STORE`` writes the diagnostics of a stored run.
 """
 
 from __future__ import annotations
@@ -413,6 +414,32 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
+def _report_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="MCMC diagnostics of a stored run (tables and ArviZ plots)",
+        description="Write ESS bulk/tail, rank R-hat, MCSE and nested R-hat tables and ArviZ's rank, trace, "
+        "autocorrelation and ESS-evolution plots of the run stored at STORE (a draws_dir: Zarr or npy), read "
+        "block by block.")
+    parser.add_argument("store", type=Path, help="the run's draws_dir (run.zarr, or an npy store directory)")
+    parser.add_argument("--output", type=Path, default=None, help="output folder (default: STORE_report)")
+    parser.add_argument("--plot-chains", type=int, default=8, help="chains shown in the plots")
+    parser.add_argument("--plot-dims", type=int, default=4, help="dimensions shown in the plots")
+
+
+def _run_report(args, parser) -> int:
+    from ppl_ebm.diagnostics.report import write_report
+
+    output = args.output if args.output is not None else args.store.with_name(args.store.name + "_report")
+    try:
+        files = write_report(args.store, output, plot_chains=args.plot_chains, plot_dims=args.plot_dims)
+    except ValueError as error:
+        parser.error(str(error))
+    for name, state in files.items():
+        print(f"  {name:<18} {state}")
+    print(f"Wrote {output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ppl-ebm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,13 +449,15 @@ def main(argv: list[str] | None = None) -> int:
     _calibrate_parser(subparsers)
     _mixing_parser(subparsers)
     _samplers_parser(subparsers)
+    _report_parser(subparsers)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers}[args.command]
+    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
+              "report": _run_report}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

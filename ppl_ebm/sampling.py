@@ -365,7 +365,33 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
         "options": {key: options[key] for key in sorted(options)},
         "target": fingerprint(target, initial_params, model_args, model_kwargs),
     }
-    return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
+    shape = (num_chains, num_samples // thinning, dim)
+    from ppl_ebm.drivers.zarr_store import is_zarr_path
+
+    if not is_zarr_path(draws_dir):
+        return DrawStore.open(draws_dir, settings, shape)
+    from ppl_ebm.drivers.zarr_store import ZarrDrawStore
+
+    # The draws are z itself only for a latent EBM under N(0, I); otherwise the unconstrained u.
+    latent = isinstance(target, LatentEBM) or hasattr(target, "generate")
+    variable = "z" if latent and has_standard_normal_prior(target) else "u"
+    attributes = {
+        "inference_library": "ppl_ebm", "sampler": sampler, "backend": backend, "seed": seed,
+        "num_warmup": num_warmup, "num_samples": num_samples, "thinning": thinning,
+        "options": settings["options"], "target_fingerprint": settings["target"],
+        "description": ("latents z ~ the latent EBM (DDLS)" if variable == "z" else
+                        "flat unconstrained positions u, sites in name order"),
+    }
+    block, barrier = _process_block(num_chains, backend)
+    return ZarrDrawStore.open(draws_dir, settings, shape, variable=variable, block=block, attributes=attributes,
+                              barrier=barrier)
+
+
+def _process_block(num_chains: int, backend: str):
+    """This process's chains and the launcher's barrier (one process: all chains, no barrier)."""
+    from ppl_ebm.drivers import distributed
+
+    return distributed.process_block(num_chains, backend)
 
 
 def _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options,
@@ -418,7 +444,7 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
     streamed run's memory map stays one)."""
     if prepared.latent and has_standard_normal_prior(prepared.target):
         return {"z": latents}
-    flat = latents.reshape(-1, latents.shape[-1])
+    flat = np.asarray(latents).reshape(-1, latents.shape[-1])  # a Zarr store's view reads here
     pieces: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(flat), batch):
         block = np.ascontiguousarray(flat[start : start + batch])
