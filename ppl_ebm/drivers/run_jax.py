@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import HMC, MCMC, NUTS
 
+from ppl_ebm.drivers import sharding_jax
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
@@ -78,6 +79,23 @@ class _Advance:
         self.compiled: dict[tuple[int, int, bool], Callable] = {}
         self.compile_seconds = 0.0
         self.description = f"{sampler.name} (jax)"
+        self.mesh, self.num_chains = None, None
+        self.placed = False
+
+    def _place(self, chain: ChainState) -> ChainState:
+        """Split the chains over every device the first time (see :mod:`~ppl_ebm.drivers.sharding_jax`)."""
+        if not self.placed:
+            self.placed = True
+            self.num_chains = int(chain.state.langevin.position.shape[0])
+            self.mesh = sharding_jax.chain_mesh(self.num_chains)
+            if self.mesh is not None:
+                self.params = sharding_jax.place(self.params, self.mesh, self.num_chains, replicate=True)
+                if self.shared:
+                    self.weights = sharding_jax.place(self.problem.weights, self.mesh, self.num_chains, replicate=True)
+                self.description += f" on {self.mesh.size} devices"
+        if self.mesh is None:
+            return chain
+        return sharding_jax.place(chain, self.mesh, self.num_chains)
 
     def _steps(self, weights, params, chain: ChainState, num_draws: int, thinning: int, collect: bool):
         sampler, problem = self.sampler, self.problem
@@ -96,7 +114,7 @@ class _Advance:
         return jax.lax.scan(thin, chain, None, length=num_draws)
 
     def _program(self, chain, key) -> Callable:
-        weights = self.problem.weights if self.shared else None
+        weights = self.weights if self.shared else None
         if self.shared:
             device = jax.tree_util.tree_leaves(chain)[0].devices()
             cache_key = (self.sampler, self.problem.potential, self.problem.proposal, key, _avals(weights),
@@ -115,14 +133,24 @@ class _Advance:
                 _PROGRAMS.popitem(last=False)
         return program
 
+    @property
+    def weights(self):
+        return self.__dict__.get("_weights", self.problem.weights)
+
+    @weights.setter
+    def weights(self, value):
+        self.__dict__["_weights"] = value
+
     def __call__(self, chain: ChainState, num_draws: int, thinning: int, collect: bool):
+        chain = self._place(chain)  # a no-op on one device and for a chain already placed
         key = (num_draws, thinning, collect)
         if key not in self.compiled:
             self.compiled[key] = self._program(chain, key)
-        weights = self.problem.weights if self.shared else None
+        weights = self.weights if self.shared else None
         chain, draws = self.compiled[key](weights, self.params, chain)
         chain = jax.block_until_ready(chain)
-        return chain, (np.asarray(draws) if collect else None)
+        # Draws are (draws, chains, dim): this process's chains are along axis 1.
+        return chain, (sharding_jax.local_rows(draws, axis=1) if collect else None)
 
     def iteration(self, chain: ChainState) -> int:
         return int(chain.state.iteration)
