@@ -72,7 +72,28 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
         if draws_dir is not None or until is not None:
             raise ValueError("max_seconds cuts one in-memory run; it cannot be combined with draws_dir "
                              "(a resumable run) or until='converged' (which decides its own length).")
+    _validate_processes(spec, backend, num_chains, until, draws_dir, max_seconds)
     return options
+
+
+def _validate_processes(spec: SamplerSpec, backend: str, num_chains: int, until, draws_dir, max_seconds) -> None:
+    """A run spread over processes (torchrun, jax.distributed) writes one Zarr store, block by block."""
+    from ppl_ebm.drivers.distributed import process_count
+
+    count = process_count(backend)
+    if count == 1:
+        return
+    if spec.family == "ppl" or until is not None or max_seconds is not None:
+        raise ValueError(f"this process is one of {count} (torchrun / jax.distributed): only our kernels' fixed-length "
+                         f"runs ({sampler_names('streaming')}) split their chains over processes; got sampler="
+                         f"{spec.name!r}, until={until!r}, max_seconds={max_seconds!r}.")
+    if num_chains < count:
+        raise ValueError(f"num_chains must be >= the {count} processes of the run (one block each), got {num_chains}.")
+    from ppl_ebm.drivers.zarr_store import is_zarr_path
+
+    if draws_dir is not None and not is_zarr_path(draws_dir):
+        raise ValueError(f"draws_dir of a run over {count} processes must be one Zarr store (a path ending in "
+                         f".zarr) that every process writes its chains to; got {str(draws_dir)!r}.")
 
 
 class _Prepared:
@@ -417,6 +438,11 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
 
         params = langevin_params(options, num_warmup, device=position.device)
         rng_key = torch.Generator(device=position.device).manual_seed(int(seed))
+        block, _ = _process_block(position.shape[0], backend)
+        if block.count > 1:  # a torchrun rank: the run's generator, this rank's rows of every draw
+            from ppl_ebm.kernels.random_torch import ChainBlockGenerator
+
+            rng_key = ChainBlockGenerator(rng_key, block.start, block.stop, position.shape[0])
     else:
         import jax
 
@@ -426,6 +452,8 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
         params = langevin_params(options, num_warmup)
         rng_key = jax.random.split(jax.random.key(seed))[0]
     chain = driver.init_chain(sampler, params, prepared.problem, position, rng_key)
+    if backend == "torch" and block.count > 1:
+        chain = driver.chain_block(chain, block.start, block.stop)
 
     def run_block(chain, count, sink=None, budget=None):
         return driver.run_langevin(sampler, params, prepared.problem, chain, count, thinning, progress_bar, sink,
