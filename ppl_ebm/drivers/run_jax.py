@@ -156,17 +156,34 @@ class _Advance:
         return int(chain.state.iteration)
 
     def shape(self, chain: ChainState) -> tuple[int, int]:
-        return tuple(chain.state.langevin.position.shape)
+        """This process's ``(chains, dim)``: all chains in one process, its block across processes."""
+        num_chains, dim = chain.state.langevin.position.shape
+        if jax.process_count() > 1:
+            from ppl_ebm.drivers.zarr_store import chain_blocks
+
+            start, stop = chain_blocks(num_chains, jax.process_count())[jax.process_index()]
+            return stop - start, dim
+        return num_chains, dim
 
     def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
-        """The state's leaves as numpy arrays (typed PRNG keys as their key data)."""
+        """The state's leaves as numpy arrays (typed PRNG keys as their key data); across
+        processes, this process's chains of each per-chain leaf (its checkpoint)."""
         leaves = jax.tree_util.tree_leaves(chain)
-        return {f"leaf{i}": np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        return {f"leaf{i}": sharding_jax.local_rows(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
                 for i, leaf in enumerate(leaves)}
 
     def restore_state(self, template: ChainState, arrays: dict[str, np.ndarray]) -> ChainState:
         """Inverse of :meth:`state_arrays`, with ``template``'s tree structure and dtypes."""
         leaves, treedef = jax.tree_util.tree_flatten(template)
+        if jax.process_count() > 1:  # this process's rows: rebuild the global arrays around them
+            placed = self._place(template)
+            leaves, treedef = jax.tree_util.tree_flatten(placed)
+            local = [np.asarray(arrays[f"leaf{i}"]) for i in range(len(leaves))]
+            keys = [jax.random.key_data(leaf) if _is_key(leaf) else leaf for leaf in leaves]
+            restored = sharding_jax.place_local_rows(keys, local, self.mesh, self.num_chains)
+            restored = [jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf)) if _is_key(leaf)
+                        else value.astype(leaf.dtype) for value, leaf in zip(restored, leaves)]
+            return jax.tree_util.tree_unflatten(treedef, restored)
         restored = [
             jax.random.wrap_key_data(jnp.asarray(arrays[f"leaf{i}"]), impl=jax.random.key_impl(leaf))
             if _is_key(leaf) else jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype)
@@ -175,21 +192,23 @@ class _Advance:
         return jax.tree_util.tree_unflatten(treedef, restored)
 
     def logging(self, chain: ChainState) -> dict[str, str]:
-        return {"step": f"{float(jnp.mean(chain.state.step_size)):.2e}",
-                "acc": f"{float(jnp.mean(chain.state.mean_acceptance)):.2f}"}
+        # This process's chains, in numpy: only process 0 shows a bar, so no collective here.
+        return {"step": f"{float(np.mean(sharding_jax.local_rows(chain.state.step_size))):.2e}",
+                "acc": f"{float(np.mean(sharding_jax.local_rows(chain.state.mean_acceptance))):.2f}"}
 
     def chain_stats(self, chain: ChainState) -> dict[str, np.ndarray]:
-        state = chain.state
+        """Per-chain statistics of this process's chains (all of them in one process)."""
+        state, rows = chain.state, sharding_jax.local_rows
         stats = {
-            "acceptance": np.asarray(state.mean_acceptance),
-            "step_size": np.asarray(state.step_size),
-            "nonfinite": np.asarray(state.langevin.nonfinite_count).astype(np.int64),
-            "stopped": ~np.asarray(state.langevin.active),
+            "acceptance": rows(state.mean_acceptance),
+            "step_size": rows(state.step_size),
+            "nonfinite": rows(state.langevin.nonfinite_count).astype(np.int64),
+            "stopped": ~rows(state.langevin.active),
         }
         if state.mean_independence_acceptance is not None:
-            stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
+            stats["independence_acceptance"] = rows(state.mean_independence_acceptance)
         if state.mass is not None:
-            stats["inverse_mass_matrix"] = reported_inverse_mass(np.asarray(state.mass.preconditioner.inverse_mass))
+            stats["inverse_mass_matrix"] = reported_inverse_mass(rows(state.mass.preconditioner.inverse_mass))
         return stats
 
 

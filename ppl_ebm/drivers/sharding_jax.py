@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["AXIS", "chain_mesh", "local_rows", "place"]
+__all__ = ["AXIS", "chain_mesh", "local_rows", "place", "place_local_rows"]
 
 AXIS = "chains"
 
@@ -65,6 +65,8 @@ def place(tree, mesh: Mesh, num_chains: int, replicate: bool = False):
         if leaf is None:
             return None
         sharding = NamedSharding(mesh, PartitionSpec()) if replicate else _sharding(mesh, leaf, num_chains)
+        if isinstance(leaf, jax.Array) and leaf.sharding.is_equivalent_to(sharding, leaf.ndim):
+            return leaf  # placed already (the state a chunk returned)
         if jax.process_count() == 1:
             return jax.device_put(leaf, sharding)
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
@@ -88,3 +90,21 @@ def local_rows(array, axis: int = 0) -> np.ndarray:
     for shard in array.addressable_shards:  # several local devices may hold the same rows
         unique.setdefault(shard.index[axis].start or 0, shard.data)
     return np.concatenate([np.asarray(unique[start]) for start in sorted(unique)], axis=axis)
+
+
+def place_local_rows(template, local, mesh: Mesh, num_chains: int):
+    """Inverse of :func:`local_rows` for a resumed checkpoint: global arrays shaped like
+    ``template`` (a placed tree) from this process's rows ``local`` (same tree of numpy)."""
+    def one(leaf, values):
+        if leaf is None:
+            return None
+        sharding = leaf.sharding
+        if jax.process_count() == 1 or leaf.is_fully_replicated:
+            return jax.device_put(values, sharding)
+        offset = min(index[0].start or 0 for index in sharding.addressable_devices_indices_map(leaf.shape).values())
+        return jax.make_array_from_callback(
+            leaf.shape, sharding,
+            lambda index: values[(slice((index[0].start or 0) - offset, (index[0].stop or leaf.shape[0]) - offset),
+                                  *index[1:])])
+
+    return jax.tree_util.tree_map(one, template, local)
