@@ -75,7 +75,7 @@ def join_process_group(backend: str, device: str | None, coordinator: str | None
         return dist.get_rank(), dist.get_world_size()
     import jax
 
-    if coordinator is None and "SLURM_NTASKS" not in os.environ:
+    if coordinator is None and int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
         return 0, 1
     if jax.config.jax_platforms in (None, "", "cpu") and (device is None or device == "cpu"):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")

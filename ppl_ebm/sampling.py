@@ -262,7 +262,10 @@ def sample(
         larger than memory fits and a killed run started again with the same call resumes
         from its last chunk (see :mod:`ppl_ebm.drivers.draw_store`). ``result.latents`` is then a
         read-only memory map of the file; calling again on a finished run returns it
-        without sampling. A directory holding a different run is refused.
+        without sampling. A directory holding a different run is refused. A path ending in
+        ``.zarr`` writes one Zarr store instead (:mod:`ppl_ebm.drivers.zarr_store`), which
+        xarray and ArviZ open and which every process of a torchrun / ``jax.distributed``
+        run writes its block of chains to; ``result.latents`` is then this process's chains.
     device
         ``"cpu"``, ``"cuda"`` (``"gpu"``) or ``"cuda:N"``; None: where the target already is
         (torch) or JAX's default device. torch moves a latent EBM's networks there in place
