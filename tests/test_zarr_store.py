@@ -169,3 +169,17 @@ def test_report_matches_arviz_and_writes_the_plots(ebm, tmp_path):
 
     nested = pd.read_csv(tmp_path / "report" / "nested_rhat.csv", index_col=0)
     np.testing.assert_allclose(nested["K=4"].to_numpy(), nested_rhat(latents, 4))
+
+
+@pytest.mark.parametrize("arguments, culprit", [
+    (["--model", "25gaussians-nsgan", "--output", "run"], "--output"),
+    (["--model", "25gaussians-nsgan", "--output", "run.zarr", "--option", "step_size"], "--option"),
+    (["--model", "missing.py", "--output", "run.zarr"], "--model"),
+])
+def test_cli_sample_names_the_bad_argument(tmp_path, monkeypatch, capsys, arguments, culprit):
+    from ppl_ebm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["sample", *arguments])
+    assert stop.value.code == 2 and culprit in capsys.readouterr().err
