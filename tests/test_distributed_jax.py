@@ -33,7 +33,7 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, "-m", "ppl_ebm.cli", "sample", "--model", str(tmp_path / "model.py"), "--backend", "jax",
-               "--sampler", "mala", "--chains", "8", "--warmup", "50", "--samples", "40", "--output", str(store),
+               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "20", "--output", str(store),
                "--coordinator", f"localhost:{port}", "--num-processes", "2", "--no-progress"]
     processes = [subprocess.Popen(command + ["--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env) for i in range(2)]
@@ -43,7 +43,7 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
     assert "process 1 of 2: chains 4:8" in outputs[1][0]
     namespace: dict = {}
     exec(MODEL, namespace)
-    single = ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=50, num_samples=40, seed=0,
+    single = ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=20, seed=0,
                             progress_bar=False)
     stored = xr.open_zarr(store, group="posterior")["u"].values
     np.testing.assert_array_equal(stored, single.latents)

@@ -26,8 +26,8 @@ _CHILD = textwrap.dedent(
 
     run = dict(num_warmup=50, num_samples=40, seed=1, progress_bar=False)
     # 64 MALA chains: the diagonal mass matrix is pooled over chains (>= 32), a cross-chain
-    # reduction; Ex2MCMC adds i-SIR's particles and categorical draws.
-    for sampler, chains, options in (("mala", 64, {}), ("ex2mcmc", 8, {"num_particles": 4})):
+    # reduction. (ULA, mala-imh and Ex2MCMC were measured equal too; each case costs compiles.)
+    for sampler, chains, options in (("mala", 64, {}),):
         sharded = ppl_ebm.sample(model, sampler, "jax", num_chains=chains, **run, **options)
         one = ppl_ebm.sample(model, sampler, "jax", num_chains=chains, **run, device="cpu", **options)
         assert np.array_equal(np.asarray(sharded.latents), np.asarray(one.latents)), sampler
@@ -43,4 +43,4 @@ def test_sharded_chains_draw_what_one_device_draws(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     child = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
-    assert child.stdout.split() == ["mala", "equal", "ex2mcmc", "equal"]
+    assert child.stdout.split() == ["mala", "equal"]

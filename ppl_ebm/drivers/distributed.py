@@ -44,9 +44,7 @@ def process_block(num_chains: int, backend: str) -> tuple[ChainBlock, Callable[[
     group = _torch_group() if backend == "torch" else _jax_group()
     if group is None:
         return ChainBlock(0, num_chains), None
-    index, count = group
-    if num_chains < count:
-        raise ValueError(f"num_chains must be >= the {count} processes of the run (one block each), got {num_chains}.")
+    index, count = group  # num_chains >= count: checked where sample() validates its arguments
     start, stop = chain_blocks(num_chains, count)[index]
     if backend == "torch":
         import torch.distributed as dist

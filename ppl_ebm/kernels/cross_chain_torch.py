@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ppl_ebm.kernels.adaptation.mass_matrix import WelfordState, welford_merge, welford_update
+from ppl_ebm.kernels.adaptation.mass_matrix import WelfordState, _outer, welford_merge, welford_update
 
 __all__ = ["distributed", "mean_acceptance", "pooled_welford_update"]
 
@@ -40,9 +40,7 @@ def pooled_welford_update(state: WelfordState, position: torch.Tensor) -> Welfor
     dense = state.m2.ndim == state.mean.ndim + 1
     batch = _all_reduce(torch.tensor(float(position.shape[0]), dtype=position.dtype, device=position.device))
     batch_mean = _all_reduce(position.sum(0))[None] / batch
-    centred = position - batch_mean
-    outer = centred[..., :, None] * centred[..., None, :] if dense else centred * centred
-    return welford_merge(state, batch, batch_mean, _all_reduce(outer.sum(0))[None])
+    return welford_merge(state, batch, batch_mean, _all_reduce(_outer(position - batch_mean, dense).sum(0))[None])
 
 
 def mean_acceptance(acceptance: torch.Tensor) -> torch.Tensor:
