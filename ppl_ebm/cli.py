@@ -8,7 +8,9 @@ the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and f
 ``ppl-ebm train`` reproduces a zoo checkpoint; ``ppl-ebm calibrate`` fine-tunes a zoo model's
 critic into a density-ratio estimator and fits its logistic head (DDLS Sec. 5.2);
 ``ppl-ebm mixing`` measures how many Langevin steps the chains need (progression, R-hat, L-lag
-coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time.
+coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time;
+``ppl-ebm sample`` samples a zoo model or a model file into a Zarr store (one process, torchrun ranks
+or JAX processes); ``ppl-ebm report STORE`` writes the diagnostics of a stored run.
 """
 
 from __future__ import annotations
@@ -413,6 +415,84 @@ def _jsonable(row: dict) -> dict:
     return out
 
 
+def _sample_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "sample", help="sample a zoo model or a model file into a Zarr store (one process, torchrun, JAX processes)",
+        description="Sample a zoo model (name or folder) or a Python file defining `target` (a LatentEBM) or "
+        "`model` (Pyro for torch, NumPyro for jax). Under torchrun, or with --coordinator (JAX), each process "
+        "samples its block of the chains into the one store; the same command again resumes a killed run.")
+    parser.add_argument("--model", required=True, help="zoo name or folder, or a .py file")
+    parser.add_argument("--calibrated", action="store_true", help="zoo models: the calibrated critic (DDLS 5.2)")
+    parser.add_argument("--sampler", default="mala", choices=sampler_names("streaming"))
+    parser.add_argument("--backend", default="jax", choices=BACKENDS)
+    parser.add_argument("--chains", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--thinning", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a sampler option, e.g. --option step_size=0.05 (repeatable)")
+    parser.add_argument("--output", type=Path, required=True, help="the run's Zarr store (a path ending in .zarr)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: every local JAX device)")
+    parser.add_argument("--coordinator", default=None,
+                        help="JAX multi-process: HOST:PORT of process 0 (Slurm: omit, read from its variables)")
+    parser.add_argument("--num-processes", type=int, default=None, help="JAX multi-process: processes in all")
+    parser.add_argument("--process-id", type=int, default=None, help="JAX multi-process: this process's index")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _run_sample(args, parser) -> int:
+    import ppl_ebm
+    from ppl_ebm.drivers.zarr_store import is_zarr_path
+    from ppl_ebm.launch import join_process_group, load_target, parse_options
+
+    try:
+        if not is_zarr_path(args.output):
+            raise ValueError(f"--output must be a Zarr store path ending in .zarr, got {str(args.output)!r}.")
+        options = parse_options(args.option)
+        index, count = join_process_group(args.backend, args.device, args.coordinator, args.num_processes,
+                                          args.process_id)
+        target = load_target(args.model, args.calibrated)
+        result = ppl_ebm.sample(target, args.sampler, args.backend, num_chains=args.chains, num_warmup=args.warmup,
+                                num_samples=args.samples, seed=args.seed, thinning=args.thinning,
+                                draws_dir=args.output, device=args.device,
+                                progress_bar=not args.no_progress and index == 0, **options)
+    except ValueError as error:
+        parser.error(str(error))
+    from ppl_ebm.drivers.zarr_store import chain_blocks
+
+    start, stop = chain_blocks(args.chains, count)[index]
+    print(f"process {index} of {count}: chains {start}:{stop} -> {args.output} "
+          f"(resumed at step {result.stats['resumed_at_iteration']}, {result.stats['wall_seconds']:.1f} s)")
+    return 0
+
+
+def _report_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report", help="MCMC diagnostics of a stored run (tables and ArviZ plots)",
+        description="Write ESS bulk/tail, rank R-hat, MCSE and nested R-hat tables and ArviZ's rank, trace, "
+        "autocorrelation and ESS-evolution plots of the run stored at STORE (a draws_dir: Zarr or npy), read "
+        "block by block.")
+    parser.add_argument("store", type=Path, help="the run's draws_dir (run.zarr, or an npy store directory)")
+    parser.add_argument("--output", type=Path, default=None, help="output folder (default: STORE_report)")
+    parser.add_argument("--plot-chains", type=int, default=8, help="chains shown in the plots")
+    parser.add_argument("--plot-dims", type=int, default=4, help="dimensions shown in the plots")
+
+
+def _run_report(args, parser) -> int:
+    from ppl_ebm.diagnostics.report import write_report
+
+    output = args.output if args.output is not None else args.store.with_name(args.store.name + "_report")
+    try:
+        files = write_report(args.store, output, plot_chains=args.plot_chains, plot_dims=args.plot_dims)
+    except ValueError as error:
+        parser.error(str(error))
+    for name, state in files.items():
+        print(f"  {name:<18} {state}")
+    print(f"Wrote {output}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ppl-ebm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -422,13 +502,16 @@ def main(argv: list[str] | None = None) -> int:
     _calibrate_parser(subparsers)
     _mixing_parser(subparsers)
     _samplers_parser(subparsers)
+    _sample_parser(subparsers)
+    _report_parser(subparsers)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers}[args.command]
+    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
+              "sample": _run_sample, "report": _run_report}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

@@ -82,7 +82,28 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
         if draws_dir is not None or until is not None:
             raise ValueError("max_seconds cuts one in-memory run; it cannot be combined with draws_dir "
                              "(a resumable run) or until='converged' (which decides its own length).")
+    _validate_processes(spec, backend, num_chains, until, draws_dir, max_seconds)
     return options
+
+
+def _validate_processes(spec: SamplerSpec, backend: str, num_chains: int, until, draws_dir, max_seconds) -> None:
+    """A run spread over processes (torchrun, jax.distributed) writes one Zarr store, block by block."""
+    from ppl_ebm.drivers.distributed import process_count
+
+    count = process_count(backend)
+    if count == 1:
+        return
+    if spec.family == "ppl" or until is not None or max_seconds is not None:
+        raise ValueError(f"this process is one of {count} (torchrun / jax.distributed): only our kernels' fixed-length "
+                         f"runs ({sampler_names('streaming')}) split their chains over processes; got sampler="
+                         f"{spec.name!r}, until={until!r}, max_seconds={max_seconds!r}.")
+    if num_chains < count:
+        raise ValueError(f"num_chains must be >= the {count} processes of the run (one block each), got {num_chains}.")
+    from ppl_ebm.drivers.zarr_store import is_zarr_path
+
+    if draws_dir is not None and not is_zarr_path(draws_dir):
+        raise ValueError(f"draws_dir of a run over {count} processes must be one Zarr store (a path ending in "
+                         f".zarr) that every process writes its chains to; got {str(draws_dir)!r}.")
 
 
 class _Prepared:
@@ -252,7 +273,10 @@ def sample(
         larger than memory fits and a killed run started again with the same call resumes
         from its last chunk (see :mod:`ppl_ebm.drivers.draw_store`). ``result.latents`` is then a
         read-only memory map of the file; calling again on a finished run returns it
-        without sampling. A directory holding a different run is refused.
+        without sampling. A directory holding a different run is refused. A path ending in
+        ``.zarr`` writes one Zarr store instead (:mod:`ppl_ebm.drivers.zarr_store`), which
+        xarray and ArviZ open and which every process of a torchrun / ``jax.distributed``
+        run writes its block of chains to; ``result.latents`` is then this process's chains.
     device
         ``"cpu"``, ``"cuda"`` (``"gpu"``) or ``"cuda:N"``; None: where the target already is
         (torch) or JAX's default device. torch moves a latent EBM's networks there in place
@@ -417,7 +441,33 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
         "options": {key: options[key] for key in sorted(options)},
         "target": fingerprint(target, initial_params, model_args, model_kwargs),
     }
-    return DrawStore.open(draws_dir, settings, (num_chains, num_samples // thinning, dim))
+    shape = (num_chains, num_samples // thinning, dim)
+    from ppl_ebm.drivers.zarr_store import is_zarr_path
+
+    if not is_zarr_path(draws_dir):
+        return DrawStore.open(draws_dir, settings, shape)
+    from ppl_ebm.drivers.zarr_store import ZarrDrawStore
+
+    # The draws are z itself only for a latent EBM under N(0, I); otherwise the unconstrained u.
+    latent = isinstance(target, LatentEBM) or hasattr(target, "generate")
+    variable = "z" if latent and has_standard_normal_prior(target) else "u"
+    attributes = {
+        "inference_library": "ppl_ebm", "sampler": sampler, "backend": backend, "seed": seed,
+        "num_warmup": num_warmup, "num_samples": num_samples, "thinning": thinning,
+        "options": settings["options"], "target_fingerprint": settings["target"],
+        "description": ("latents z ~ the latent EBM (DDLS)" if variable == "z" else
+                        "flat unconstrained positions u, sites in name order"),
+    }
+    block, barrier = _process_block(num_chains, backend)
+    return ZarrDrawStore.open(draws_dir, settings, shape, variable=variable, block=block, attributes=attributes,
+                              barrier=barrier)
+
+
+def _process_block(num_chains: int, backend: str):
+    """This process's chains and the launcher's barrier (one process: all chains, no barrier)."""
+    from ppl_ebm.drivers import distributed
+
+    return distributed.process_block(num_chains, backend)
 
 
 def _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning, progress_bar, options,
@@ -444,6 +494,11 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
 
         params = langevin_params(options, num_warmup, device=position.device)
         rng_key = torch.Generator(device=position.device).manual_seed(int(seed))
+        block, _ = _process_block(position.shape[0], backend)
+        if block.count > 1:  # a torchrun rank: the run's generator, this rank's rows of every draw
+            from ppl_ebm.kernels.random_torch import ChainBlockGenerator
+
+            rng_key = ChainBlockGenerator(rng_key, block.start, block.stop, position.shape[0])
     else:
         import jax
 
@@ -453,6 +508,8 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
         params = langevin_params(options, num_warmup)
         rng_key = jax.random.split(jax.random.key(seed))[0]
     chain = driver.init_chain(sampler, params, prepared.problem, position, rng_key)
+    if backend == "torch" and block.count > 1:
+        chain = driver.chain_block(chain, block.start, block.stop)
     initialised = time.perf_counter() - started  # set-up: the chains' first potential and gradient
 
     def run_block(chain, count, sink=None, budget=None):
@@ -473,7 +530,7 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
     streamed run's memory map stays one)."""
     if prepared.latent and has_standard_normal_prior(prepared.target):
         return {"z": latents}
-    flat = latents.reshape(-1, latents.shape[-1])
+    flat = np.asarray(latents).reshape(-1, latents.shape[-1])  # a Zarr store's view reads here
     rows = len(flat)
     if not rows:  # a run max_seconds stopped in warmup: map one row, for the sites' names and shapes
         flat = np.zeros((1, latents.shape[-1]), dtype=latents.dtype)

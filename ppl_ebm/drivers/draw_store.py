@@ -35,7 +35,7 @@ import numpy as np
 from ppl_ebm.drivers.fingerprint import fingerprint
 
 __all__ = ["MemoryDraws", "DrawStore", "fingerprint", "chunk_draws", "phase_seconds", "progress_record", "resume",
-           "CHUNK_STEPS"]
+           "save_checkpoint", "load_checkpoint", "differing_settings", "CHUNK_STEPS"]
 
 # 2: the driver's chain state (kernel state + PRNG state) replaced the PPL kernels' state.
 # 3: the target fingerprint covers every module attribute, extended noise and model arguments.
@@ -62,6 +62,44 @@ def _damaged(path: Path, error: Exception) -> StoreError:
         f"{path} is damaged or not written by ppl_ebm ({reason}). It cannot be resumed: "
         f"remove {path.parent} (its draws are lost) or pass a new draws_dir."
     )
+
+
+def save_checkpoint(path: Path, state: dict[str, np.ndarray], progress: dict[str, float]) -> None:
+    """Replace ``path`` (an ``.npz``) with ``state`` and ``progress`` in one ``os.replace``, so a
+    kill at any moment leaves either the previous checkpoint or this one, never half of one."""
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    arrays = dict(state)
+    arrays.update({f"__progress__{key}": np.asarray(value) for key, value in progress.items()})
+    try:
+        with open(temporary, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        raise _write_failed(temporary, error) from error
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
+    """What :func:`save_checkpoint` wrote, or None before the first checkpoint."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            state = {k: saved[k] for k in saved.files if not k.startswith("__progress__")}
+            progress = {k[len("__progress__"):]: saved[k].item() for k in saved.files
+                        if k.startswith("__progress__")}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
+        raise _damaged(path, error) from None
+    if "iteration" not in progress:
+        raise _damaged(path, KeyError("no progress record"))
+    return state, progress
+
+
+def differing_settings(previous: dict, current: dict) -> list[str]:
+    """The keys of two runs' settings that differ (what a refused resume names)."""
+    return sorted(key for key in set(previous) | set(current) if previous.get(key) != current.get(key))
+
 
 
 class MemoryDraws:
@@ -95,7 +133,7 @@ class DrawStore:
         self.directory = directory
         self.shape = shape
         self._draws_path = directory / "draws.npy"
-        self._state_path = directory / "state.npz"
+        self._state_path = self.state_path = directory / "state.npz"
         on_disk = (shape[1], shape[0], shape[2])
         try:
             with open(self._draws_path, "rb") as handle:
@@ -129,10 +167,7 @@ class DrawStore:
                     f"{directory} holds a run stored in format {previous.get('format')!r}, written by another "
                     f"version of ppl_ebm (this one writes {_FORMAT}); pass a new draws_dir.")
             if previous != meta:
-                differ = sorted(
-                    key for key in set(previous.get("settings", {})) | set(meta["settings"])
-                    if previous.get("settings", {}).get(key) != meta["settings"].get(key)
-                ) or ["shape/format"]
+                differ = differing_settings(previous.get("settings", {}), meta["settings"]) or ["shape/format"]
                 raise ValueError(
                     f"{directory} holds a different run (differs in: {', '.join(differ)}). "
                     "Resume it with the same settings, or pass a new draws_dir."
@@ -173,32 +208,11 @@ class DrawStore:
 
     def checkpoint(self, state: dict[str, np.ndarray], progress: dict[str, float]) -> None:
         """Replace the saved state with ``state`` and ``progress`` (iteration, draws, seconds)."""
-        temporary = self.directory / "state.tmp.npz"
-        arrays = dict(state)
-        arrays.update({f"__progress__{key}": np.asarray(value) for key, value in progress.items()})
-        try:
-            with open(temporary, "wb") as handle:
-                np.savez(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self._state_path)
-        except OSError as error:
-            raise _write_failed(temporary, error) from error
+        save_checkpoint(self._state_path, state, progress)
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict[str, float]] | None:
         """The last saved state and progress, or None before the first checkpoint."""
-        if not self._state_path.exists():
-            return None
-        try:
-            with np.load(self._state_path, allow_pickle=False) as saved:
-                state = {k: saved[k] for k in saved.files if not k.startswith("__progress__")}
-                progress = {k[len("__progress__"):]: saved[k].item() for k in saved.files
-                            if k.startswith("__progress__")}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-            raise _damaged(self._state_path, error) from None
-        if "iteration" not in progress:
-            raise _damaged(self._state_path, KeyError("no progress record"))
-        return state, progress
+        return load_checkpoint(self._state_path)
 
     def draws(self) -> np.ndarray:
         """The draws as (chain, draw, dim), memory-mapped read-only: nothing is loaded until read."""
@@ -249,4 +263,4 @@ def resume(state, sink, restore) -> tuple[Any, dict]:
     try:
         return restore(state, arrays), progress
     except (KeyError, ValueError, TypeError, RuntimeError) as error:  # arrays of another shape or kernel
-        raise _damaged(sink.directory / "state.npz", error) from None
+        raise _damaged(sink.state_path, error) from None

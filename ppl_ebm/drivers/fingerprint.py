@@ -86,7 +86,8 @@ class _Walker:
         elif torch is not None and isinstance(value, torch.Tensor):
             array = value.detach().cpu()
             self.put("tensor", str(array.dtype), tuple(array.shape))
-            self.put(array.contiguous().view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+            # reshape(-1): a 0-d tensor (a calibration head's scalar) cannot be viewed as bytes; same bytes otherwise.
+            self.put(array.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if array.numel() else b"")
         elif torch is not None and isinstance(value, (torch.device, torch.dtype, torch.Size)):
             self.put(str(value))
         elif isinstance(value, np.ndarray) or (hasattr(value, "__array__") and hasattr(value, "shape")

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer import MCMC, NUTS
 
+from ppl_ebm.drivers import sharding_jax
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
@@ -78,6 +79,23 @@ class _Advance:
         self.compiled: dict[tuple[int, int, bool], Callable] = {}
         self.compile_seconds = 0.0
         self.description = f"{sampler.name} (jax)"
+        self.mesh, self.num_chains = None, None
+        self.placed = False
+
+    def _place(self, chain: ChainState) -> ChainState:
+        """Split the chains over every device the first time (see :mod:`~ppl_ebm.drivers.sharding_jax`)."""
+        if not self.placed:
+            self.placed = True
+            self.num_chains = int(chain.state.langevin.position.shape[0])
+            self.mesh = sharding_jax.chain_mesh(self.num_chains)
+            if self.mesh is not None:
+                self.params = sharding_jax.place(self.params, self.mesh, self.num_chains, replicate=True)
+                if self.shared:
+                    self.weights = sharding_jax.place(self.problem.weights, self.mesh, self.num_chains, replicate=True)
+                self.description += f" on {self.mesh.size} devices"
+        if self.mesh is None:
+            return chain
+        return sharding_jax.place(chain, self.mesh, self.num_chains)
 
     def _steps(self, weights, params, chain: ChainState, num_draws: int, thinning: int, collect: bool):
         sampler, problem = self.sampler, self.problem
@@ -96,7 +114,7 @@ class _Advance:
         return jax.lax.scan(thin, chain, None, length=num_draws)
 
     def _program(self, chain, key) -> Callable:
-        weights = self.problem.weights if self.shared else None
+        weights = self.weights if self.shared else None
         if self.shared:
             device = jax.tree_util.tree_leaves(chain)[0].devices()
             cache_key = (self.sampler, self.problem.potential, self.problem.proposal, key, _avals(weights),
@@ -115,30 +133,57 @@ class _Advance:
                 _PROGRAMS.popitem(last=False)
         return program
 
+    @property
+    def weights(self):
+        return self.__dict__.get("_weights", self.problem.weights)
+
+    @weights.setter
+    def weights(self, value):
+        self.__dict__["_weights"] = value
+
     def __call__(self, chain: ChainState, num_draws: int, thinning: int, collect: bool):
+        chain = self._place(chain)  # a no-op on one device and for a chain already placed
         key = (num_draws, thinning, collect)
         if key not in self.compiled:
             self.compiled[key] = self._program(chain, key)
-        weights = self.problem.weights if self.shared else None
+        weights = self.weights if self.shared else None
         chain, draws = self.compiled[key](weights, self.params, chain)
         chain = jax.block_until_ready(chain)
-        return chain, (np.asarray(draws) if collect else None)
+        # Draws are (draws, chains, dim): this process's chains are along axis 1.
+        return chain, (sharding_jax.local_rows(draws, axis=1) if collect else None)
 
     def iteration(self, chain: ChainState) -> int:
         return int(chain.state.iteration)
 
     def shape(self, chain: ChainState) -> tuple[int, int]:
-        return tuple(chain.state.langevin.position.shape)
+        """This process's ``(chains, dim)``: all chains in one process, its block across processes."""
+        num_chains, dim = chain.state.langevin.position.shape
+        if jax.process_count() > 1:
+            from ppl_ebm.drivers.zarr_store import chain_blocks
+
+            start, stop = chain_blocks(num_chains, jax.process_count())[jax.process_index()]
+            return stop - start, dim
+        return num_chains, dim
 
     def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
-        """The state's leaves as numpy arrays (typed PRNG keys as their key data)."""
+        """The state's leaves as numpy arrays (typed PRNG keys as their key data); across
+        processes, this process's chains of each per-chain leaf (its checkpoint)."""
         leaves = jax.tree_util.tree_leaves(chain)
-        return {f"leaf{i}": np.asarray(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
+        return {f"leaf{i}": sharding_jax.local_rows(jax.random.key_data(leaf) if _is_key(leaf) else leaf)
                 for i, leaf in enumerate(leaves)}
 
     def restore_state(self, template: ChainState, arrays: dict[str, np.ndarray]) -> ChainState:
         """Inverse of :meth:`state_arrays`, with ``template``'s tree structure and dtypes."""
         leaves, treedef = jax.tree_util.tree_flatten(template)
+        if jax.process_count() > 1:  # this process's rows: rebuild the global arrays around them
+            placed = self._place(template)
+            leaves, treedef = jax.tree_util.tree_flatten(placed)
+            local = [np.asarray(arrays[f"leaf{i}"]) for i in range(len(leaves))]
+            keys = [jax.random.key_data(leaf) if _is_key(leaf) else leaf for leaf in leaves]
+            restored = sharding_jax.place_local_rows(keys, local, self.mesh, self.num_chains)
+            restored = [jax.random.wrap_key_data(value, impl=jax.random.key_impl(leaf)) if _is_key(leaf)
+                        else value.astype(leaf.dtype) for value, leaf in zip(restored, leaves)]
+            return jax.tree_util.tree_unflatten(treedef, restored)
         restored = [
             jax.random.wrap_key_data(jnp.asarray(arrays[f"leaf{i}"]), impl=jax.random.key_impl(leaf))
             if _is_key(leaf) else jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype)
@@ -147,21 +192,23 @@ class _Advance:
         return jax.tree_util.tree_unflatten(treedef, restored)
 
     def logging(self, chain: ChainState) -> dict[str, str]:
-        return {"step": f"{float(jnp.mean(chain.state.step_size)):.2e}",
-                "acc": f"{float(jnp.mean(chain.state.mean_acceptance)):.2f}"}
+        # This process's chains, in numpy: only process 0 shows a bar, so no collective here.
+        return {"step": f"{float(np.mean(sharding_jax.local_rows(chain.state.step_size))):.2e}",
+                "acc": f"{float(np.mean(sharding_jax.local_rows(chain.state.mean_acceptance))):.2f}"}
 
     def chain_stats(self, chain: ChainState) -> dict[str, np.ndarray]:
-        state = chain.state
+        """Per-chain statistics of this process's chains (all of them in one process)."""
+        state, rows = chain.state, sharding_jax.local_rows
         stats = {
-            "acceptance": np.asarray(state.mean_acceptance),
-            "step_size": np.asarray(state.step_size),
-            "nonfinite": np.asarray(state.langevin.nonfinite_count).astype(np.int64),
-            "stopped": ~np.asarray(state.langevin.active),
+            "acceptance": rows(state.mean_acceptance),
+            "step_size": rows(state.step_size),
+            "nonfinite": rows(state.langevin.nonfinite_count).astype(np.int64),
+            "stopped": ~rows(state.langevin.active),
         }
         if state.mean_independence_acceptance is not None:
-            stats["independence_acceptance"] = np.asarray(state.mean_independence_acceptance)
+            stats["independence_acceptance"] = rows(state.mean_independence_acceptance)
         if state.mass is not None:
-            stats["inverse_mass_matrix"] = reported_inverse_mass(np.asarray(state.mass.preconditioner.inverse_mass))
+            stats["inverse_mass_matrix"] = reported_inverse_mass(rows(state.mass.preconditioner.inverse_mass))
         return stats
 
 

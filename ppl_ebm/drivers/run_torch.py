@@ -23,11 +23,12 @@ from ppl_ebm.drivers.loop import warn_capped, run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.ppl.pyro_hmc_cap import CappedHMC
 from ppl_ebm.kernels.langevin_torch import Proposal, batched_value_and_grad
+from ppl_ebm.kernels.random_torch import ChainBlockGenerator
 from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState
 from ppl_ebm.kernels.adaptation.mass_matrix import reported_inverse_mass
 from ppl_ebm.result import SamplerStats
 
-__all__ = ["ChainState", "TorchProblem", "init_chain", "run_hmc", "run_langevin"]
+__all__ = ["ChainState", "TorchProblem", "chain_block", "init_chain", "run_hmc", "run_langevin"]
 
 
 class ChainState(NamedTuple):
@@ -136,6 +137,23 @@ def init_chain(sampler: LangevinSampler, params: LangevinParams, problem: TorchP
                rng_key: torch.Generator | None) -> ChainState:
     """See :func:`ppl_ebm.drivers.run_jax.init_chain`."""
     return ChainState(sampler.init(position, batched_value_and_grad(problem.potential), params), rng_key)
+
+
+def chain_block(chain: ChainState, start: int, stop: int) -> ChainState:
+    """The state of chains ``start:stop`` only, for a ``torchrun`` rank: every per-chain tensor
+    (leading axis = the chains) cut to the block; what all chains share (a pooled mass matrix,
+    a shared step size, the iteration, the generator) kept whole. Every rank starts from the
+    whole run's initial state, so a pooled estimate starts as the single process's."""
+    num_chains = chain.state.langevin.position.shape[0]
+
+    def cut(value):
+        if isinstance(value, tuple) and hasattr(value, "_fields") and not isinstance(value, ChainBlockGenerator):
+            return type(value)(*(cut(item) for item in value))
+        if isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == num_chains:
+            return value[start:stop].clone()
+        return value
+
+    return ChainState(cut(chain.state), chain.rng_key)
 
 
 def run_langevin(

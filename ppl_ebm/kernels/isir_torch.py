@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import torch
 
-from ppl_ebm.kernels import cycle
+from ppl_ebm.kernels import cycle, random_torch
 from ppl_ebm.kernels.langevin_torch import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, is_finite, standard_normal_proposal,
 )
@@ -61,7 +61,7 @@ def isir_step(
     weights = torch.exp(log_weights - torch.where(torch.isfinite(top), top, torch.zeros_like(top)))
     cumulative = torch.cumsum(weights, dim=1)
     total = cumulative[:, -1]
-    uniform = torch.rand(total.shape, generator=rng, dtype=total.dtype, device=total.device)
+    uniform = random_torch.uniform(rng, total.shape, total.dtype, total.device)
     index = (cumulative <= (uniform * total)[:, None]).sum(1).clamp_max(num_particles - 1)
     index = torch.where(total > 0, index, torch.zeros_like(index))  # no finite weight at all: stay
     positions = torch.cat([state.position[:, None], fresh.reshape(chains, num_particles - 1, dim)], dim=1)

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import torch
 
+from ppl_ebm.kernels import random_torch
 from ppl_ebm.targets.protocol import has_standard_normal_prior
 
 __all__ = [
@@ -65,7 +66,7 @@ class Proposal(NamedTuple):
 def standard_normal_proposal() -> Proposal:
     """N(0, I): a latent EBM's default prior, and the PPL models' unconstrained default."""
     return Proposal(
-        lambda rng, shape, dtype, device: torch.randn(shape, generator=rng, dtype=dtype, device=device),
+        random_torch.normal,
         lambda position: 0.5 * (position * position).sum(-1),
     )
 
@@ -77,8 +78,8 @@ def prior_proposal(target) -> Proposal | None:
     if has_standard_normal_prior(target):
         return None
     return Proposal(
-        lambda rng, shape, dtype, device: target.prior_sample_unconstrained(shape[0], generator=rng)
-        .to(dtype=dtype, device=device),
+        lambda rng, shape, dtype, device: random_torch.draw_rows(
+            rng, shape, lambda g, s: target.prior_sample_unconstrained(s[0], generator=g)).to(dtype=dtype, device=device),
         target.prior_potential,
     )
 
@@ -165,9 +166,7 @@ def ula_step(
     ``z - step/2 * C grad U(z) + noise_scale * S n``.
     """
     step = as_column(step_size, state.position)
-    noise = torch.randn(
-        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
-    )
+    noise = random_torch.normal(rng, state.position.shape, state.position.dtype, state.position.device)
     scale, inverse = (None, None) if preconditioner is None else (preconditioner.scale, preconditioner.inverse_mass)
     proposal = (state.position - 0.5 * step * precondition(inverse, state.grad)
                 + as_column(noise_scale, noise) * precondition(scale, noise))
@@ -204,9 +203,7 @@ def mala_step(
     constant, the same both ways, cancels). Every coordinate then moves on its own scale.
     """
     step = as_column(step_size, state.position)
-    noise = torch.randn(
-        state.position.shape, generator=rng, dtype=state.position.dtype, device=state.position.device
-    )
+    noise = random_torch.normal(rng, state.position.shape, state.position.dtype, state.position.device)
     inverse, scale, whiten = (None, None, None) if preconditioner is None else preconditioner
     proposal = state.position - 0.5 * step * precondition(inverse, state.grad) + torch.sqrt(step) * precondition(scale, noise)
     potential, grad = potential_and_grad_fn(proposal)
@@ -255,7 +252,7 @@ def _metropolis(rng, state, proposal, potential, grad, finite, log_ratio) -> tup
     proposal is rejected and counted."""
     log_ratio = torch.where(finite, log_ratio, torch.full_like(log_ratio, -torch.inf))
     acceptance_probability = torch.exp(torch.clamp(log_ratio, max=0.0))
-    uniform = torch.rand(log_ratio.shape, generator=rng, dtype=log_ratio.dtype, device=log_ratio.device)
+    uniform = random_torch.uniform(rng, log_ratio.shape, log_ratio.dtype, log_ratio.device)
     accepted = uniform < acceptance_probability
     new_state = LangevinState(
         torch.where(accepted.unsqueeze(-1), proposal, state.position),

@@ -13,9 +13,9 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ppl_ebm.kernels import cycle
+from ppl_ebm.kernels import cross_chain_torch, cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import (
-    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, welford_update, window_flags,
+    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, window_flags,
 )
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_torch import (
@@ -136,7 +136,7 @@ class LangevinSampler(NamedTuple):
         collecting, closing = window_flags(state.iteration, params.num_warmup)
         if not collecting:
             return state
-        welford = welford_update(state.mass.welford, state.langevin.position)
+        welford = cross_chain_torch.pooled_welford_update(state.mass.welford, state.langevin.position)
         if not closing:
             return state._replace(mass=state.mass._replace(welford=welford))
         diagonal = welford.m2.ndim == 2
@@ -166,7 +166,8 @@ class LangevinSampler(NamedTuple):
         langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size,
                                    _preconditioner(state))
         acceptance = info.acceptance_probability
-        adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, acceptance)
+        shared = acceptance if self.per_chain_step_size else cross_chain_torch.mean_acceptance(acceptance)
+        adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, shared)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         return state._replace(
             iteration=state.iteration + 1, langevin=langevin, step_size=step_size, adaptation=adaptation,

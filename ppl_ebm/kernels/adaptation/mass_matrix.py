@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled_groups", "regularised_covariance",
+    "welford_merge",
     "reported_inverse_mass", "welford_init", "welford_update", "window_flags",
 ]
 
@@ -86,6 +87,13 @@ def welford_update(state: WelfordState, position: Any) -> WelfordState:
         batch_m2 = _outer(position - batch_mean, dense).sum(0)[None]
     else:
         batch, batch_mean, batch_m2 = 1, position, 0.0
+    return welford_merge(state, batch, batch_mean, batch_m2)
+
+
+def welford_merge(state: WelfordState, batch: Any, batch_mean: Any, batch_m2: Any) -> WelfordState:
+    """Merge a batch's count, mean and centred second moments into ``state`` (Chan et al.); a
+    batch pooled over processes (``torchrun``) comes here with its moments all-reduced."""
+    dense = state.m2.ndim == state.mean.ndim + 1
     delta = batch_mean - state.mean
     count = state.count + batch
     mean = state.mean + delta * (batch / count)
