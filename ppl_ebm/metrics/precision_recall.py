@@ -4,9 +4,11 @@ Each set's manifold is the union of balls around its points, each ball's radius 
 the point's k-th nearest neighbour in its own set (k = 3, the paper's default). Precision: the
 fraction of generated points inside the real manifold (how many samples look real); recall: the
 fraction of real points inside the generated manifold (how much of the data is covered).
-Hand-written (25 lines on scikit-learn's nearest neighbours) because the maintained versions sit
-inside packages that would pull other weights or pins (torch-fidelity's needs its feature
-extractor; ``prdc`` is unmaintained since 2020).
+Hand-written (25 lines on scikit-learn's nearest neighbours and scipy's distances) because the
+reference implementations (Kynkaanniemi et al.'s, StyleGAN2-ADA's ``metrics/precision_recall.py``)
+live inside training repositories, not installable libraries, and ``prdc`` (2020) is unmaintained.
+The radii are theirs: the k-th neighbour not counting the point itself (StyleGAN's
+``kthvalue(k + 1)`` over distances that include the zero to itself).
 """
 
 from __future__ import annotations
