@@ -43,14 +43,14 @@ def _compare_parser(subparsers) -> None:
                         f"{{{','.join(sampler_names())}}}/{{{','.join(BACKENDS)}}} "
                         "(default: the baselines and ULA/MALA on both backends)")
     parser.add_argument("--num-samples", type=int, default=None,
-                        help="zoo runs: samples scored per method (default 5000; image models 1000)")
+                        help="zoo runs: samples scored per method (default 5000; image models 500)")
     parser.add_argument("--steps", type=int, default=None,
                         help="zoo runs: Langevin steps per chain (default 100; half warmup, half draws)")
     parser.add_argument("--sweep", type=float, nargs="*", default=None,
                         help="zoo runs: ULA step sizes of the W1 sweep (give none to skip it)")
     parser.add_argument("--paper-steps", type=int, default=None,
                         help="image models: steps of the paper's ULA (ula-paper; default 1000, DDLS App. B.2)")
-    parser.add_argument("--sweep-chains", type=int, default=None, help="chains of the sweep (default 1000; images 500)")
+    parser.add_argument("--sweep-chains", type=int, default=None, help="chains of the sweep (default 1000; images 250)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="image models of MNIST / Fashion-MNIST / CIFAR-10: the folder holding the data set")
     parser.add_argument("--w2sq-points", type=int, default=None,

@@ -4,13 +4,12 @@ CIFAR-10 read through torchvision from tiny files in torchvision's formats that 
 from __future__ import annotations
 
 import pickle  # the tests write CIFAR-10's pickled batches themselves; the package never unpickles
-import struct
-
 import numpy as np
 import pytest
 
 from ppl_ebm.data import images as image_data
 from ppl_ebm.data import load_images
+from problems import write_idx_ubyte, write_tiny_mnist
 
 
 def test_digits_split_is_fixed_stratified_and_in_range():
@@ -33,22 +32,11 @@ def test_digits_split_is_fixed_stratified_and_in_range():
     assert np.array_equal(again.images, held_out.images) and np.array_equal(again.labels, held_out.labels)
 
 
-def _write_idx(path, array: np.ndarray) -> None:
-    # idx-ubyte: 0x00 0x00, type 0x08 (ubyte), ndim, then big-endian int32 sizes, then the bytes.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.astype(np.uint8).tobytes())
-
-
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
 def test_mnist_formats_read_through_torchvision_and_padded(tmp_path, name, folder):
-    rng = np.random.default_rng(0)
-    pixels = {split: rng.integers(0, 256, (n, 28, 28)) for split, n in (("train", 5), ("t10k", 3))}
-    labels = {split: rng.integers(0, 10, n) for split, n in (("train", 5), ("t10k", 3))}
+    pixels, labels = write_tiny_mnist(tmp_path, folder)
     pixels["train"][0, 0, 0], pixels["train"][0, 0, 1] = 0, 255
-    for split in ("train", "t10k"):
-        _write_idx(tmp_path / folder / "raw" / f"{split}-images-idx3-ubyte", pixels[split])
-        _write_idx(tmp_path / folder / "raw" / f"{split}-labels-idx1-ubyte", labels[split])
+    write_idx_ubyte(tmp_path / folder / "raw" / "train-images-idx3-ubyte", pixels["train"])
     for split, key in (("train", "train"), ("held_out", "t10k")):
         loaded = load_images(name, split, root=tmp_path)
         assert loaded.images.shape == (len(labels[key]), 1, 32, 32) and loaded.images.dtype == np.float32
@@ -92,7 +80,7 @@ def test_cifar10_format_read_through_torchvision(tmp_path):
 def test_missing_files_and_bad_arguments_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"MNIST/raw, which does not exist.*Nothing is downloaded"):
         load_images("mnist", root=tmp_path)
-    _write_idx(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((1, 28, 28)))
+    write_idx_ubyte(tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte", np.zeros((1, 28, 28)))
     with pytest.raises(FileNotFoundError, match=r"lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte"):
         load_images("mnist", root=tmp_path)
     with pytest.raises(FileNotFoundError, match="data_batch_1.*test_batch, batches.meta in .*cifar-10-batches-py"):

@@ -41,9 +41,10 @@ def classifier_name(dataset: str) -> str:
 def generate_images(generator: torch.nn.Module, latent_dim: int, n: int, seed: int = 0,
                     batch_size: int = 1000) -> np.ndarray:
     """``n`` images ``G(z)``, ``z ~ N(0, I)`` from ``torch.Generator().manual_seed(seed)``."""
-    noise = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))  # on the CPU: same on any device
+    device = next(generator.parameters()).device
     generator.eval()
-    return torch.cat([generator(noise[i:i + batch_size]) for i in range(0, n, batch_size)]).numpy()
+    return torch.cat([generator(noise[i:i + batch_size].to(device)).cpu() for i in range(0, n, batch_size)]).numpy()
 
 
 def score_against_held_out(images: dict[str, np.ndarray], dataset: str, root: str | None = None) -> dict[str, Any] | None:
