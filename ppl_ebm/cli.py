@@ -283,13 +283,18 @@ def _run_train(args, parser) -> int:
         except (ValueError, PermissionError) as error:
             parser.error(str(error))
         return run_image_train(args, parser)
+    for option, value in (("--data-root", args.data_root), ("--latent-dim", args.latent_dim)):
+        if value is not None:
+            parser.error(f"{option} applies to image data sets, not the toy set {args.dataset!r}.")
+    if args.device != "cpu":
+        parser.error("--device applies to image data sets; toy GANs train in JAX on its default device.")
     defaults = TrainingConfig(dataset=args.dataset)
     try:
         _check_output(args)
         config = TrainingConfig(dataset=args.dataset, loss=args.loss or defaults.loss,
-                                iterations=(defaults.iterations if args.iterations is None else args.iterations),
-                                batch_size=(defaults.batch_size if args.batch_size is None else args.batch_size), seed=args.seed,
-                                activation=args.activation).validate()
+                                iterations=defaults.iterations if args.iterations is None else args.iterations,
+                                batch_size=defaults.batch_size if args.batch_size is None else args.batch_size,
+                                seed=args.seed, activation=args.activation).validate()
     except (ValueError, PermissionError) as error:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)

@@ -1,6 +1,7 @@
 """The image parts of ``ppl-ebm``: ``train`` on an image set (digits, or MNIST / Fashion-MNIST /
 CIFAR-10 from ``--data-root``), ``train-classifier`` (the feature classifier of the image
-metrics) and ``compare --model <image model>``. Kept apart from :mod:`ppl_ebm.cli` so that file stays argument parsing of the toy jobs."""
+metrics) and ``compare --model <image model>``. Kept apart from :mod:`ppl_ebm.cli` so that file
+stays the argument parsing of the toy jobs."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def run_image_train(args, parser: argparse.ArgumentParser) -> int:
     try:
         config = ImageGANConfig(
             dataset=args.dataset, architecture=args.architecture, loss=args.loss or "",
-            iterations=(defaults.iterations if args.iterations is None else args.iterations), batch_size=(defaults.batch_size if args.batch_size is None else args.batch_size),
-            latent_dim=(defaults.latent_dim if args.latent_dim is None else args.latent_dim), seed=args.seed).validate()
+            iterations=defaults.iterations if args.iterations is None else args.iterations,
+            batch_size=defaults.batch_size if args.batch_size is None else args.batch_size,
+            latent_dim=defaults.latent_dim if args.latent_dim is None else args.latent_dim, seed=args.seed).validate()
         torch_device(args.device)
         load_images(args.dataset, "held_out", args.data_root)  # a missing folder fails before training
     except (ValueError, FileNotFoundError) as error:

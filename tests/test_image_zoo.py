@@ -63,7 +63,8 @@ def test_train_cli_refuses_bad_image_input(tmp_path, capsys):
                            (["--dataset", "cifar10", "--data-root", str(tmp_path)], "cifar-10-batches-py"),
                            (["--dataset", "digits", "--loss", "wgan-gp"], "loss must be one of"),
                            (["--dataset", "digits", "--iterations", "0"], "iterations must be a positive int"),
-                           (["--dataset", "digits", "--device", "tpu"], "device must be")):
+                           (["--dataset", "digits", "--device", "tpu"], "device must be"),
+                           (["--dataset", "25gaussians", "--data-root", str(tmp_path)], "--data-root applies to image")):
         with pytest.raises(SystemExit) as raised:
             main(base + extra)
         assert raised.value.code == 2
