@@ -83,10 +83,13 @@ def test_train_classifier_cli_at_toy_size(tmp_path, one_torch_thread):
 def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
     # Both backends (ULA on JAX, the paper's ULA and MALA on torch); the sweep is left out here
     # (--sweep with no steps) because each JAX sampler compiles the conv nets once.
-    output = tmp_path / "compare"
-    assert main(["compare", "--model", "digits-dcgan", "--methods", "generator", "ula-paper/torch", "ula/jax",
+    import shutil
+
+    output, copy = tmp_path / "compare", tmp_path / "digits-dcgan"
+    shutil.copytree(zoo.model_dir("digits-dcgan"), copy)  # --record-in-card writes into the model's folder
+    assert main(["compare", "--model", str(copy), "--methods", "generator", "ula-paper/torch", "ula/jax",
                  "mala/torch", "--num-samples", "16", "--steps", "4", "--paper-steps", "30", "--sweep",
-                 "--step-size", "0.01", "--output", str(output), "--no-progress"]) == 0
+                 "--step-size", "0.01", "--output", str(output), "--record-in-card", "--no-progress"]) == 0
     result = json.loads((output / "metrics.json").read_text())
     assert result["kind"] == "image" and list(result["methods"]) == ["data", "generator", "ula-paper/torch",
                                                                        "ula/jax", "mala/torch"]
@@ -102,6 +105,9 @@ def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
     assert "| ula/jax |" in report and "DDLS Fig. 5" in report
     for figure in ("samples.png", "pixels.png", "trace.png"):
         assert (output / figure).stat().st_size > 0
+    card = (copy / "MODEL_CARD.md").read_text()
+    assert "## DDLS (`ppl-ebm compare`)" in card and f"| ula/jax | {result['methods']['ula/jax']['fd']:.3f} |" in card
+    assert "## Generator-only metrics" in card  # the rest of the card is rewritten, not lost
 
 
 def test_compare_cli_refuses_toy_methods_on_an_image_model(tmp_path, capsys):

@@ -45,7 +45,7 @@ __all__ = ["DEFAULT_IMAGE_METHODS", "IMAGE_METHODS", "ImageCompareConfig", "Imag
 IMAGE_METHODS = ("generator",) + tuple(f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala"))
 DEFAULT_IMAGE_METHODS = ("generator", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch")
 PAPER_ULA = {"step_size": 0.01, "noise_scale": 0.1, "decay_rate": 0.1, "decay_every": 200}
-IMAGE_SWEEP_STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+IMAGE_SWEEP_STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
 
 @dataclass
