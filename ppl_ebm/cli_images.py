@@ -127,7 +127,7 @@ def run_image_compare_cli(args, parser: argparse.ArgumentParser) -> int:
     if args.record_in_card:
         from ppl_ebm.zoo.image_build import record_image_compare_in_card
 
-        record_image_compare_in_card(output.model_config["name"], output,
+        record_image_compare_in_card(config.model, output,  # the folder or name given, not the stored name
                                      "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
     print(f"\nWrote {', '.join(str(p) for p in paths.values())}")
     return 0

@@ -106,6 +106,9 @@ def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
     for figure in ("samples.png", "pixels.png", "trace.png"):
         assert (output / figure).stat().st_size > 0
     card = (copy / "MODEL_CARD.md").read_text()
+    # Recorded in the folder that was given, and nowhere else: the shipped card is untouched.
+    assert "--num-samples 16" in card and "--num-samples 16" not in (zoo.model_dir("digits-dcgan") /
+                                                                     "MODEL_CARD.md").read_text()
     assert "## DDLS (`ppl-ebm compare`)" in card and f"| ula/jax | {result['methods']['ula/jax']['fd']:.3f} |" in card
     assert "## Generator-only metrics" in card  # the rest of the card is rewritten, not lost
 
