@@ -5,7 +5,8 @@ the shipped 25-Gaussians WGAN-GP): generator only, DRS, MH-GAN, DOT and DDLS wit
 sampler x backend, scored by exact W1, the papers' W2^2 "EMD" and DDLS Table 1's mode metrics, with ESS figures for
 the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
 ``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
-``ppl-ebm train`` reproduces a zoo checkpoint; ``ppl-ebm calibrate`` fine-tunes a zoo model's
+``ppl-ebm train`` reproduces a zoo checkpoint (toy or image GAN; ``ppl-ebm train-classifier``
+the image metrics' classifier); ``ppl-ebm calibrate`` fine-tunes a zoo model's
 critic into a density-ratio estimator and fits its logistic head (DDLS Sec. 5.2);
 ``ppl-ebm mixing`` measures how many Langevin steps the chains need (progression, R-hat, L-lag
 coupling bound); ``ppl-ebm samplers`` compares every sampler x backend by ESS at matched wall time;
@@ -43,12 +44,17 @@ def _compare_parser(subparsers) -> None:
                         help="zoo runs: any of generator drs mh_gan dot "
                         f"{{{','.join(sampler_names())}}}/{{{','.join(BACKENDS)}}} "
                         "(default: the baselines and ULA/MALA on both backends)")
-    parser.add_argument("--num-samples", type=int, default=5000, help="zoo runs: samples scored per method")
+    parser.add_argument("--num-samples", type=int, default=None,
+                        help="zoo runs: samples scored per method (default 5000; image models 500)")
     parser.add_argument("--steps", type=int, default=None,
                         help="zoo runs: Langevin steps per chain (default 100; half warmup, half draws)")
     parser.add_argument("--sweep", type=float, nargs="*", default=None,
                         help="zoo runs: ULA step sizes of the W1 sweep (give none to skip it)")
-    parser.add_argument("--sweep-chains", type=int, default=1000)
+    parser.add_argument("--paper-steps", type=int, default=None,
+                        help="image models: steps of the paper's ULA (ula-paper; default 1000, DDLS App. B.2)")
+    parser.add_argument("--sweep-chains", type=int, default=None, help="chains of the sweep (default 1000; images 250)")
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="image models of MNIST / Fashion-MNIST / CIFAR-10: the folder holding the data set")
     parser.add_argument("--w2sq-points", type=int, default=None,
                         help="zoo runs: points per side of the papers' EMD (W2^2, POT's default cost; default 1000 as "
                         "DOT/DDLS, or --num-samples when fewer)")
@@ -81,13 +87,21 @@ def _train_parser(subparsers) -> None:
     from ppl_ebm.data import dataset_names
     from ppl_ebm.training.gan import LOSSES, TrainingConfig
 
+    from ppl_ebm.cli_images import add_image_train_arguments
+    from ppl_ebm.data.images import image_dataset_names
+    from ppl_ebm.training.image_gan import IMAGE_LOSSES
+
     defaults = TrainingConfig(dataset="25gaussians")
-    parser = subparsers.add_parser("train", help="train a toy GAN and save it as a zoo model",
-                                   description="Train, calibrate and save a toy GAN with its model card.")
-    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
-    parser.add_argument("--loss", default="wgan-gp", choices=LOSSES)
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser = subparsers.add_parser("train", help="train a toy or image GAN and save it as a zoo model",
+                                   description="Train and save a GAN with its model card: a toy GAN (then "
+                                   "calibrated), or a DCGAN / SN-GAN on an image set (scored on the zoo classifier).")
+    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d") + image_dataset_names())
+    parser.add_argument("--loss", default=None, choices=sorted(set(LOSSES) | set(IMAGE_LOSSES)),
+                        help="toy: wgan-gp (default) or nsgan; images: the architecture's (dcgan: nsgan, sngan: hinge)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"generator iterations (toy default {defaults.iterations}, images 3000)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"batch size (toy default {defaults.batch_size}, images 64)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument("--name", required=True, help="folder name of the model")
@@ -95,6 +109,7 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--init-from", default=None,
                         help="zoo name or folder whose weights start the run (continues its training)")
     _fine_tune_arguments(parser)
+    add_image_train_arguments(parser)
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -260,10 +275,28 @@ def _run_train(args, parser) -> int:
     from ppl_ebm.training.gan import TrainingConfig
     from ppl_ebm.zoo.build import train_zoo_model
 
+    from ppl_ebm.data.images import IMAGE_DATASETS
+
+    if args.dataset in IMAGE_DATASETS:
+        from ppl_ebm.cli_images import run_image_train
+
+        try:
+            _check_output(args)
+        except (ValueError, PermissionError) as error:
+            parser.error(str(error))
+        return run_image_train(args, parser)
+    for option, value in (("--data-root", args.data_root), ("--latent-dim", args.latent_dim)):
+        if value is not None:
+            parser.error(f"{option} applies to image data sets, not the toy set {args.dataset!r}.")
+    if args.device != "cpu":
+        parser.error("--device applies to image data sets; toy GANs train in JAX on its default device.")
+    defaults = TrainingConfig(dataset=args.dataset)
     try:
         _check_output(args)
-        config = TrainingConfig(dataset=args.dataset, loss=args.loss, iterations=args.iterations,
-                                batch_size=args.batch_size, seed=args.seed, activation=args.activation).validate()
+        config = TrainingConfig(dataset=args.dataset, loss=args.loss or defaults.loss,
+                                iterations=defaults.iterations if args.iterations is None else args.iterations,
+                                batch_size=defaults.batch_size if args.batch_size is None else args.batch_size,
+                                seed=args.seed, activation=args.activation).validate()
     except (ValueError, PermissionError) as error:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)
@@ -293,9 +326,10 @@ def _run_zoo_compare(args, parser) -> int:
         config = CompareConfig(
             model=args.model or COMPARE_MODEL,
             methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
-            num_samples=args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
+            num_samples=5000 if args.num_samples is None else args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
-            sweep_chains=args.sweep_chains, seed=args.seed, raw_critic=args.raw_critic,
+            sweep_chains=1000 if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
+            raw_critic=args.raw_critic,
             w2sq_points=args.w2sq_points, w2sq_repeats=args.w2sq_repeats,
             progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()
@@ -336,6 +370,10 @@ def _check_positive(parser, args, names) -> None:
 
 
 def _run_compare(args, parser) -> int:
+    from ppl_ebm.cli_images import is_image_model, run_image_compare_cli
+
+    if args.model is not None and is_image_model(args.model):
+        return run_image_compare_cli(args, parser)
     if args.model != "gaussian":
         return _run_zoo_compare(args, parser)
     args.chains = 256 if args.chains is None else args.chains
@@ -504,6 +542,9 @@ def main(argv: list[str] | None = None) -> int:
     _samplers_parser(subparsers)
     _sample_parser(subparsers)
     _report_parser(subparsers)
+    from ppl_ebm.cli_images import classifier_parser, run_train_classifier
+
+    classifier_parser(subparsers)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
@@ -511,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
-              "sample": _run_sample, "report": _run_report}[args.command]
+              "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

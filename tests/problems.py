@@ -93,3 +93,25 @@ def save_tiny_model(folder):
     critic_config = NetworkConfig("toy_critic", {"data_dim": 2, "width": 4, "depth": 1})
     return save_model(folder, "tiny", build_network(generator_config), build_network(critic_config),
                       generator_config=generator_config, critic_config=critic_config)
+
+
+def write_idx_ubyte(path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8 values) as an idx-ubyte file, the format of MNIST's raw files:
+    0x00 0x00, type 0x08 (ubyte), ndim, big-endian int32 sizes, then the bytes."""
+    import struct
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + np.asarray(array).astype(np.uint8).tobytes())
+
+
+def write_tiny_mnist(root, folder: str = "MNIST", n_train: int = 5, n_test: int = 3, seed: int = 0):
+    """Random 28x28 images and labels in torchvision's MNIST layout ``root/folder/raw``; returns
+    ``(pixels, labels)`` dicts keyed by ``"train"`` / ``"t10k"``."""
+    rng = np.random.default_rng(seed)
+    pixels = {split: rng.integers(0, 256, (n, 28, 28)) for split, n in (("train", n_train), ("t10k", n_test))}
+    labels = {split: rng.integers(0, 10, n) for split, n in (("train", n_train), ("t10k", n_test))}
+    for split in ("train", "t10k"):
+        write_idx_ubyte(root / folder / "raw" / f"{split}-images-idx3-ubyte", pixels[split])
+        write_idx_ubyte(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels[split])
+    return pixels, labels

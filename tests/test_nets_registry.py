@@ -20,6 +20,8 @@ CONFIGS = {
                                                        "image_size": 8}),
     "conv_critic": NetworkConfig("conv_critic", {"channels": 3, "base_width": 4, "image_size": 8,
                                                  "spectral_norm": True}),
+    "image_classifier": NetworkConfig("image_classifier", {"channels": 1, "image_size": 8, "base_width": 4,
+                                                           "feature_width": 6, "num_classes": 10}),
 }
 
 

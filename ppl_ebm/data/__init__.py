@@ -1,5 +1,7 @@
-"""Data sets: the samplers of the toy 2-D sets (``toy``) and the registry of names (``registry``)."""
+"""Data sets: the samplers of the toy 2-D sets (``toy``), the registry of names (``registry``) and the
+image sets (``images``: digits offline, MNIST / Fashion-MNIST / CIFAR-10 from the user's disk)."""
 
+from ppl_ebm.data.images import IMAGE_DATASETS, ImageSet, image_dataset_names, load_images
 from ppl_ebm.data.registry import (
     DATASETS,
     DatasetSpec,
@@ -15,6 +17,10 @@ from ppl_ebm.data.registry import (
 
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
+    "ImageSet",
+    "image_dataset_names",
+    "load_images",
     "DatasetSpec",
     "dataset_names",
     "dataset_spec",

@@ -13,7 +13,7 @@ from functools import partial
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["mlp", "toy_generator", "toy_critic", "conv_generator", "conv_critic"]
+__all__ = ["mlp", "toy_generator", "toy_critic", "conv_generator", "conv_critic", "image_classifier"]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -236,4 +236,48 @@ def conv_critic(
         nn.Flatten(),
         wrap(nn.Linear(final_width * 4 * 4, 1)),
     ]
+    return nn.Sequential(*layers)
+
+
+def image_classifier(
+    channels: int = 1,
+    image_size: int = 8,
+    base_width: int = 32,
+    feature_width: int = 128,
+    num_classes: int = 10,
+) -> nn.Sequential:
+    """Small conv classifier whose penultimate layer is the feature space of the image metrics.
+
+    Per stage ``Conv2d(3x3) + ReLU`` and a downsampling ``Conv2d(4x4, stride 2) + ReLU``,
+    doubling the width from ``w`` until the map is 4x4; then ``Flatten``,
+    ``Linear -> feature_width + ReLU`` (the features: ``model[:-1](x)``) and
+    ``Linear -> num_classes`` (logits: ``model(x)``).
+
+    Parameters
+    ----------
+    channels, image_size
+        The images' channels and side (``4 * 2**k``, ``k >= 1``).
+    base_width
+        ``w`` above.
+    feature_width
+        Width of the feature layer (the Frechet distance's and precision/recall's space).
+    num_classes
+        Number of classes.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, channels, image_size, image_size)`` to ``(batch, num_classes)`` logits.
+    """
+    _check_sizes(channels=channels, base_width=base_width, feature_width=feature_width, num_classes=num_classes)
+    layers: list[nn.Module] = []
+    width_in = channels
+    for step in range(_upsampling_steps(image_size)):
+        width = base_width * 2**step
+        layers += [
+            nn.Conv2d(width_in, width, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, kernel_size=4, stride=2, padding=1), nn.ReLU(),
+        ]
+        width_in = width
+    layers += [nn.Flatten(), nn.Linear(width_in * 4 * 4, feature_width), nn.ReLU(), nn.Linear(feature_width, num_classes)]
     return nn.Sequential(*layers)

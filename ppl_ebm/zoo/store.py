@@ -30,12 +30,14 @@ from ppl_ebm.targets.latent_ebm import LatentEBM
 
 __all__ = [
     "DEFAULT_MODEL",
+    "MODEL_KINDS",
     "ZooModel",
     "latent_ebm_of",
     "list_models",
     "load_latent_ebm",
     "load_model",
     "model_dir",
+    "model_kind",
     "save_calibrated_critic",
     "save_model",
 ]
@@ -64,6 +66,11 @@ class ZooModel(NamedTuple):
         return self.config["name"]
 
     @property
+    def kind(self) -> str:
+        """``"toy2d"`` or ``"image"`` (:data:`MODEL_KINDS`)."""
+        return model_kind(self.config)
+
+    @property
     def dataset(self) -> str | None:
         """The training data set's name, or None when the folder records no training."""
         return (self.config.get("training") or {}).get("dataset")
@@ -78,12 +85,33 @@ def _search_paths() -> list[Path]:
     return [*paths, _REPO_MODELS]
 
 
-def list_models() -> list[str]:
-    """Names of the models found in the search paths."""
+#: Kinds of zoo model: ``"toy2d"`` (GANs of 2-D points; a config.json without ``"kind"``) and
+#: ``"image"`` (image GANs, :mod:`ppl_ebm.zoo.image_build`).
+MODEL_KINDS = ("toy2d", "image")
+
+
+def model_kind(config: Mapping[str, Any]) -> str:
+    """The kind of the model whose parsed config.json is ``config`` (see :data:`MODEL_KINDS`)."""
+    return config.get("kind", "toy2d")
+
+
+def _kind_of_folder(folder: Path) -> str | None:
+    try:
+        return model_kind(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError, AttributeError):  # a broken folder: load_model names the problem
+        return None
+
+
+def list_models(kind: str | None = None) -> list[str]:
+    """Names of the models found in the search paths; only those of ``kind`` when given."""
+    if kind is not None and kind not in MODEL_KINDS:
+        raise ValueError(f"kind must be one of {MODEL_KINDS} or None, got {kind!r}.")
     names = set()
     for root in _search_paths():
         if root.is_dir():
-            names.update(p.name for p in root.iterdir() if (p / "config.json").is_file())
+            for folder in root.iterdir():
+                if (folder / "config.json").is_file() and (kind is None or _kind_of_folder(folder) == kind):
+                    names.add(folder.name)
     return sorted(names)
 
 

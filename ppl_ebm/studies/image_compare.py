@@ -1,0 +1,229 @@
+"""DDLS on an image GAN of the zoo (``ppl-ebm compare --model digits-dcgan``): generator only, DDLS
+with the paper's Langevin settings, ULA at the swept step and MALA, scored by the Frechet distance,
+the Inception-style score and precision / recall on the zoo classifier's features.
+
+Protocol (DDLS Alg. 1): every chain starts at a prior draw and its final state is one sample;
+``num_samples`` chains per method. Test reference: the data set's held-out split (never seen by
+the GAN or the classifier); floor: ``num_samples`` train images against it. The ULA step of the
+``ula`` rows is chosen by a sweep scored against *train* images (validation), never the held-out
+test images, because seed 002 found DDLS makes images worse at an untuned step; the sweep's
+figures are in ``metrics.json`` and the report, so a bad step shows as a worse FD.
+
+- ``ula-paper/<backend>``: DDLS App. B.2: step 0.01, noise std 0.1 (= sqrt(step)), the step x0.1
+  every 200 steps with the noise annealed alongside (``noise^2 / step`` fixed), ``paper_steps``
+  steps (the paper: 1000); the FD every ``trace_every`` steps is kept (DDLS Fig. 5).
+- ``ula/<backend>``: ``langevin_steps`` constant steps at the sweep's best step.
+- ``mala/<backend>``: ``langevin_steps`` steps, the first half warmup adapting the step (dual
+  averaging, per chain) and a diagonal mass matrix.
+
+DDLS uses the GAN's own critic read as a logit (image models carry no calibration yet).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppl_ebm.data.images import load_images
+from ppl_ebm.kernels.registry import BACKENDS
+from ppl_ebm.metrics.frechet import frechet_distance
+from ppl_ebm.metrics.image_scores import classifier_outputs, image_scores
+from ppl_ebm.sampling import sample
+from ppl_ebm.studies.image_compare_report import saturated_fraction
+from ppl_ebm.validation import check_positive_ints
+from ppl_ebm.zoo.classifiers import load_classifier
+from ppl_ebm.zoo.image_build import generate_images
+from ppl_ebm.zoo.store import latent_ebm_of, load_model
+
+__all__ = ["DEFAULT_IMAGE_METHODS", "IMAGE_METHODS", "ImageCompareConfig", "ImageCompareOutput",
+           "run_image_compare"]
+
+IMAGE_METHODS = ("generator",) + tuple(f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala"))
+DEFAULT_IMAGE_METHODS = ("generator", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch")
+PAPER_ULA = {"step_size": 0.01, "noise_scale": 0.1, "decay_rate": 0.1, "decay_every": 200}
+IMAGE_SWEEP_STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+
+
+@dataclass
+class ImageCompareConfig:
+    """What ``ppl-ebm compare --model <image model>`` runs; the defaults take a few minutes on 2 cores."""
+
+    model: str = "digits-dcgan"
+    methods: tuple[str, ...] = DEFAULT_IMAGE_METHODS
+    num_samples: int = 500
+    langevin_steps: int = 100
+    paper_steps: int = 1000
+    trace_every: int = 10
+    ula_step_size: float | None = None
+    sweep_steps: tuple[float, ...] = IMAGE_SWEEP_STEPS
+    sweep_chains: int = 250
+    seed: int = 0
+    data_root: str | None = None
+    progress_bar: bool = True
+    device: str | None = None
+
+    def validate(self) -> "ImageCompareConfig":
+        unknown = set(self.methods) - set(IMAGE_METHODS)
+        if unknown:
+            raise ValueError(f"Unknown method(s) {sorted(unknown)} for an image model; choose from {list(IMAGE_METHODS)}.")
+        check_positive_ints(self, ("num_samples", "langevin_steps", "paper_steps", "trace_every", "sweep_chains"))
+        if self.langevin_steps < 2:
+            raise ValueError(f"langevin_steps must be >= 2 (MALA: warmup and draws), got {self.langevin_steps}.")
+        if self.num_samples < 4 or self.sweep_chains < 4:
+            raise ValueError("num_samples and sweep_chains must be >= 4 (precision/recall's k = 3 neighbours).")
+        if self.ula_step_size is None and not self.sweep_steps and any(m.startswith("ula/") for m in self.methods):
+            raise ValueError("ULA needs a step size: give ula_step_size or a non-empty sweep to choose it.")
+        if any(not step > 0 for step in self.sweep_steps) or (self.ula_step_size is not None
+                                                              and not self.ula_step_size > 0):
+            raise ValueError("step sizes must be > 0.")
+        if self.device is not None:
+            from ppl_ebm.drivers.devices import jax_device, torch_device
+
+            torch_device(self.device)
+            jax_device(self.device)
+        return self
+
+
+@dataclass
+class ImageCompareOutput:
+    config: ImageCompareConfig
+    model_config: dict[str, Any]
+    metrics: dict[str, dict[str, Any]]
+    samples: dict[str, np.ndarray]
+    sweep: dict[str, Any]
+    traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "image",
+            "dataset": self.model_config["training"]["dataset"],
+            "model": self.model_config["name"],
+            "classifier": self.model_config["classifier"],
+            "seed": self.config.seed,
+            "num_samples": self.config.num_samples,
+            "metrics": "fd: Frechet distance of the classifier's penultimate features (FID's formula) against the "
+                       "held-out split; score: the Inception Score's formula on its softmax; precision/recall: "
+                       "Kynkaanniemi et al. 2019, k = 3",
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
+            "methods": self.metrics,
+            "sweep": self.sweep,
+            "traces": self.traces,
+        }
+
+
+def _images(ebm, latents: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        z = torch.from_numpy(np.ascontiguousarray(latents, dtype=np.float32)).to(ebm.device)
+        return ebm.generate(z).cpu().numpy()
+
+
+def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None):
+    sampler, backend = method.split("/")
+    common = dict(num_chains=config.num_samples, seed=config.seed, progress_bar=config.progress_bar,
+                  device=config.device)
+    if sampler == "ula-paper":
+        return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.paper_steps,
+                      thinning=config.trace_every, **common, **PAPER_ULA)
+    if sampler == "ula":
+        return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.langevin_steps, step_size=ula_step,
+                      thinning=config.langevin_steps, **common)
+    warmup = config.langevin_steps // 2
+    return sample(ebm, "mala", backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
+
+
+def _sweep(ebm, validation: np.ndarray, classifier, config: ImageCompareConfig, log) -> dict[str, Any]:
+    """seed 002's sweep on images: FD of ULA's final states (``sweep_chains`` chains,
+    ``langevin_steps`` steps) against train images, per step size; generator and adapted MALA beside."""
+    reference = classifier_outputs(classifier, validation[: config.sweep_chains]).features
+    fds = []
+    for step in config.sweep_steps:
+        log(f"  sweep: ULA step {step:g}")
+        result = sample(ebm, "ula", "jax", num_chains=config.sweep_chains, num_warmup=0,
+                        num_samples=config.langevin_steps, thinning=config.langevin_steps, seed=config.seed,
+                        step_size=step, progress_bar=False, device=config.device)
+        fds.append(frechet_distance(classifier_outputs(classifier, _images(ebm, result.latents[:, -1])).features,
+                                    reference))
+    log("  sweep: MALA adapted")
+    warmup = config.langevin_steps // 2
+    mala = sample(ebm, "mala", "jax", num_chains=config.sweep_chains, num_warmup=warmup,
+                  num_samples=config.langevin_steps - warmup, seed=config.seed, progress_bar=False,
+                  device=config.device)
+    generator = generate_images(ebm.generator, ebm.latent_dim, config.sweep_chains, config.seed + 1)
+    best = int(np.argmin(fds))
+    return {
+        "sampler": "ula (jax), noise sqrt(step), constant step", "data": "train images (validation), not the "
+        "held-out test images of the table", "num_samples": config.sweep_chains, "steps": config.langevin_steps,
+        "step_sizes": list(config.sweep_steps), "fd": fds, "best_step_size": config.sweep_steps[best],
+        "best_fd": fds[best],
+        "mala_adapted_step_size": float(np.median(mala.stats["step_size"])),
+        "mala_adapted_fd": frechet_distance(
+            classifier_outputs(classifier, _images(ebm, mala.latents[:, -1])).features, reference),
+        "generator_fd": frechet_distance(classifier_outputs(classifier, generator).features, reference),
+    }
+
+
+def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutput:
+    """Run every requested method on the image model and score it (see module docstring)."""
+    config = config.validate()
+    model = load_model(config.model)
+    if model.kind != "image":
+        raise ValueError(f"{config.model!r} is not an image model; `ppl-ebm compare` runs the toy study on it.")
+    dataset = model.dataset
+    classifier = load_classifier(model.config["classifier"]).classifier
+    ebm = latent_ebm_of(model)
+    if config.device is not None:
+        from ppl_ebm.drivers.devices import torch_device
+
+        ebm.to(torch_device(config.device))
+    held_out = load_images(dataset, "held_out", config.data_root).images
+    train = load_images(dataset, "train", config.data_root).images
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    floor = train[order[: config.num_samples]]
+    validation = train[order[::-1]]  # the sweep's reference: train images, from the other end
+    results: dict[str, dict[str, Any]] = {
+        "data": {**image_scores(floor, held_out, classifier), "wall_seconds": None,
+                 "note": "train images against the held-out ones: the floor"}}
+    samples: dict[str, np.ndarray] = {"data": floor[:64]}
+    traces: dict[str, dict[str, list[float]]] = {}
+    all_images: dict[str, np.ndarray] = {}
+    sweep: dict[str, Any] = {}
+    if config.sweep_steps and any(m.startswith("ula/") for m in config.methods):
+        log("[sweep] ULA step sizes and adapted MALA, scored on train images")
+        sweep = _sweep(ebm, validation, classifier, config, log)
+    ula_step = config.ula_step_size if config.ula_step_size is not None else sweep.get("best_step_size")
+    held_out_features = classifier_outputs(classifier, held_out).features
+    for index, method in enumerate(config.methods, start=1):
+        log(f"[{index}/{len(config.methods)}] {method}")
+        start = time.perf_counter()
+        if method == "generator":
+            images = generate_images(ebm.generator, ebm.latent_dim, config.num_samples, config.seed)
+            results[method] = {**image_scores(images, held_out, classifier),
+                               "wall_seconds": time.perf_counter() - start}
+            samples[method], all_images[method] = images[:64], images
+            continue
+        result = _run(method, ebm, config, ula_step)
+        images = all_images[method] = _images(ebm, result.latents[:, -1])
+        row = {**image_scores(images, held_out, classifier), "wall_seconds": float(result.stats["wall_seconds"]),
+               "grad_evals": int(np.sum(result.stats["grad_evals"])),
+               "step_size": float(np.median(result.stats["step_size"])),
+               "acceptance_mean": float(np.mean(result.stats["acceptance"])), "critic": "raw"}
+        if method.startswith("ula-paper/"):
+            row["step_size"], row["final_step_size"] = PAPER_ULA["step_size"], row["step_size"]
+            # DDLS Fig. 5: FD of the chains' states every trace_every steps; step 0 is a fresh set of
+            # prior draws through the generator (the chains' own starts are not kept).
+            steps = [0] + [config.trace_every * (i + 1) for i in range(result.latents.shape[1])]
+            start_images = generate_images(ebm.generator, ebm.latent_dim, config.num_samples, config.seed)
+            fds = [frechet_distance(classifier_outputs(classifier, start_images).features, held_out_features)]
+            fds += [frechet_distance(classifier_outputs(classifier, _images(ebm, result.latents[:, i])).features,
+                                     held_out_features) for i in range(result.latents.shape[1])]
+            traces[method] = {"step": steps, "fd": fds}
+            row["best_trace_step"] = steps[int(np.argmin(fds))]
+        results[method] = row
+        samples[method] = images[:64]
+    for method, row in results.items():
+        row["saturated"] = saturated_fraction(floor if method == "data" else all_images[method])
+    return ImageCompareOutput(config, model.config, results, samples, sweep, traces)

@@ -1,0 +1,123 @@
+"""Table, figures and Markdown report of a :func:`ppl_ebm.studies.image_compare.run_image_compare` run:
+``metrics.json``, ``report.md``, ``samples.png`` (64 samples per method), ``sweep.png`` (FD against the
+ULA step, seed 002), ``trace.png`` (FD every 10 steps of the paper's ULA, DDLS Fig. 5) and
+``pixels.png`` (pixel-intensity histograms against the data's: seed 002's over-saturation check)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure  # object API: importing this never switches the user's backend
+
+__all__ = ["format_image_table", "saturated_fraction", "write_image_report"]
+
+_COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
+            ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
+            ("acceptance_mean", "accept", "{:.2f}"), ("wall_seconds", "wall s", "{:.1f}"))
+
+
+def saturated_fraction(images: np.ndarray, threshold: float = 0.95) -> float:
+    """Fraction of pixels with ``|x| > threshold`` (at the ends of ``[-1, 1]``): seed 002's over-saturation."""
+    return float(np.mean(np.abs(np.asarray(images)) > threshold))
+
+
+def _cell(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def format_image_table(metrics: dict[str, dict]) -> str:
+    """The per-method table as Markdown."""
+    lines = ["| method | " + " | ".join(title for _, title, _ in _COLUMNS) + " |",
+             "|---|" + "---|" * len(_COLUMNS)]
+    for method, row in metrics.items():
+        lines.append(f"| {method} | " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in _COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    images = images[: columns * columns]
+    n, channels, side, _ = images.shape
+    rows = math.ceil(n / columns)
+    canvas = np.ones((rows * (side + 1), columns * (side + 1), channels))
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (side + 1): r * (side + 1) + side, c * (side + 1): c * (side + 1) + side] = \
+            (np.clip(image, -1, 1).transpose(1, 2, 0) + 1) / 2
+    return canvas[..., 0] if channels == 1 else canvas
+
+
+def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.ndarray] | None = None) -> dict[str, Path]:
+    """Write the run's files into ``folder``; returns their paths by name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": folder / "metrics.json", "report": folder / "report.md", "samples": folder / "samples.png",
+             "pixels": folder / "pixels.png"}
+    result = output.to_json()
+    paths["metrics"].write_text(json.dumps(result, indent=2) + "\n")
+
+    methods = list(output.samples)
+    figure = Figure(figsize=(2.2 * len(methods), 2.6))
+    for i, method in enumerate(methods):
+        axis = figure.add_subplot(1, len(methods), i + 1)
+        axis.imshow(_grid(output.samples[method]), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(method, fontsize=8)
+        axis.axis("off")
+    figure.savefig(paths["samples"], dpi=120, bbox_inches="tight")
+
+    figure = Figure(figsize=(5, 3.5))
+    axis = figure.add_subplot()
+    bins = np.linspace(-1, 1, 41)
+    for method in methods:
+        axis.hist(np.ravel(output.samples[method]), bins=bins, histtype="step", density=True, label=method,
+                  linewidth=2 if method == "data" else 1)
+    axis.set_xlabel("pixel value")
+    axis.set_ylabel("density")
+    axis.set_yscale("log")
+    axis.legend(fontsize=6)
+    figure.savefig(paths["pixels"], dpi=120, bbox_inches="tight")
+
+    text = (f"# ppl-ebm compare: {result['model']} ({result['dataset']})\n\n"
+            f"{result['num_samples']} samples per method (each a chain's final state, chains from prior draws), seed "
+            f"{result['seed']}, scored against the held-out split on the classifier `{result['classifier']}`: "
+            f"{result['metrics']}. `saturated`: the fraction of pixels with |x| > 0.95 (seed 002's colour "
+            f"over-saturation; the data row is the train images'). `data`: train images, the floor.\n\n"
+            f"{format_image_table(output.metrics)}\n\n![samples](samples.png)\n\n![pixels](pixels.png)\n")
+    sweep = output.sweep
+    if sweep:
+        paths["sweep"] = folder / "sweep.png"
+        figure = Figure(figsize=(5, 3.5))
+        axis = figure.add_subplot()
+        axis.plot(sweep["step_sizes"], sweep["fd"], "o-", label="ULA, constant step")
+        axis.axhline(sweep["generator_fd"], color="grey", linestyle="--", label="generator")
+        axis.axhline(sweep["mala_adapted_fd"], color="C1", linestyle=":",
+                     label=f"MALA adapted (step {sweep['mala_adapted_step_size']:.2g})")
+        axis.set_xscale("log")
+        axis.set_xlabel("ULA step size")
+        axis.set_ylabel("FD (train images)")
+        axis.legend(fontsize=7)
+        figure.savefig(paths["sweep"], dpi=120, bbox_inches="tight")
+        text += (f"\n## ULA step sweep (seed 002)\n\n{sweep['num_samples']} chains x {sweep['steps']} steps, FD against "
+                 f"{sweep['data']}: " + ", ".join(f"{s:g}: {f:.3f}" for s, f in zip(sweep["step_sizes"], sweep["fd"]))
+                 + f". Best {sweep['best_step_size']:g}; the generator {sweep['generator_fd']:.3f}; MALA adapted "
+                 f"(step {sweep['mala_adapted_step_size']:.3g}) {sweep['mala_adapted_fd']:.3f}.\n\n![sweep](sweep.png)\n")
+    for method, trace in output.traces.items():
+        paths["trace"] = folder / "trace.png"
+        figure = Figure(figsize=(5, 3.5))
+        axis = figure.add_subplot()
+        axis.plot(trace["step"], trace["fd"], ".-")
+        axis.set_xlabel("Langevin step")
+        axis.set_ylabel("FD (held out)")
+        axis.set_title(f"{method}: step 0.01 x0.1 every 200 steps (DDLS App. B.2)", fontsize=8)
+        figure.savefig(paths["trace"], dpi=120, bbox_inches="tight")
+        best = int(np.argmin(trace["fd"]))
+        text += (f"\n## FD along the paper's chains (DDLS Fig. 5)\n\n`{method}`: FD every "
+                 f"{trace['step'][1] - trace['step'][0]} steps; lowest {trace['fd'][best]:.3f} at step "
+                 f"{trace['step'][best]}, {trace['fd'][-1]:.3f} at the end (step 0: the generator, "
+                 f"{trace['fd'][0]:.3f}).\n\n![trace](trace.png)\n")
+    paths["report"].write_text(text)
+    return paths

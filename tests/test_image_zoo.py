@@ -1,0 +1,133 @@
+"""Image GANs in the zoo: every shipped image model loads by name with its card and scores, and
+``ppl-ebm train`` / ``ppl-ebm train-classifier`` run on digits at toy size (and refuse bad input)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ppl_ebm import zoo
+from ppl_ebm.cli import main
+from ppl_ebm.zoo.classifiers import list_classifiers, load_classifier
+from ppl_ebm.zoo.image_build import generate_images
+
+IMAGE_MODELS = zoo.list_models(kind="image")
+
+
+def test_the_digits_gans_are_shipped():
+    assert {"digits-dcgan", "digits-sngan"} <= set(IMAGE_MODELS)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_every_shipped_image_model_loads_with_its_scores(name, one_torch_thread):
+    model = zoo.load_model(name)
+    assert model.kind == "image" and model.dataset == "digits"
+    latent_dim = model.config["training"]["latent_dim"]
+    assert latent_dim >= 32
+    images = generate_images(model.generator, latent_dim, 8)
+    assert images.shape == (8, *model.config["image_shape"]) and np.abs(images).max() <= 1.0
+    energy = zoo.latent_ebm_of(model).potential(torch.randn(4, latent_dim))
+    assert energy.shape == (4,) and torch.isfinite(energy).all()
+    assert model.config["classifier"] in list_classifiers()
+    scores = model.config["generator_metrics"]
+    card = (model.directory / "MODEL_CARD.md").read_text()
+    for row in ("generator", "data_floor"):
+        for key in ("fd", "score", "precision", "recall"):
+            assert np.isfinite(scores[row][key]), (row, key)
+        assert f"{scores[row]['fd']:.3f}" in card
+    assert model.config["command"].startswith("ppl-ebm train --dataset digits") and model.config["command"] in card
+
+
+def test_train_cli_on_digits_at_toy_size(tmp_path, monkeypatch, one_torch_thread):
+    code = main(["train", "--dataset", "digits", "--architecture", "sngan", "--iterations", "3", "--batch-size", "16",
+                 "--seed", "1", "--name", "tiny-sngan", "--output", str(tmp_path), "--no-progress"])
+    assert code == 0
+    monkeypatch.setenv("PPL_EBM_MODELS", str(tmp_path))
+    assert zoo.list_models(kind="image") == sorted(["tiny-sngan", *IMAGE_MODELS])
+    model = zoo.load_model("tiny-sngan")
+    assert model.config["training"]["loss"] == "hinge" and model.config["critic"]["options"]["spectral_norm"]
+    assert any("parametrizations" in key for key in model.critic.state_dict())
+    scores = model.config["generator_metrics"]
+    assert scores["generator"]["n_generated"] == scores["data_floor"]["n_generated"] == 1437
+    # Three steps from a random start: far from the data, which the floor is not.
+    assert scores["generator"]["fd"] > scores["data_floor"]["fd"]
+    assert "ppl-ebm train --dataset digits --architecture sngan" in (model.directory / "MODEL_CARD.md").read_text()
+
+
+def test_train_cli_refuses_bad_image_input(tmp_path, capsys):
+    base = ["train", "--name", "x", "--output", str(tmp_path), "--no-progress"]
+    for extra, message in ((["--dataset", "mnist"], "pass root="),
+                           (["--dataset", "cifar10", "--data-root", str(tmp_path)], "cifar-10-batches-py"),
+                           (["--dataset", "digits", "--loss", "wgan-gp"], "loss must be one of"),
+                           (["--dataset", "digits", "--iterations", "0"], "iterations must be a positive int"),
+                           (["--dataset", "digits", "--device", "tpu"], "device must be"),
+                           (["--dataset", "25gaussians", "--data-root", str(tmp_path)], "--data-root applies to image")):
+        with pytest.raises(SystemExit) as raised:
+            main(base + extra)
+        assert raised.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_train_classifier_cli_at_toy_size(tmp_path, one_torch_thread):
+    assert main(["train-classifier", "--dataset", "digits", "--epochs", "1", "--name", "tiny-cnn",
+                 "--output", str(tmp_path)]) == 0
+    loaded = load_classifier(tmp_path / "classifiers" / "tiny-cnn")
+    config = json.loads((loaded.directory / "config.json").read_text())
+    assert 0.0 <= config["held_out_accuracy"] <= 1.0 and config["held_out_images"] == 360
+    assert "held out (never trained on)" in (loaded.directory / "MODEL_CARD.md").read_text()
+
+
+def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
+    # Both backends (ULA on JAX, the paper's ULA and MALA on torch); the sweep is left out here
+    # (--sweep with no steps) because each JAX sampler compiles the conv nets once.
+    import shutil
+
+    output, copy = tmp_path / "compare", tmp_path / "digits-dcgan"
+    shutil.copytree(zoo.model_dir("digits-dcgan"), copy)  # --record-in-card writes into the model's folder
+    assert main(["compare", "--model", str(copy), "--methods", "generator", "ula-paper/torch", "ula/jax",
+                 "mala/torch", "--num-samples", "16", "--steps", "4", "--paper-steps", "30", "--sweep",
+                 "--step-size", "0.01", "--output", str(output), "--record-in-card", "--no-progress"]) == 0
+    result = json.loads((output / "metrics.json").read_text())
+    assert result["kind"] == "image" and list(result["methods"]) == ["data", "generator", "ula-paper/torch",
+                                                                       "ula/jax", "mala/torch"]
+    for method, row in result["methods"].items():
+        assert row["n_generated"] == 16 and np.isfinite(row["fd"]) and 0 <= row["saturated"] <= 1, method
+    assert result["methods"]["ula-paper/torch"]["step_size"] == 0.01
+    assert result["methods"]["ula/jax"]["step_size"] == pytest.approx(0.01)
+    trace = result["traces"]["ula-paper/torch"]
+    assert trace["step"] == [0, 10, 20, 30] and len(trace["fd"]) == 4
+    # Step 0 of the trace is the generator's draws with the run's seed: the generator row's FD.
+    assert trace["fd"][0] == pytest.approx(result["methods"]["generator"]["fd"])
+    report = (output / "report.md").read_text()
+    assert "| ula/jax |" in report and "DDLS Fig. 5" in report
+    for figure in ("samples.png", "pixels.png", "trace.png"):
+        assert (output / figure).stat().st_size > 0
+    card = (copy / "MODEL_CARD.md").read_text()
+    # Recorded in the folder that was given, and nowhere else: the shipped card is untouched.
+    assert "--num-samples 16" in card and "--num-samples 16" not in (zoo.model_dir("digits-dcgan") /
+                                                                     "MODEL_CARD.md").read_text()
+    assert "## DDLS (`ppl-ebm compare`)" in card and f"| ula/jax | {result['methods']['ula/jax']['fd']:.3f} |" in card
+    assert "## Generator-only metrics" in card  # the rest of the card is rewritten, not lost
+
+
+def test_compare_cli_refuses_toy_methods_on_an_image_model(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--model", "digits-dcgan", "--methods", "drs", "--output", str(tmp_path / "c")])
+    assert "for an image model; choose from" in capsys.readouterr().err
+
+
+def test_train_cli_on_a_users_mnist_folder_at_toy_size(tmp_path, monkeypatch, one_torch_thread):
+    from problems import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path / "data", n_train=24, n_test=8)
+    assert main(["train", "--dataset", "mnist", "--data-root", str(tmp_path / "data"), "--iterations", "2",
+                 "--batch-size", "8", "--name", "tiny-mnist", "--output", str(tmp_path / "zoo"), "--no-progress"]) == 0
+    monkeypatch.setenv("PPL_EBM_MODELS", str(tmp_path / "zoo"))
+    model = zoo.load_model("tiny-mnist")
+    assert model.config["image_shape"] == [1, 32, 32] and model.config["generator_metrics"] is None
+    assert generate_images(model.generator, 32, 2).shape == (2, 1, 32, 32)
+    # No mnist classifier in the zoo: the card says how to make one instead of inventing scores.
+    assert "ppl-ebm train-classifier --dataset mnist" in (model.directory / "MODEL_CARD.md").read_text()
