@@ -77,15 +77,22 @@ def _compare_parser(subparsers) -> None:
 
 def _train_parser(subparsers) -> None:
     from ppl_ebm.data import dataset_names
+    from ppl_ebm.training.egan import EGAN_LOSSES
     from ppl_ebm.training.gan import LOSSES, TrainingConfig
 
     defaults = TrainingConfig(dataset="25gaussians")
     parser = subparsers.add_parser("train", help="train a toy GAN and save it as a zoo model",
                                    description="Train, calibrate and save a toy GAN with its model card.")
     parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
-    parser.add_argument("--loss", default="wgan-gp", choices=LOSSES)
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--loss", default="wgan-gp", choices=LOSSES + EGAN_LOSSES,
+                        help="wgan-gp / nsgan: the DDLS toy GANs; egan-ent-nn, egan-ent-vi, egan-const, gan: "
+                             "Dai et al. (2017) energy GANs with the released code's settings per data set")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help=f"generator iterations (default {defaults.iterations}; energy GANs: the released code's)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"default {defaults.batch_size} (energy GANs: 500)")
+    parser.add_argument("--entropy-weight", type=float, default=None,
+                        help="energy GANs: per-point weight of the entropy term (default: the released code's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument("--name", required=True, help="folder name of the model")
@@ -258,10 +265,19 @@ def _run_train(args, parser) -> int:
     from ppl_ebm.training.gan import TrainingConfig
     from ppl_ebm.zoo.build import train_zoo_model
 
+    from ppl_ebm.training.egan import EGAN_LOSSES
+
+    if args.loss in EGAN_LOSSES:
+        return _run_train_egan(args, parser)
+    if args.entropy_weight is not None:
+        parser.error("--entropy-weight applies to the energy GANs (--loss egan-ent-nn / egan-ent-vi) only")
     try:
         _check_output(args)
-        config = TrainingConfig(dataset=args.dataset, loss=args.loss, iterations=args.iterations,
-                                batch_size=args.batch_size, seed=args.seed, activation=args.activation).validate()
+        defaults = TrainingConfig(dataset=args.dataset)
+        config = TrainingConfig(dataset=args.dataset, loss=args.loss,
+                                iterations=defaults.iterations if args.iterations is None else args.iterations,
+                                batch_size=defaults.batch_size if args.batch_size is None else args.batch_size,
+                                seed=args.seed, activation=args.activation).validate()
     except (ValueError, PermissionError) as error:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)
@@ -276,6 +292,95 @@ def _run_train(args, parser) -> int:
                              init_from=args.init_from)
     print((folder / "MODEL_CARD.md").read_text())
     print(f"Wrote {folder}")
+    return 0
+
+
+def _run_train_egan(args, parser) -> int:
+    from ppl_ebm.training.egan import paper_config
+    from ppl_ebm.zoo.egan_build import train_egan_zoo_model
+
+    overrides = {key: value for key, value in (("iterations", args.iterations), ("batch_size", args.batch_size),
+                                               ("entropy_weight", args.entropy_weight), ("seed", args.seed))
+                 if value is not None}
+    if args.init_from is not None:
+        parser.error("--init-from continues the DDLS toy GANs only, not the energy GANs")
+    try:
+        _check_output(args)
+        config = paper_config(args.dataset, args.loss, **overrides)
+    except (ValueError, PermissionError, TypeError) as error:
+        parser.error(str(error))
+    folder = train_egan_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress)
+    print((folder / "MODEL_CARD.md").read_text())
+    print(f"Wrote {folder}")
+    return 0
+
+
+def _egan_table_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "egan-table", help="Dai et al. (2017) App. B.2: KL table and contours of zoo energy GANs",
+        description="p_data, p_emp, p_gen and p_disc on the 100x100 grid, their pairwise KLs beside the paper's "
+                    "Table 2, contour figures; writes metrics.json, report.md and one PNG per model.")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="zoo names or folders (default: every energy GAN in the zoo)")
+    parser.add_argument("--generated-points", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("results/egan-table"))
+    parser.add_argument("--record-in-card", action="store_true",
+                        help="also write each model's row into its config.json and model card")
+
+
+def _run_egan_table(args, parser) -> int:
+    from ppl_ebm.studies.egan_table import run_egan_table
+    from ppl_ebm.studies.egan_table_report import format_egan_table
+    from ppl_ebm.zoo.egan_build import egan_model_names, record_egan_table_in_card
+
+    _check_positive(parser, args, ["generated_points"])
+    try:
+        _check_output(args)
+        models = args.models or egan_model_names()
+        if not models:
+            raise ValueError("no energy GAN in the zoo; train one with ppl-ebm train --loss egan-ent-nn ...")
+        results = run_egan_table(models, args.output, args.generated_points, args.seed)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        parser.error(str(error))
+    if args.record_in_card:
+        for name, row in results["models"].items():
+            record_egan_table_in_card(name, row, "ppl-ebm " + " ".join(args.argv))
+    print(format_egan_table(results))
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def _egan_sample_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "egan-sample", help="sample a zoo energy GAN's p_disc (MALA, NUTS, HMC) and its latent tilt",
+        description="p_disc(x) = exp(-c(x)) on the App. B.2 canvas as a NumPyro model through ppl_ebm.sample, each "
+                    "sampler's histogram against the exact cell masses (KL vs its Monte Carlo null); then the latent "
+                    "tilt p0(z) exp(-c(G(z))) with MALA beside the generator alone. Writes sampling.json/.md.")
+    parser.add_argument("--model", required=True, help="zoo name or folder of an energy GAN")
+    parser.add_argument("--samplers", nargs="+", default=["mala", "nuts", "hmc"], choices=["mala", "nuts", "hmc"])
+    parser.add_argument("--num-chains", type=int, default=64, help="MALA chains (default 64)")
+    parser.add_argument("--hmc-chains", type=int, default=16, help="NUTS / HMC chains (default 16)")
+    parser.add_argument("--num-warmup", type=int, default=300)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-latent-tilt", action="store_true")
+    parser.add_argument("--output", type=Path, default=Path("results/egan-sample"))
+
+
+def _run_egan_sample(args, parser) -> int:
+    from ppl_ebm.studies.egan_sampling import format_sampling, run_egan_sampling
+
+    _check_positive(parser, args, ["num_chains", "hmc_chains", "num_samples"])
+    try:
+        _check_output(args)
+        results = run_egan_sampling(args.model, args.output, tuple(args.samplers), args.num_chains, args.num_warmup,
+                                    args.num_samples, args.hmc_chains, args.seed,
+                                    latent_tilt=not args.no_latent_tilt)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        parser.error(str(error))
+    print(format_sampling(results))
+    print(f"Wrote {args.output}")
     return 0
 
 
@@ -422,13 +527,16 @@ def main(argv: list[str] | None = None) -> int:
     _calibrate_parser(subparsers)
     _mixing_parser(subparsers)
     _samplers_parser(subparsers)
+    _egan_table_parser(subparsers)
+    _egan_sample_parser(subparsers)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers}[args.command]
+    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
+              "egan-table": _run_egan_table, "egan-sample": _run_egan_sample}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code
