@@ -93,6 +93,9 @@ def _train_parser(subparsers) -> None:
                         help=f"default {defaults.batch_size} (energy GANs: 500)")
     parser.add_argument("--entropy-weight", type=float, default=None,
                         help="energy GANs: per-point weight of the entropy term (default: the released code's)")
+    parser.add_argument("--critic-average-decay", type=float, default=None,
+                        help="energy GANs: save an exponential moving average of the critic's weights with this "
+                             "decay per iteration (default 0: the last iterate, as the paper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument("--name", required=True, help="folder name of the model")
@@ -269,8 +272,8 @@ def _run_train(args, parser) -> int:
 
     if args.loss in EGAN_LOSSES:
         return _run_train_egan(args, parser)
-    if args.entropy_weight is not None:
-        parser.error("--entropy-weight applies to the energy GANs (--loss egan-ent-nn / egan-ent-vi) only")
+    if args.entropy_weight is not None or args.critic_average_decay is not None:
+        parser.error("--entropy-weight and --critic-average-decay apply to the energy GANs (--loss egan-ent-nn / egan-ent-vi) only")
     try:
         _check_output(args)
         defaults = TrainingConfig(dataset=args.dataset)
@@ -300,7 +303,8 @@ def _run_train_egan(args, parser) -> int:
     from ppl_ebm.zoo.egan_build import train_egan_zoo_model
 
     overrides = {key: value for key, value in (("iterations", args.iterations), ("batch_size", args.batch_size),
-                                               ("entropy_weight", args.entropy_weight), ("seed", args.seed))
+                                               ("entropy_weight", args.entropy_weight), ("seed", args.seed),
+                                               ("critic_average_decay", args.critic_average_decay))
                  if value is not None}
     if args.init_from is not None:
         parser.error("--init-from continues the DDLS toy GANs only, not the energy GANs")
@@ -324,7 +328,7 @@ def _egan_table_parser(subparsers) -> None:
                         help="zoo names or folders (default: every energy GAN in the zoo)")
     parser.add_argument("--generated-points", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=Path("results/egan-table"))
+    parser.add_argument("--output", type=Path, default=Path("runs/egan-table"))
     parser.add_argument("--record-in-card", action="store_true",
                         help="also write each model's row into its config.json and model card")
 
@@ -365,7 +369,7 @@ def _egan_sample_parser(subparsers) -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-latent-tilt", action="store_true")
-    parser.add_argument("--output", type=Path, default=Path("results/egan-sample"))
+    parser.add_argument("--output", type=Path, default=Path("runs/egan-sample"))
 
 
 def _run_egan_sample(args, parser) -> int:

@@ -14,6 +14,9 @@ with the per-data-set std, zero biases; batch 500; Adam(beta1 = 0) at 2e-4 with 
 generator's rate 10x, decayed per epoch (200 batches of the 100k training points) after a
 per-data-set epoch; the energy gap schedule (train only D while ``cost_d > gap_high``, only G
 while ``cost_d < gap_low``, both in between); the kNN weight ``knn_scale`` per data set.
+``critic_average_decay`` (not in the paper; 0 = off) saves an exponential moving average of the
+critic's weights instead of its last iterate: the energy levels of separate modes oscillate as
+the generator's mass moves between them, and the average damps that.
 ``entropy_weight`` here is the per-point weight ``alpha = batch_size * knn_scale`` of the score
 (the code sums the entropy term over the batch while averaging the energy).
 
@@ -73,6 +76,7 @@ class EGANConfig(NamedTuple):
     critic_init_std: float = 0.01
     generator_init_std: float = 0.001
     train_size: int = TRAIN_SIZE
+    critic_average_decay: float = 0.0
     seed: int = 0
 
     def validate(self) -> "EGANConfig":
@@ -92,6 +96,7 @@ class EGANConfig(NamedTuple):
         check_real("beta2", self.beta2, low=0.0, high=1.0)
         check_real("lr_decay", self.lr_decay, low=0.0, high=1.0, high_open=False)
         check_real("entropy_weight", self.entropy_weight, low=0.0, low_open=False)
+        check_real("critic_average_decay", self.critic_average_decay, low=0.0, high=1.0, low_open=False)
         check_real("margin", self.margin, low=0.0, allow_none=True)
         low = check_real("gap_low", self.gap_low, allow_none=True)
         high = check_real("gap_high", self.gap_high, allow_none=True)
@@ -282,7 +287,7 @@ def train_egan(
         return pick(new_params, params), pick(new_state, state)
 
     def iteration(carry, key):
-        (g_params, c_params, q_params, g_state, c_state, q_state, gap, step) = carry
+        (g_params, c_params, q_params, g_state, c_state, q_state, gap, step, c_average) = carry
         data_key, noise_key = jax.random.split(key)
         real = pool[jax.random.randint(data_key, (config.batch_size,), 0, pool.shape[0])]
         z = jax.random.normal(noise_key, (config.batch_size, config.latent_dim))
@@ -299,7 +304,9 @@ def train_egan(
         if use_vi:
             q_grads = jax.grad(lambda p: jnp.mean(inference_nll(p, z, fake)))(q_params)
             q_params, q_state = masked_step(jnp.bool_(True), q_params, q_state, q_grads, rate)
-        carry = (g_params, c_params, q_params, g_state, c_state, q_state, c_loss, step + 1)
+        decay = config.critic_average_decay
+        c_average = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, c_average, c_params)
+        carry = (g_params, c_params, q_params, g_state, c_state, q_state, c_loss, step + 1, c_average)
         return carry, (c_loss, g_loss, train_critic, train_generator)
 
     @jax.jit
@@ -308,7 +315,7 @@ def train_egan(
 
     # gap starts at 1.0 as in the released code: above gap_high, so the critic moves first.
     carry = (generator_params, critic_params, inference_params, adam.init(generator_params),
-             adam.init(critic_params), adam.init(inference_params), jnp.float32(1.0), jnp.int32(0))
+             adam.init(critic_params), adam.init(inference_params), jnp.float32(1.0), jnp.int32(0), critic_params)
     key = jax.random.key(config.seed)
     history: dict[str, list[float]] = {"iteration": [], "critic_loss": [], "generator_loss": [],
                                        "critic_update_fraction": [], "generator_update_fraction": []}
@@ -330,7 +337,8 @@ def train_egan(
             bar.update(steps)
     seconds = time.perf_counter() - start
     _load(generator, carry[0], allow_missing_statistics=True)
-    _load(critic, carry[1])
+    # The exponential average of the critic's weights when asked for (see critic_average_decay).
+    _load(critic, carry[8] if config.critic_average_decay > 0 else carry[1])
     set_population_statistics(generator, config.latent_dim, seed=config.seed)
     if inference is not None:
         _load(inference, carry[2])

@@ -43,9 +43,12 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
     with torch.no_grad():
         generated = trained.generator(torch.randn(_ENTROPY_POINTS, config.latent_dim,
                                                   generator=torch.Generator().manual_seed(1))).numpy()
-    entropy = {"generator": knn_entropy(generated),
-               "data": knn_entropy(datasets.sample_dataset(config.dataset, _ENTROPY_POINTS, 2)),
-               "points": _ENTROPY_POINTS}
+    try:
+        entropy = {"generator": knn_entropy(generated),
+                   "data": knn_entropy(datasets.sample_dataset(config.dataset, _ENTROPY_POINTS, 2)),
+                   "points": _ENTROPY_POINTS}
+    except ValueError:  # a collapsed generator repeats points: no entropy estimate, nothing else lost
+        entropy = None
     generator_config, critic_config = config.network_configs()
     command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = save_model(
@@ -95,7 +98,8 @@ critic 2-{config.width}-{config.width}-1 (ReLU), its output the energy c(x) (`cr
 Seed {config.seed}; {config.iterations} iterations ({epochs:g} epochs of the {config.train_size} training points),
 batch {config.batch_size}, Adam(beta1 = {config.beta1}, beta2 = {config.beta2}) lr {config.learning_rate:g}
 (generator x{config.generator_lr_multiplier:g}), x{config.lr_decay:g} per epoch after epoch {config.lr_decay_start_epoch}
-(floor {config.lr_min:g}); energy-gap schedule ({config.gap_low}, {config.gap_high}), margin {config.margin}.
+(floor {config.lr_min:g}); energy-gap schedule ({config.gap_low}, {config.gap_high}), margin {config.margin};
+{'saved critic: the exponential moving average of its weights, decay ' + format(config.critic_average_decay, 'g') + ' per iteration (not in the paper)' if config.critic_average_decay > 0 else 'saved critic: the last iterate, as the paper'}.
 Trained in JAX on the translated torch networks in {full.get('training_seconds', float('nan')):.0f} s
 ({full.get('machine', 'this machine')}), {'the full iteration count of the released code' if config.iterations >= _paper_iterations(config) else 'fewer iterations than the released code (' + str(_paper_iterations(config)) + ')'}.
 """
