@@ -80,7 +80,8 @@ def grid_densities(model: str | Path, generated_points: int = GENERATED_POINTS, 
 def small_component_weight(dataset: str, density: np.ndarray, grid: Grid) -> float:
     """The mass a grid density gives the lightest mixture component: sum over nodes of its
     probability times the component's posterior responsibility under the true mixture."""
-    weights, means, variances = datasets.mixture_parameters(dataset)
+    weights, means, covariances = datasets.mixture_parameters(dataset)
+    variances = np.diagonal(covariances, axis1=1, axis2=2)  # the toy mixtures are diagonal
     points = grid.points
     log_components = np.stack([
         np.log(w) - 0.5 * np.sum((points - m) ** 2 / v + np.log(2 * np.pi * v), axis=1)
