@@ -369,6 +369,7 @@ def _egan_sample_parser(subparsers) -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-latent-tilt", action="store_true")
+    parser.add_argument("--record-in-card", action="store_true", help="also write the report into the model card")
     parser.add_argument("--output", type=Path, default=Path("runs/egan-sample"))
 
 
@@ -383,6 +384,10 @@ def _run_egan_sample(args, parser) -> int:
                                     latent_tilt=not args.no_latent_tilt)
     except (ValueError, FileNotFoundError, PermissionError) as error:
         parser.error(str(error))
+    if args.record_in_card:
+        from ppl_ebm.zoo.egan_build import record_egan_sampling_in_card
+
+        record_egan_sampling_in_card(args.model, format_sampling(results), "ppl-ebm " + " ".join(args.argv))
     print(format_sampling(results))
     print(f"Wrote {args.output}")
     return 0

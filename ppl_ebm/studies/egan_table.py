@@ -122,8 +122,8 @@ def run_egan_table(models: list[str], output: Path, generated_points: int = GENE
                                                                           densities.grid)
                                              for name in ("disc", "gen", "data", "emp")}
         if figures:
-            row["figure"] = plot_densities(densities, f"{loaded.name} ({loss} on {dataset})",
-                                           output / f"{loaded.name}.png").name
+            path = plot_densities(densities, f"{loaded.name} ({loss} on {dataset})", output / f"{loaded.name}.png")
+            row["figure"], row["figure_path"] = path.name, str(path)
         results["models"][loaded.name] = row
     (output / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     write_report(results, output / "report.md")

@@ -17,7 +17,7 @@ from ppl_ebm.training.egan import EGAN_LOSSES, EGANConfig, train_egan
 from ppl_ebm.training.entropy import knn_entropy
 from ppl_ebm.zoo.store import save_model
 
-__all__ = ["egan_model_names", "is_egan_config", "record_egan_table_in_card", "train_egan_zoo_model", "write_egan_card"]
+__all__ = ["egan_model_names", "is_egan_config", "record_egan_sampling_in_card", "record_egan_table_in_card", "train_egan_zoo_model", "write_egan_card"]
 
 _ENTROPY_POINTS = 20_000
 
@@ -113,9 +113,9 @@ Trained in JAX on the translated torch networks in {full.get('training_seconds',
     if entropy:
         text += (f"\nKozachenko-Leonenko entropy (k = 3, {entropy['points']} points): generator "
                  f"{entropy['generator']:.3f} nats, data {entropy['data']:.3f} nats.\n")
-    results = full.get("egan_table_results")
-    if results:
-        text += "\n" + results.rstrip() + "\n"
+    for key in ("egan_table_results", "egan_sampling_results"):
+        if full.get(key):
+            text += "\n" + full[key].rstrip() + "\n"
     text += f"""
 ## Files
 
@@ -156,8 +156,25 @@ def record_egan_table_in_card(model: str | Path, row: dict[str, Any], command: s
         weights = row["small_component_weight"]
         text += (f"\nWeight of the small component (true 0.1): p_disc {weights['disc']:.4f}, p_gen {weights['gen']:.4f}, "
                  f"p_data on the grid {weights['data']:.4f}.\n")
-    if row.get("figure"):
-        text += f"\nFigure: `{row['figure']}` in the table's output folder.\n"
+    if row.get("figure_path"):
+        import shutil
+
+        # The contours travel with the model: p_data, p_emp, p_gen, p_disc and the energy.
+        shutil.copyfile(row["figure_path"], folder / "densities.png")
+        text += "\n![p_data, p_emp, p_gen, p_disc and the energy c(x) on the grid](densities.png)\n"
     config["egan_table_results"] = text
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_egan_card(folder)
+
+
+def record_egan_sampling_in_card(model: str | Path, markdown: str, command: str) -> None:
+    """Store a ``ppl-ebm egan-sample`` report (its markdown) in the model's config and card."""
+    from ppl_ebm.zoo.store import model_dir
+
+    folder = model_dir(model)
+    config = json.loads((folder / "config.json").read_text())
+    body = markdown.split("\n", 1)[1].replace("\n## ", "\n### ")
+    config["egan_sampling_results"] = (f"## p_disc and the latent tilt as sampling targets (`ppl-ebm egan-sample`)\n\n"
+                                       f"```bash\n{command}\n```\n{body}")
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_egan_card(folder)
