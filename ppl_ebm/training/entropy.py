@@ -96,7 +96,7 @@ def knn_entropy(x: np.ndarray, k: int = 3) -> float:
     Parameters
     ----------
     x
-        ``(n, d)`` finite points, ``n > k``, no duplicates.
+        ``(n, d)`` finite points, ``n > k``, all distinct.
     k
         The neighbour whose distance is used.
     """
@@ -108,6 +108,6 @@ def knn_entropy(x: np.ndarray, k: int = 3) -> float:
     distance, _ = cKDTree(x).query(x, k=k + 1)
     eps = distance[:, -1]
     if np.any(eps <= 0):
-        raise ValueError("x has duplicate points; the k-NN entropy estimate needs distinct points.")
+        raise ValueError("x has repeated points; the k-NN entropy estimate needs distinct points.")
     log_unit_ball = 0.5 * d * np.log(np.pi) - gammaln(0.5 * d + 1)
     return float(digamma(n) - digamma(k) + log_unit_ball + d * np.mean(np.log(eps)))

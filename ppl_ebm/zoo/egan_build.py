@@ -17,7 +17,10 @@ from ppl_ebm.training.egan import EGAN_LOSSES, EGANConfig, train_egan
 from ppl_ebm.training.entropy import knn_entropy
 from ppl_ebm.zoo.store import save_model
 
-__all__ = ["egan_model_names", "is_egan_config", "record_egan_sampling_in_card", "record_egan_table_in_card", "train_egan_zoo_model", "write_egan_card"]
+__all__ = [
+    "egan_model_names", "is_egan_config", "record_egan_sampling_in_card", "record_egan_table_in_card",
+    "train_egan_zoo_model", "write_egan_card",
+]
 
 _ENTROPY_POINTS = 20_000
 
