@@ -6,7 +6,7 @@ import pytest
 
 import ppl_ebm
 from ppl_ebm.metrics.grid_kl import Grid, grid_kl, histogram_on_grid
-from ppl_ebm.studies.egan_sampling import _initial_unconstrained, cell_masses, null_kl, p_disc_model
+from ppl_ebm.studies.egan_sampling import _initial_unconstrained, cell_masses, coarsen, null_kl, p_disc_model
 
 GRID = Grid(np.linspace(-4.0, 4.0, 30), np.linspace(-4.0, 4.0, 30))
 MEANS = jnp.array([[-1.5, -1.0], [1.5, 1.0]])
@@ -54,3 +54,10 @@ def test_mala_draws_of_p_disc_match_the_cell_masses_and_a_wrong_target_does_not(
 def test_null_kl_refuses_one_chain():
     with pytest.raises(ValueError, match="chains"):
         null_kl(np.zeros((1, 10, 2)), GRID)
+
+
+def test_coarsen_sums_blocks_and_refuses_a_block_that_does_not_divide():
+    density = np.arange(16.0).reshape(4, 4)
+    np.testing.assert_array_equal(coarsen(density, 2), [[10.0, 18.0], [42.0, 50.0]])
+    with pytest.raises(ValueError, match="block must divide"):
+        coarsen(density, 3)
