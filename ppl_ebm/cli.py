@@ -84,24 +84,33 @@ def _compare_parser(subparsers) -> None:
 
 
 def _train_parser(subparsers) -> None:
-    from ppl_ebm.data import dataset_names
-    from ppl_ebm.training.gan import LOSSES, TrainingConfig
-
     from ppl_ebm.cli_images import add_image_train_arguments
+    from ppl_ebm.data import dataset_names
     from ppl_ebm.data.images import image_dataset_names
+    from ppl_ebm.training.egan import EGAN_LOSSES
+    from ppl_ebm.training.gan import LOSSES, TrainingConfig
     from ppl_ebm.training.image_gan import IMAGE_LOSSES
 
     defaults = TrainingConfig(dataset="25gaussians")
-    parser = subparsers.add_parser("train", help="train a toy or image GAN and save it as a zoo model",
+    parser = subparsers.add_parser("train", help="train a toy GAN, an energy GAN or an image GAN and save it as a zoo model",
                                    description="Train and save a GAN with its model card: a toy GAN (then "
-                                   "calibrated), or a DCGAN / SN-GAN on an image set (scored on the zoo classifier).")
+                                   "calibrated), a Dai et al. (2017) energy GAN, or a DCGAN / SN-GAN on an image set "
+                                   "(scored on the zoo classifier).")
     parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d") + image_dataset_names())
-    parser.add_argument("--loss", default=None, choices=sorted(set(LOSSES) | set(IMAGE_LOSSES)),
-                        help="toy: wgan-gp (default) or nsgan; images: the architecture's (dcgan: nsgan, sngan: hinge)")
+    parser.add_argument("--loss", default=None, choices=sorted(set(LOSSES) | set(IMAGE_LOSSES) | set(EGAN_LOSSES)),
+                        help="toy: wgan-gp (default) or nsgan; egan-ent-nn, egan-ent-vi, egan-const, gan: Dai et al. "
+                             "(2017) energy GANs with the released code's settings per data set; images: the "
+                             "architecture's (dcgan: nsgan, sngan: hinge)")
     parser.add_argument("--iterations", type=int, default=None,
-                        help=f"generator iterations (toy default {defaults.iterations}, images 3000)")
+                        help=f"generator iterations (toy default {defaults.iterations}, images 3000; energy GANs: "
+                             "the released code's)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"batch size (toy default {defaults.batch_size}, images 64)")
+                        help=f"batch size (toy default {defaults.batch_size}, images 64, energy GANs 500)")
+    parser.add_argument("--entropy-weight", type=float, default=None,
+                        help="energy GANs: per-point weight of the entropy term (default: the released code's)")
+    parser.add_argument("--critic-average-decay", type=float, default=None,
+                        help="energy GANs: save an exponential moving average of the critic's weights with this "
+                             "decay per iteration (default 0: the last iterate, as the paper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--activation", default=defaults.activation)
     parser.add_argument("--name", required=True, help="folder name of the model")
@@ -276,7 +285,12 @@ def _run_train(args, parser) -> int:
     from ppl_ebm.zoo.build import train_zoo_model
 
     from ppl_ebm.data.images import IMAGE_DATASETS
+    from ppl_ebm.training.egan import EGAN_LOSSES
 
+    if args.dataset in IMAGE_DATASETS or args.loss not in EGAN_LOSSES:
+        if args.entropy_weight is not None or args.critic_average_decay is not None:
+            parser.error("--entropy-weight and --critic-average-decay apply to the energy GANs "
+                         "(--loss egan-ent-nn / egan-ent-vi / egan-const / gan on a toy set) only")
     if args.dataset in IMAGE_DATASETS:
         from ppl_ebm.cli_images import run_image_train
 
@@ -290,6 +304,8 @@ def _run_train(args, parser) -> int:
             parser.error(f"{option} applies to image data sets, not the toy set {args.dataset!r}.")
     if args.device != "cpu":
         parser.error("--device applies to image data sets; toy GANs train in JAX on its default device.")
+    if args.loss in EGAN_LOSSES:
+        return _run_train_egan(args, parser)
     defaults = TrainingConfig(dataset=args.dataset)
     try:
         _check_output(args)
@@ -311,6 +327,101 @@ def _run_train(args, parser) -> int:
                              init_from=args.init_from)
     print((folder / "MODEL_CARD.md").read_text())
     print(f"Wrote {folder}")
+    return 0
+
+
+def _run_train_egan(args, parser) -> int:
+    from ppl_ebm.training.egan import paper_config
+    from ppl_ebm.zoo.egan_build import train_egan_zoo_model
+
+    overrides = {key: value for key, value in (("iterations", args.iterations), ("batch_size", args.batch_size),
+                                               ("entropy_weight", args.entropy_weight), ("seed", args.seed),
+                                               ("critic_average_decay", args.critic_average_decay))
+                 if value is not None}
+    if args.init_from is not None:
+        parser.error("--init-from continues the DDLS toy GANs only, not the energy GANs")
+    try:
+        _check_output(args)
+        config = paper_config(args.dataset, args.loss, **overrides)
+    except (ValueError, PermissionError, TypeError) as error:
+        parser.error(str(error))
+    folder = train_egan_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress)
+    print((folder / "MODEL_CARD.md").read_text())
+    print(f"Wrote {folder}")
+    return 0
+
+
+def _egan_table_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "egan-table", help="Dai et al. (2017) App. B.2: KL table and contours of zoo energy GANs",
+        description="p_data, p_emp, p_gen and p_disc on the 100x100 grid, their pairwise KLs beside the paper's "
+                    "Table 2, contour figures; writes metrics.json, report.md and one PNG per model.")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="zoo names or folders (default: every energy GAN in the zoo)")
+    parser.add_argument("--generated-points", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=Path("runs/egan-table"))
+    parser.add_argument("--record-in-card", action="store_true",
+                        help="also write each model's row into its config.json and model card")
+
+
+def _run_egan_table(args, parser) -> int:
+    from ppl_ebm.studies.egan_table import run_egan_table
+    from ppl_ebm.studies.egan_table_report import format_egan_table
+    from ppl_ebm.zoo.egan_build import egan_model_names, record_egan_table_in_card
+
+    _check_positive(parser, args, ["generated_points"])
+    try:
+        _check_output(args)
+        models = args.models or egan_model_names()
+        if not models:
+            raise ValueError("no energy GAN in the zoo; train one with ppl-ebm train --loss egan-ent-nn ...")
+        results = run_egan_table(models, args.output, args.generated_points, args.seed)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        parser.error(str(error))
+    if args.record_in_card:
+        for name, row in results["models"].items():
+            record_egan_table_in_card(name, row, "ppl-ebm " + " ".join(args.argv))
+    print(format_egan_table(results))
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def _egan_sample_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "egan-sample", help="sample a zoo energy GAN's p_disc (MALA, NUTS, HMC) and its latent tilt",
+        description="p_disc(x) = exp(-c(x)) on the App. B.2 canvas as a NumPyro model through ppl_ebm.sample, each "
+                    "sampler's histogram against the exact cell masses (KL vs its Monte Carlo null); then the latent "
+                    "tilt p0(z) exp(-c(G(z))) with MALA beside the generator alone. Writes sampling.json/.md.")
+    parser.add_argument("--model", required=True, help="zoo name or folder of an energy GAN")
+    parser.add_argument("--samplers", nargs="+", default=["mala", "nuts", "hmc"], choices=["mala", "nuts", "hmc"])
+    parser.add_argument("--num-chains", type=int, default=64, help="MALA chains (default 64)")
+    parser.add_argument("--hmc-chains", type=int, default=16, help="NUTS / HMC chains (default 16)")
+    parser.add_argument("--num-warmup", type=int, default=300)
+    parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-latent-tilt", action="store_true")
+    parser.add_argument("--record-in-card", action="store_true", help="also write the report into the model card")
+    parser.add_argument("--output", type=Path, default=Path("runs/egan-sample"))
+
+
+def _run_egan_sample(args, parser) -> int:
+    from ppl_ebm.studies.egan_sampling import format_sampling, run_egan_sampling
+
+    _check_positive(parser, args, ["num_chains", "hmc_chains", "num_samples"])
+    try:
+        _check_output(args)
+        results = run_egan_sampling(args.model, args.output, tuple(args.samplers), args.num_chains, args.num_warmup,
+                                    args.num_samples, args.hmc_chains, args.seed,
+                                    latent_tilt=not args.no_latent_tilt)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        parser.error(str(error))
+    if args.record_in_card:
+        from ppl_ebm.zoo.egan_build import record_egan_sampling_in_card
+
+        record_egan_sampling_in_card(args.model, format_sampling(results), "ppl-ebm " + " ".join(args.argv))
+    print(format_sampling(results))
+    print(f"Wrote {args.output}")
     return 0
 
 
@@ -542,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     _samplers_parser(subparsers)
     _sample_parser(subparsers)
     _report_parser(subparsers)
+    _egan_table_parser(subparsers)
+    _egan_sample_parser(subparsers)
     from ppl_ebm.cli_images import classifier_parser, run_train_classifier
 
     classifier_parser(subparsers)
@@ -552,7 +665,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     start = time.perf_counter()
     runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
-              "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier}[args.command]
+              "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier,
+              "egan-table": _run_egan_table, "egan-sample": _run_egan_sample}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

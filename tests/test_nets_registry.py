@@ -16,6 +16,7 @@ CONFIGS = {
     "mlp": NetworkConfig("mlp", {"in_features": 3, "hidden": (5, 6), "out_features": 2, "activation": "tanh"}),
     "toy_generator": NetworkConfig("toy_generator", {"latent_dim": 2, "width": 16, "depth": 2}),
     "toy_critic": NetworkConfig("toy_critic", {"data_dim": 2, "width": 16, "depth": 3, "activation": "leaky_relu"}),
+    "batchnorm_generator": NetworkConfig("batchnorm_generator", {"latent_dim": 4, "width": 8, "depth": 2}),
     "conv_generator": NetworkConfig("conv_generator", {"latent_dim": 8, "channels": 3, "base_width": 4,
                                                        "image_size": 8}),
     "conv_critic": NetworkConfig("conv_critic", {"channels": 3, "base_width": 4, "image_size": 8,

@@ -13,7 +13,8 @@ from functools import partial
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["mlp", "toy_generator", "toy_critic", "conv_generator", "conv_critic", "image_classifier"]
+__all__ = ["mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator", "conv_critic",
+           "image_classifier"]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -130,6 +131,41 @@ def toy_critic(
     _check_sizes(width=width)
     _check_sizes(minimum=0, depth=depth)
     return mlp(data_dim, [width] * depth, 1, activation)
+
+
+def batchnorm_generator(
+    latent_dim: int = 4,
+    data_dim: int = 2,
+    width: int = 128,
+    depth: int = 2,
+) -> nn.Sequential:
+    """Dai et al.'s (2017) toy generator: ``latent_dim -> (Linear, BatchNorm1d, ReLU) x depth -> data_dim``.
+
+    The defaults are the released code's (``cegan_iclr2017/synthetic/network.py``: noise 4,
+    two hidden layers of 128 with batch norm). In eval mode the batch norms use their running
+    statistics, so a sample does not depend on the other points of its batch.
+
+    Parameters
+    ----------
+    latent_dim, data_dim
+        Input and output widths.
+    width, depth
+        Width and number of the hidden layers.
+
+    Returns
+    -------
+    torch.nn.Sequential
+        Maps ``(batch, latent_dim)`` to ``(batch, data_dim)``.
+    """
+    _check_sizes(latent_dim=latent_dim, data_dim=data_dim, width=width)
+    _check_sizes(minimum=0, depth=depth)
+    layers: list[nn.Module] = []
+    width_in = latent_dim
+    for _ in range(depth):
+        layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.ReLU()]
+        width_in = width
+    layers.append(nn.Linear(width_in, data_dim))
+    return nn.Sequential(*layers)
 
 
 def _upsampling_steps(image_size: int) -> int:

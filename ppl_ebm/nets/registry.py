@@ -284,6 +284,7 @@ def build_network(config: NetworkConfig | Mapping[str, Any]) -> nn.Module:
 register_network("mlp", architectures.mlp)
 register_network("toy_generator", architectures.toy_generator)
 register_network("toy_critic", architectures.toy_critic)
+register_network("batchnorm_generator", architectures.batchnorm_generator)
 register_network("conv_generator", architectures.conv_generator)
 register_network("conv_critic", architectures.conv_critic)
 register_network("image_classifier", architectures.image_classifier)
