@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['generator_mean']:.4f} +- {row['generator_std']:.4f}  "
               f"{row['generator_minus_floor_mean']:+.4f} +- {row['generator_minus_floor_se']:.4f}  "
               f"{centres:>16s}  {row['goal']:.4f}{'  < floor' if row['goal_below_floor'] else ''}")
-    (output / "w2sq_points.json").write_text(json.dumps({"rows": rows, "seconds": time.perf_counter() - start}, indent=2))
+    summary = {"rows": rows, "seconds": time.perf_counter() - start}
+    (output / "w2sq_points.json").write_text(json.dumps(summary, indent=2))
     plot(rows, output / "w2sq_points.png")
     print(f"{time.perf_counter() - start:.1f} s; wrote {output}")
     return 0
