@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["torch_device", "jax_device"]
+__all__ = ["check_device", "torch_device", "jax_device"]
 
 _NAME = re.compile(r"^(cpu|cuda|gpu)(?::(\d+))?$")
 
@@ -49,3 +49,10 @@ def jax_device(name: str):
     if index >= len(devices):
         raise ValueError(f"device {name!r}: JAX sees {len(devices)} {kind} device(s), numbered from 0.")
     return devices[index]
+
+
+def check_device(name: str | None) -> None:
+    """Resolve ``name`` for both backends now, so a missing GPU fails before any sampling (None: nothing)."""
+    if name is not None:
+        torch_device(name)
+        jax_device(name)

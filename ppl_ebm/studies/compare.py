@@ -130,12 +130,9 @@ class CompareConfig:
             )
         if any(step <= 0 for step in self.sweep_steps):
             raise ValueError(f"sweep_steps must be > 0, got {self.sweep_steps}.")
-        if self.device is not None:
-            # Both backends are checked here, before any sampling, so a missing GPU fails at once.
-            from ppl_ebm.drivers.devices import jax_device, torch_device
+        from ppl_ebm.drivers.devices import check_device
 
-            torch_device(self.device)
-            jax_device(self.device)
+        check_device(self.device)  # both backends, before any sampling: a missing GPU fails at once
         return self
 
 

@@ -80,11 +80,9 @@ class ImageCompareConfig:
         if any(not step > 0 for step in self.sweep_steps) or (self.ula_step_size is not None
                                                               and not self.ula_step_size > 0):
             raise ValueError("step sizes must be > 0.")
-        if self.device is not None:
-            from ppl_ebm.drivers.devices import jax_device, torch_device
+        from ppl_ebm.drivers.devices import check_device
 
-            torch_device(self.device)
-            jax_device(self.device)
+        check_device(self.device)  # both backends, before any sampling: a missing GPU fails at once
         return self
 
 
