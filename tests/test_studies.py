@@ -74,6 +74,7 @@ def test_samplers_command_bias_part_reports_truth_tables_and_ratios(tmp_path, ca
     assert [row["sampler"] for row in entry["rows"]] == ["mala", "meads"]
     for row in entry["rows"]:
         assert row["grads_per_chain"] == 81 and row["chains"] == 8  # 1 + 40 + 40 steps, one gradient each
+        assert row["potentials_only_per_chain"] == 0
         assert np.isfinite(row["b2_max"]) and row["b2_avg"] <= row["b2_max"]
         assert row["converged"] == (row["rhat_max"] < 1.01 and row["grads_to_low_bias"] is not None)
     assert [line.split(":")[0] for line in entry["headline"]] == [

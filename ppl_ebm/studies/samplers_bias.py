@@ -84,6 +84,9 @@ def run_row(model, truth, sampler: str, chains: int, warmup: int, draws: int, se
     return {**row, "sampler": sampler, "family": get_sampler(sampler).family, "chains": chains,
             "ess_bulk_min": summary["ess_bulk_min"], "grads": int(np.sum(stats["grad_evals"])),
             "grads_per_chain": float(np.mean(stats["grad_evals"])), "ess_per_kgrad": 1000 * summary["ess_per_grad"],
+            # i-SIR's proposals cost a potential each, no gradient: shown beside the gradients, not in them.
+            "potentials_only_per_chain": float(np.mean(stats["potential_evals"]) - np.mean(stats["grad_evals"]))
+            if "potential_evals" in stats else 0.0,
             "rhat_max": summary["rhat_max"], "converged": converged,
             "ess_per_second": summary["ess_per_second"], "ess_per_second_no_compile": summary["ess_per_second_no_compile"],
             "wall_seconds": float(stats["wall_seconds"]), "compile_seconds": float(stats["compile_seconds"]),

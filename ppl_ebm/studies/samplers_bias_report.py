@@ -16,6 +16,7 @@ __all__ = ["bias_section", "plot_bias"]
 
 _COLUMNS = (
     ("chains", "chains", "{:d}"), ("grads_per_chain", "grads/chain", "{:.0f}"),
+    ("potentials_only_per_chain", "+potentials/chain", "{:.0f}"),
     ("grads_to_low_bias", f"grads to b2_max<{THRESHOLD:g}", "{:.0f}"), ("b2_avg", "b2_avg", "{:.2g}"),
     ("b2_max", "b2_max", "{:.2g}"), ("ess_bulk_min", "ESS bulk min", "{:.0f}"), ("ess_per_kgrad", "ESS/kgrad", "{:.3g}"),
     ("ess_per_second", "ESS/s (all)", "{:.3g}"), ("ess_per_second_no_compile", "ESS/s (no compile)", "{:.3g}"),
@@ -25,7 +26,8 @@ _COLUMNS = (
 
 TUNING = (
     "Tuning, each as its authors recommend: `mala`, `mala-imh`, `ex2mcmc` (ours): per-chain dual averaging "
-    "to 0.574 and a diagonal mass matrix from cross-chain statistics (the defaults); `nuts`: NumPyro's defaults "
+    "to 0.574 and a diagonal mass matrix from cross-chain statistics (the defaults; `mala-imh`: every 2nd step an "
+    "independence step from the prior; `ex2mcmc`: 10 particles and 3 MALA steps, Samsonov et al.'s configuration); `nuts`: NumPyro's defaults "
     "(0.8, diagonal mass in Stan's windows), chains vectorised; `chees`: BlackJAX's ChEES adaptation as shipped "
     "(harmonic-mean acceptance 0.651, Adam 0.5, Halton jitter); `meads`: BlackJAX's MEADS defaults (4 folds); "
     "`mams`: BlackJAX's adjusted-MCLMC tuner at the authors' settings (acceptance 0.9, fractions 0.1, diagonal "
@@ -67,7 +69,9 @@ def bias_section(bias: dict, figure_name: str) -> str:
             f"NumPyro's NUTS), {config['warmup']} warmup + {config['draws']} draws each, JAX backend. `b2`: the "
             "standardised squared bias of E[x^2], (mean(x^2) - E[x^2])^2 / Var[x^2], averaged and worst over "
             f"coordinates (Robnik et al.); gradients to low bias: per chain, warmup included, until b2_max stays "
-            f"under {THRESHOLD:g} (`-`: never). A run is *not converged* when R-hat > 1.01 or its bias never gets "
+            f"under {THRESHOLD:g} (`-`: never); `+potentials/chain`: potential evaluations without a gradient (i-SIR's "
+            "proposals in `ex2mcmc`, `isir`: a forward pass each, no backward), not counted as gradients; ESS/s "
+            "counts every cost. A run is *not converged* when R-hat > 1.01 or its bias never gets "
             f"under {THRESHOLD:g}; a ratio involving one says so.\n\n{TUNING}\n")
     for name, entry in bias["targets"].items():
         text += f"\n## {name}\n\nTruth: {entry['truth']}.\n\n{_table(entry['rows'])}\n\nOur best vs BlackJAX's best:\n"
