@@ -140,8 +140,11 @@ def run_bias_study(config: BiasStudyConfig, log=print) -> dict[str, Any]:
             start = time.perf_counter()
             row = run_row(model, truth, sampler, chains, config.warmup, config.draws, config.seed)
             row["study_seconds"] = time.perf_counter() - start
-            log(f"  {sampler}: grads to low bias {row['grads_to_low_bias']}, ESS/kgrad {row['ess_per_kgrad']:.3g}, "
-                f"R-hat {row['rhat_max']:.3f}, {row['study_seconds']:.0f} s")
+            to = "never" if row["grads_to_low_bias"] is None else f"{row['grads_to_low_bias']:.0f}"
+            log(f"  {sampler}: grads to low bias {to} (of {row['grads_per_chain']:.0f}), b2_max {row['b2_max']:.2g}, "
+                f"ESS/kgrad {row['ess_per_kgrad']:.3g}, ESS/s {row['ess_per_second']:.3g} "
+                f"({row['ess_per_second_no_compile']:.3g} without compile), R-hat {row['rhat_max']:.3f}, "
+                f"{row['study_seconds']:.0f} s")
             rows.append(row)
         out["targets"][name] = {"truth": truth.source, "target_check": check, "rows": rows, "headline": headline(rows)}
     return out
