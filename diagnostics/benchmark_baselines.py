@@ -10,8 +10,8 @@ chains, warmup and draws:
 * ``mala``: ours, per-chain dual averaging and the diagonal mass matrix (the defaults);
 * ``nuts``: NumPyro's NUTS, chains vectorised in one program (every iteration waits for the
   chain with the deepest tree), diagonal mass matrix in Stan's windows;
-* ``chees``: ChEES-HMC, ``meads``: MEADS (BlackJAX, tuned as BlackJAX ships them; see
-  ``ppl_ebm/kernels/chees_jax.py``, ``meads_jax.py``).
+* ``chees``: ChEES-HMC, ``meads``: MEADS, ``mams``: MAMS (BlackJAX, tuned as their authors recommend; see
+  ``ppl_ebm/kernels/chees_jax.py``, ``meads_jax.py``, ``mams_jax.py``).
 
 Columns: ``ess_bulk_min`` over coordinates (ArviZ's estimator, the fast engine, every chain);
 ``grads`` every gradient evaluation of every chain, warmup included; ``ess/kgrad`` = ESS per
@@ -36,6 +36,10 @@ How to run
 Writes ``--output`` (default ``runs/benchmark_baselines.json``) and, beside it, a figure per
 target (``<output stem>_<target>.png``): the worst coordinate's bias of E[x^2] against gradients
 per chain, one line per sampler, and the ESS per 1000 gradients as bars.
+
+The metrics and figures are the ``ppl-ebm samplers`` report's (``ppl_ebm/studies/bias.py``,
+``samplers_bias.py``, ``samplers_bias_report.py``); this script adds the ESS/grad ratios to
+NUTS and MALA. ``ppl-ebm samplers --parts bias`` is the one command for the full report.
 """
 
 from __future__ import annotations
@@ -46,64 +50,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ppl_ebm  # noqa: E402
-from ppl_ebm.diagnostics.summary import summarize  # noqa: E402
+from ppl_ebm.studies.bias import standard_truth  # noqa: E402
+from ppl_ebm.studies.samplers_bias import RHAT_CONVERGED, run_row  # noqa: E402
+from ppl_ebm.studies.samplers_bias_report import plot_bias  # noqa: E402
 from ppl_ebm.targets.standard import standard_target  # noqa: E402
 
-SAMPLERS = ("mala", "nuts", "chees", "meads")
+SAMPLERS = ("mala", "nuts", "chees", "meads", "mams")
 TARGETS = ("gaussian", "banana", "funnel", "rosenbrock")
-THRESHOLD = 0.01  # Robnik et al.'s "low bias"
-RHAT_CONVERGED = 1.01
-
-
-def square_moments(target, draws: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """``E[x^2]`` (exact) and ``Var[x^2]`` (from exact draws) per coordinate."""
-    second = np.asarray(target.true_mean) ** 2 + np.asarray(target.true_var)
-    sample = target.exact_sample(draws, seed=1)
-    return second, np.var(sample**2, axis=0)
-
-
-def bias_curve(latents: np.ndarray, second: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """``b2_max`` of the draws up to each draw (all chains pooled)."""
-    running = np.cumsum((latents.astype(np.float64) ** 2).mean(axis=0), axis=0)
-    running /= np.arange(1, latents.shape[1] + 1)[:, None]
-    return ((running - second) ** 2 / variance).max(axis=1)
-
-
-def run_one(target, sampler: str, args) -> dict:
-    result = ppl_ebm.sample(target.numpyro_model, sampler, "jax", num_chains=args.chains, num_warmup=args.warmup,
-                            num_samples=args.draws, seed=args.seed, progress_bar=False)
-    stats = result.stats
-    summary = summarize(result, max_chains=None, engine="fast")
-    second, variance = square_moments(target)
-    latents = np.asarray(result.latents)
-    b2 = (latents.astype(np.float64) ** 2).mean(axis=(0, 1))
-    b2 = (b2 - second) ** 2 / variance
-    curve = bias_curve(latents, second, variance)
-    grads_per_chain = float(np.mean(stats["grad_evals"]))
-    warmup_share = args.warmup / (args.warmup + args.draws)  # an even spread: see the module docstring
-    above = np.nonzero(curve >= THRESHOLD)[0]
-    first_low = 0 if not len(above) else above[-1] + 1
-    reached = first_low < len(curve)
-    grads_to = (grads_per_chain * (warmup_share + (1 - warmup_share) * (first_low + 1) / len(curve))
-                if reached else None)
-    # The bias curve against gradients per chain, at <= 50 points, for the figure.
-    at = np.unique(np.linspace(0, len(curve) - 1, 50).astype(int))
-    spent = grads_per_chain * (warmup_share + (1 - warmup_share) * (at + 1) / len(curve))
-    return {
-        "bias_curve": [[float(g), float(b)] for g, b in zip(spent, curve[at])],
-        "target": target.name, "sampler": sampler, "chains": args.chains, "ess_bulk_min": summary["ess_bulk_min"],
-        "grads": int(np.sum(stats["grad_evals"])), "ess_per_kgrad": 1000 * summary["ess_per_grad"],
-        "b2_avg": float(b2.mean()), "b2_max": float(b2.max()), "grads_to_low_bias": grads_to,
-        "rhat_max": summary["rhat_max"], "wall_seconds": float(stats["wall_seconds"]),
-        "compile_seconds": float(stats["compile_seconds"]),
-        "ess_per_second_no_compile": summary["ess_per_second_no_compile"],
-        "acceptance": float(np.nanmean(stats["acceptance"])),
-    }
 
 
 def ratios(rows: list[dict]) -> list[str]:
@@ -123,33 +78,6 @@ def ratios(rows: list[dict]) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], stem: Path) -> list[Path]:
-    """One figure per target: b2_max against gradients (log-log) and ESS/kgrad bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # here, not at import: the script's import must not change a user's backend
-    import matplotlib.pyplot as plt
-
-    paths = []
-    for target in dict.fromkeys(row["target"] for row in rows):
-        mine = [row for row in rows if row["target"] == target]
-        figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        for row in mine:
-            grads, bias = np.asarray(row["bias_curve"]).T
-            left.loglog(grads, bias, label=row["sampler"] + ("" if row["rhat_max"] < RHAT_CONVERGED else " (R-hat > 1.01)"))
-        left.axhline(THRESHOLD, color="grey", linestyle=":")
-        left.set(xlabel="gradients per chain (warmup included)", ylabel="worst-coordinate bias of E[x^2]", title=target)
-        left.legend(fontsize=8)
-        right.bar([row["sampler"] for row in mine], [row["ess_per_kgrad"] for row in mine])
-        right.set(ylabel="bulk ESS (worst coordinate) per 1000 gradients", title=f"{target}: ESS per gradient")
-        figure.tight_layout()
-        path = stem.with_name(f"{stem.stem}_{target}.png")
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        paths.append(path)
-    return paths
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS))
@@ -167,25 +95,28 @@ def main(argv=None) -> dict:
     header = (f"{'target':11s} {'sampler':7s} {'ess_min':>8s} {'grads':>10s} {'ess/kgrad':>9s} {'b2_avg':>8s} "
               f"{'b2_max':>8s} {'grads_to_0.01':>13s} {'rhat':>6s} {'wall':>6s} {'compile':>7s} {'acc':>5s}")
     print(header)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
     for name in args.targets:
         target = standard_target(name)
+        truth = standard_truth(target)
         for sampler in args.samplers:
             start = time.perf_counter()
-            row = run_one(target, sampler, args)
+            row = {"target": name, **run_row(target.numpyro_model, truth, sampler, args.chains, args.warmup,
+                                              args.draws, args.seed)}
             rows.append(row)
             to = "-" if row["grads_to_low_bias"] is None else f"{row['grads_to_low_bias']:.0f}"
             print(f"{name:11s} {sampler:7s} {row['ess_bulk_min']:8.0f} {row['grads']:10d} {row['ess_per_kgrad']:9.3f} "
                   f"{row['b2_avg']:8.4f} {row['b2_max']:8.4f} {to:>13s} {row['rhat_max']:6.3f} "
                   f"{row['wall_seconds']:6.1f} {row['compile_seconds']:7.1f} {row['acceptance']:5.2f}", flush=True)
             assert time.perf_counter() - start >= row["wall_seconds"] - 1e-6
+        path = output.with_name(f"{output.stem}_{name}.png")
+        plot_bias({"targets": {name: {"rows": [r for r in rows if r["target"] == name]}}}, path)
+        print(f"wrote {path}")
     lines = ratios(rows)
     print("\n".join(lines))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     report = {"settings": {k: v for k, v in vars(args).items() if k != "output"}, "rows": rows, "ratios": lines}
     output.write_text(json.dumps(report, indent=2))
-    for path in plot(rows, output):
-        print(f"wrote {path}")
     return report
 
 

@@ -237,6 +237,40 @@ def _samplers_parser(subparsers) -> None:
                         help="skip the search for a highest density beyond the prior (~5 s a model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/samplers"))
+    # The second part: gradients to low bias on targets with known truth (studies/samplers_bias.py).
+    from ppl_ebm.studies.samplers_bias import BIAS_SAMPLERS, BiasStudyConfig
+
+    b = BiasStudyConfig()
+    parser.add_argument("--parts", nargs="+", default=["time", "bias"], choices=["time", "bias"],
+                        help="time: ESS at matched wall time on --models; bias: gradients to low bias on --bias-targets")
+    parser.add_argument("--bias-targets", nargs="+", default=list(b.targets),
+                        help="standard targets (gaussian, banana, funnel, mixture, rosenbrock) and 2-D zoo models")
+    parser.add_argument("--bias-samplers", nargs="+", default=list(b.samplers), choices=list(BIAS_SAMPLERS))
+    parser.add_argument("--bias-chains", type=int, default=b.chains)
+    parser.add_argument("--bias-nuts-chains", type=int, default=b.nuts_chains)
+    parser.add_argument("--bias-warmup", type=int, default=b.warmup)
+    parser.add_argument("--bias-draws", type=int, default=b.draws)
+    parser.add_argument("--quadrature-points", type=int, default=b.quadrature_points,
+                        help="grid points per axis for a zoo model's truth")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke sizes: bias part only, banana, 8 chains, 40 + 40 steps")
+
+
+def _bias_config(args):
+    from ppl_ebm.studies.samplers_bias import BiasStudyConfig
+    from ppl_ebm.targets.standard import STANDARD_TARGETS
+    from ppl_ebm.zoo.store import model_dir
+
+    if args.quick:
+        args.parts, args.bias_targets, args.bias_chains, args.bias_nuts_chains = ["bias"], ["banana"], 8, 4
+        args.bias_warmup = args.bias_draws = 40
+    for target in args.bias_targets:
+        if target not in STANDARD_TARGETS:
+            model_dir(target)  # names the unknown target
+    return BiasStudyConfig(
+        targets=tuple(args.bias_targets), samplers=tuple(args.bias_samplers), chains=args.bias_chains,
+        nuts_chains=args.bias_nuts_chains, warmup=args.bias_warmup, draws=args.bias_draws,
+        quadrature_points=args.quadrature_points, seed=args.seed).validate()
 
 
 def _run_samplers(args, parser) -> int:
@@ -256,9 +290,17 @@ def _run_samplers(args, parser) -> int:
             warmup=args.warmup, ula_step_size=args.ula_step, seed=args.seed,
             independence_every=args.independence_every, check_target=not args.no_target_check,
         ).validate()
+        bias_config = _bias_config(args) if "bias" in args.parts or args.quick else None
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    study = run_sampler_study(config, log=lambda message: print(message, file=sys.stderr, flush=True))
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    from dataclasses import asdict
+
+    from ppl_ebm.studies.samplers_bias import run_bias_study
+
+    study = run_sampler_study(config, log=log) if "time" in args.parts else {"config": asdict(config), "models": {}}
+    if bias_config is not None:
+        study["bias"] = run_bias_study(bias_config, log=log)
     paths = write_sampler_report(study, args.output, "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
     print(paths["report"].read_text())
     print(f"Wrote {', '.join(str(p) for p in paths.values())}")

@@ -142,6 +142,8 @@ BLACKJAX = [
     (dict(sampler="chees", backend="jax", max_leapfrog_steps=0), ValueError, "max_leapfrog_steps"),
     (dict(sampler="meads", backend="jax", step_size=0.1), ValueError, "step_size"),
     (dict(sampler="meads", backend="jax", num_chains=6), ValueError, "num_chains"),
+    (dict(sampler="mams", backend="torch"), ValueError, "backend 'jax' only"),
+    (dict(sampler="mams", backend="jax", target_accept_prob=1.5), ValueError, "target_accept_prob"),
 ]
 
 

@@ -63,6 +63,29 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
     assert "ESS/s (sampling)" in capsys.readouterr().out
 
 
+def test_samplers_command_bias_part_reports_truth_tables_and_ratios(tmp_path, capsys):
+    # The quick path: banana (closed-form truth), our MALA against BlackJAX's MEADS, 8 chains.
+    output = tmp_path / "samplers"
+    code = main(["samplers", "--quick", "--bias-samplers", "mala", "meads", "--output", str(output)])
+    assert code == 0
+    study = json.loads((output / "samplers.json").read_text())
+    assert study["models"] == {}  # --quick runs the bias part only
+    entry = study["bias"]["targets"]["banana"]
+    assert [row["sampler"] for row in entry["rows"]] == ["mala", "meads"]
+    for row in entry["rows"]:
+        assert row["grads_per_chain"] == 81 and row["chains"] == 8  # 1 + 40 + 40 steps, one gradient each
+        assert row["potentials_only_per_chain"] == 0
+        assert np.isfinite(row["b2_max"]) and row["b2_avg"] <= row["b2_max"]
+        assert row["converged"] == (row["rhat_max"] < 1.01 and row["grads_to_low_bias"] is not None)
+    assert [line.split(":")[0] for line in entry["headline"]] == [
+        "gradients to low bias", "ESS/s (compile included)", "ESS/s (compile excluded)", "ESS per 1000 gradients"]
+    report = (output / "samplers.md").read_text()
+    assert "Truth: closed form" in report and "authors recommend" in report
+    # 40 + 40 steps on 8 chains do not converge: the report must say so beside each ratio.
+    assert "not converged" in report and "NOT CONVERGED" in report
+    assert (output / "samplers_bias.png").stat().st_size > 0
+
+
 def test_study_commands_reject_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["mixing", "--steps", "25", "--every", "10"])
@@ -76,6 +99,12 @@ def test_study_commands_reject_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["samplers", "--independence-every", "1"])
     assert "independence_every must be None or an int >= 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["samplers", "--bias-targets", "no-such-target"])
+    assert "No model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["samplers", "--bias-chains", "0"])
+    assert "chains must be a positive int" in capsys.readouterr().err
 
 
 def test_plateau_step_finds_a_level_and_refuses_a_slope():

@@ -249,7 +249,7 @@ register(SamplerSpec(
     (_PARTICLES, Option("mala_steps", 3, lambda k: check_int("mala_steps", k, 1), "k MALA steps per i-SIR step"),
      *_mala_options(None)[:-1]), _GLOBAL, module="isir",
 ))
-# Many-chain baselines through BlackJAX (JAX only; kernels/chees_jax.py, meads_jax.py).
+# Many-chain baselines through BlackJAX (JAX only; kernels/chees_jax.py, meads_jax.py, mams_jax.py).
 register(SamplerSpec(
     "chees", "blackjax", "chees", "ChEES-HMC (BlackJAX): jittered HMC, step and trajectory length tuned across chains",
     (Option("step_size", 0.1, _positive_float("step_size"), "initial step size (BlackJAX's test)"),
@@ -261,4 +261,10 @@ register(SamplerSpec(
 register(SamplerSpec(
     "meads", "blackjax", "meads", "MEADS (BlackJAX): generalised HMC tuned from cross-chain statistics over 4 folds",
     (), frozenset(), module="meads", backends=("jax",),
+))
+register(SamplerSpec(
+    "mams", "blackjax", "mams", "MAMS (BlackJAX): adjusted microcanonical Langevin, random trajectory lengths, "
+    "tuned by BlackJAX's adjusted-MCLMC tuner",
+    (Option("target_accept_prob", 0.9, _probability, "0.9: the MAMS authors' target"),),
+    frozenset(), module="mams", backends=("jax",),
 ))

@@ -56,7 +56,25 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": folder / "samplers.json", "report": folder / "samplers.md", "figure": folder / "samplers.png"}
     paths["metrics"].write_text(json.dumps(study, indent=2, default=float) + "\n")
-    _plot(study, paths["figure"])
+    text = ""
+    if study["models"]:
+        _plot(study, paths["figure"])
+        text = _time_section(study, command)
+        command = ""
+    if study.get("bias"):
+        from ppl_ebm.studies.samplers_bias_report import bias_section, plot_bias
+
+        paths["bias_figure"] = folder / "samplers_bias.png"
+        plot_bias(study["bias"], paths["bias_figure"])
+        text = ((f"```bash\n{command}\n```\n" if command else "") + text
+                + bias_section(study["bias"], paths["bias_figure"].name))
+    if not study["models"]:
+        del paths["figure"]
+    paths["report"].write_text(text)
+    return paths
+
+
+def _time_section(study: dict, command: str) -> str:
     config = study["config"]
     text = ("# Samplers by ESS at matched wall time\n\n" + (f"```bash\n{command}\n```\n\n" if command else "")
             + f"Sampling budget {config['budget_seconds']:g} s per method after {config['warmup']} warmup steps "
@@ -77,6 +95,4 @@ def write_sampler_report(study: dict, folder: Path, command: str = "") -> dict[s
             text += ("\n  An unconverged run's ESS mostly counts its chains' starting points (about one draw per "
                      "chain stuck in its mode); its ESS/s is not evidence of faster mixing. See `ppl-ebm mixing`.")
         text += "\n"
-    text += "\n![ESS per second](samplers.png)\n"
-    paths["report"].write_text(text)
-    return paths
+    return text + "\n![ESS per second](samplers.png)\n"

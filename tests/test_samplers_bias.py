@@ -1,0 +1,61 @@
+"""The bias metrics and the quadrature truth of the samplers report (issue 20, items 4 and 6)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ppl_ebm
+from ppl_ebm.studies.bias import THRESHOLD, Truth, bias_metrics, latent_ebm_truth, quadrature_truth
+from ppl_ebm.targets.target_check import highest_density_check
+
+
+def _gaussian_truth(mean, covariance):
+    var = np.diag(covariance)
+    # x ~ N(m, s^2): E[x^2] = m^2 + s^2, Var[x^2] = 2 s^4 + 4 m^2 s^2.
+    return mean**2 + var, 2 * var**2 + 4 * mean**2 * var
+
+
+def test_quadrature_matches_a_correlated_gaussian():
+    mean = np.array([1.5, -0.7])
+    covariance = np.array([[2.0, 0.9], [0.9, 0.8]])
+    precision = np.linalg.inv(covariance)
+    potential = lambda u: 0.5 * np.einsum("ni,ij,nj->n", u - mean, precision, u - mean)  # noqa: E731
+    truth = quadrature_truth(potential, half_width=14.0, points=600)
+    second, variance = _gaussian_truth(mean, covariance)
+    np.testing.assert_allclose(truth.mean, mean, atol=1e-6)
+    np.testing.assert_allclose(truth.second, second, rtol=1e-6)
+    np.testing.assert_allclose(truth.variance, variance, rtol=1e-6)
+    assert "quadrature" in truth.source
+
+
+def test_quadrature_truth_of_the_linear_gaussian_latent_ebm():
+    # A real latent EBM (torch generator and critic) whose target is Gaussian in closed form;
+    # the box comes from the real target check, as in the study.
+    problem = ppl_ebm.linear_gaussian_problem(latent_dim=2, data_dim=3, seed=0)
+    check = highest_density_check(problem.ebm, starts=16, steps=100, prior_draws=2000)
+    truth = latent_ebm_truth(problem.ebm, check, points=400)
+    second, variance = _gaussian_truth(np.asarray(problem.mean), np.asarray(problem.covariance))
+    np.testing.assert_allclose(truth.mean, problem.mean, atol=1e-4)
+    np.testing.assert_allclose(truth.second, second, rtol=1e-4)
+    np.testing.assert_allclose(truth.variance, variance, rtol=1e-3)
+
+
+def test_quadrature_refuses_a_box_that_cuts_the_target():
+    with pytest.raises(ValueError, match="half_width 2 is too small"):
+        quadrature_truth(lambda u: 0.5 * (u**2).sum(-1), half_width=2.0, points=100)
+    with pytest.raises(ValueError, match="points"):
+        quadrature_truth(lambda u: 0.5 * (u**2).sum(-1), half_width=8.0, points=5)
+
+
+def test_bias_metrics_see_exact_draws_low_and_shifted_draws_never():
+    rng = np.random.default_rng(0)
+    truth = Truth(np.zeros(3), np.ones(3), np.full(3, 2.0), "N(0, I)")
+    exact = rng.normal(size=(64, 200, 3))
+    row = bias_metrics(exact, truth, grads_per_chain=400.0, warmup=200, draws=200)
+    # 12,800 exact draws: b2 ~ chi2_1 / 12,800, far under the threshold.
+    assert row["b2_max"] < THRESHOLD / 10 and 200 < row["grads_to_low_bias"] <= 400
+    shifted = bias_metrics(exact * 1.3, truth, grads_per_chain=400.0, warmup=200, draws=200)
+    # E[(1.3 x)^2] = 1.69: b2 = 0.69^2 / 2 = 0.24 in every coordinate.
+    assert shifted["grads_to_low_bias"] is None and shifted["b2_avg"] == pytest.approx(0.238, rel=0.1)
+    assert len(row["bias_curve"]) == 50 and row["bias_curve"][-1][0] == pytest.approx(400.0)
