@@ -140,13 +140,17 @@ k = 3.
 
 {_score_table(scores)}
 """
+    from ppl_ebm.zoo.build import calibration_card_section
+
+    text += calibration_card_section(full, 0)
     if full.get("compare_results"):
         text += "\n" + full["compare_results"].rstrip() + "\n"
+    calibrated = ", `critic_calibrated.safetensors`" if (full.get("calibration") or {}).get("fine_tune") else ""
     text += f"""
 ## Files
 
-`generator.safetensors`, `critic.safetensors` (load with `ppl_ebm.zoo.load_model("{full['name']}")`;
-safetensors, no pickle), `config.json` (architecture, training config, these metrics).
+`generator.safetensors`, `critic.safetensors`{calibrated} (load with `ppl_ebm.zoo.load_model("{full['name']}")`;
+safetensors, no pickle), `config.json` (architecture, training config, calibration, these metrics).
 """
     (folder / "MODEL_CARD.md").write_text(text)
 
