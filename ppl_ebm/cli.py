@@ -144,7 +144,8 @@ def _calibrate_parser(subparsers) -> None:
         "calibrate", help="fine-tune a zoo model's critic by BCE and fit its logistic head (DDLS 5.2)",
         description="Calibrate a zoo model in place: fine-tune its critic by binary cross-entropy "
         "against the frozen generator, fit the logistic head on held-out samples, report the "
-        "MH-GAN Z statistic, and rewrite config.json and the model card.")
+        "MH-GAN Z statistic, and rewrite config.json and the model card. Image models fine-tune on the train "
+        "split and fit and test the head on the two halves of the held-out split.")
     parser.add_argument("--model", required=True, help="zoo name or model folder")
     parser.add_argument("--seed", type=int, default=0)
     _fine_tune_arguments(parser)

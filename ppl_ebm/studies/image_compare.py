@@ -59,6 +59,8 @@ IMAGE_METHODS = ("generator",) + IMAGE_BASELINES + tuple(
     f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala", "isir", "ex2mcmc"))
 DEFAULT_IMAGE_METHODS = ("generator", "drs", "mh_gan", "dot", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch",
                          "isir/jax", "ex2mcmc/jax")
+# Fresh sets of generator images whose FD spread is the table's noise scale.
+_NOISE_SEEDS = 10
 # The DDLS sample of the nearest-train-images figure: the first of these that ran.
 _FIGURE_METHODS = ("mala/jax", "mala/torch", "ula/jax", "ula/torch", "ula-paper/jax", "ula-paper/torch")
 PAPER_ULA = {"step_size": 0.01, "noise_scale": 0.1, "decay_rate": 0.1, "decay_every": 200}
@@ -266,6 +268,13 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
         samples[method], all_images[method] = images[:64], images
     for method, row in results.items():
         row["saturated"] = saturated_fraction(floor if method == "data" else all_images[method])
+    if "generator" in config.methods:
+        # The FD's own noise at this size: one table is one draw of every set, and the FD of
+        # num_samples images moves by several units from one set of prior draws to the next.
+        fds = [frechet_distance(classifier_outputs(classifier, generate_images(
+            ebm.generator, ebm.latent_dim, config.num_samples, config.seed + 1 + i)).features, held_out_features)
+            for i in range(_NOISE_SEEDS)]
+        results["generator"].update(fd_seed_mean=float(np.mean(fds)), fd_seed_std=float(np.std(fds, ddof=1)))
     figure_method = next((m for m in _FIGURE_METHODS if m in all_images), None)
     if figure_method is not None:  # DDLS Fig. 4
         figures["nearest"] = nearest_train_images(all_images[figure_method], train, held_out, classifier,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # object API: importing this never switches the user's backend
 
-__all__ = ["format_image_table", "saturated_fraction", "write_image_report"]
+__all__ = ["format_image_table", "format_noise_line", "saturated_fraction", "write_image_report"]
 
 _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
             ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
@@ -24,6 +24,16 @@ _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", 
 def saturated_fraction(images: np.ndarray, threshold: float = 0.95) -> float:
     """Fraction of pixels with ``|x| > threshold`` (at the ends of ``[-1, 1]``): seed 002's over-saturation."""
     return float(np.mean(np.abs(np.asarray(images)) > threshold))
+
+
+def format_noise_line(metrics: dict[str, dict]) -> str:
+    """The FD's noise scale: its spread over fresh sets of generator images of the table's size."""
+    row = metrics.get("generator", {})
+    if "fd_seed_std" not in row:
+        return ""
+    return (f"\nThe FD's noise at this size: the generator's FD over 10 other sets of prior draws is "
+            f"{row['fd_seed_mean']:.1f} +- {row['fd_seed_std']:.1f} (std); rows closer than about twice that "
+            f"are not told apart by one run.\n")
 
 
 def _cell(value, fmt: str) -> str:
@@ -89,7 +99,8 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
             f"{result['seed']}, scored against the held-out split on the classifier `{result['classifier']}`: "
             f"{result['metrics']}. `saturated`: the fraction of pixels with |x| > 0.95 (seed 002's colour "
             f"over-saturation; the data row is the train images'). `data`: train images, the floor.\n\n"
-            f"{format_image_table(output.metrics)}\n\n![samples](samples.png)\n\n![pixels](pixels.png)\n")
+            f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}\n![samples](samples.png)\n\n"
+            f"![pixels](pixels.png)\n")
     sweep = output.sweep
     if sweep:
         paths["sweep"] = folder / "sweep.png"

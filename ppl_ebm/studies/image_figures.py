@@ -47,7 +47,8 @@ def chain_frames(generate: Callable[[np.ndarray], np.ndarray], starts: np.ndarra
     rows = min(num_chains, latents.shape[0])
     draws = latents.shape[1]
     # Evenly spaced stored states, the last one always shown.
-    picks = sorted({int(round(draws * (j + 1) / columns)) - 1 for j in range(min(columns, draws))})
+    shown = min(columns, draws)
+    picks = sorted({int(round(draws * (j + 1) / shown)) - 1 for j in range(shown)})
     frames = [generate(starts[:rows])] + [generate(latents[:rows, i]) for i in picks]
     return {"steps": [0] + [thinning * (i + 1) for i in picks], "images": np.stack(frames, axis=1)}
 
