@@ -61,6 +61,8 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--w2sq-repeats", type=int, default=10, help="zoo runs: repeats of that figure (mean and std)")
     parser.add_argument("--raw-critic", action="store_true",
                         help="zoo runs: DDLS on the GAN's own critic instead of the calibrated one")
+    parser.add_argument("--mh-gan-chain-length", type=int, default=None,
+                        help="zoo runs: proposals per MH-GAN sample (default 640, Turner et al.)")
     parser.add_argument("--samplers", nargs="+", default=["ula", "mala", "nuts", "hmc"], choices=sampler_names())
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--chains", type=int, default=None,
@@ -151,10 +153,13 @@ def _calibrate_parser(subparsers) -> None:
         "calibrate", help="fine-tune a zoo model's critic by BCE and fit its logistic head (DDLS 5.2)",
         description="Calibrate a zoo model in place: fine-tune its critic by binary cross-entropy "
         "against the frozen generator, fit the logistic head on held-out samples, report the "
-        "MH-GAN Z statistic, and rewrite config.json and the model card.")
+        "MH-GAN Z statistic, and rewrite config.json and the model card. Image models fine-tune on the train "
+        "split and fit and test the head on the two halves of the held-out split.")
     parser.add_argument("--model", required=True, help="zoo name or model folder")
     parser.add_argument("--seed", type=int, default=0)
     _fine_tune_arguments(parser)
+    parser.add_argument("--data-root", type=Path, default=None,
+                        help="image models: folder holding the image set (not for digits)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -316,7 +321,10 @@ def _run_calibrate(args, parser) -> int:
     except FileNotFoundError as error:
         parser.error(str(error))
     fine_tune = _fine_tune_config(args, parser)
-    folder = calibrate_zoo_model(folder, fine_tune, progress_bar=not args.no_progress)
+    try:
+        folder = calibrate_zoo_model(folder, fine_tune, progress_bar=not args.no_progress, root=args.data_root)
+    except ValueError as error:  # e.g. --data-root on a toy model
+        parser.error(str(error))
     print((folder / "MODEL_CARD.md").read_text())
     print(f"Wrote {folder}")
     return 0
@@ -476,13 +484,14 @@ def _run_zoo_compare(args, parser) -> int:
         _check_output(args)
         model_dir(args.model or COMPARE_MODEL)
         steps = {} if args.steps is None else {"langevin_steps": args.steps}
+        chain_length = {} if args.mh_gan_chain_length is None else {"mh_gan_chain_length": args.mh_gan_chain_length}
         config = CompareConfig(
             model=args.model or COMPARE_MODEL,
             methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
             num_samples=5000 if args.num_samples is None else args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=1000 if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
-            raw_critic=args.raw_critic,
+            raw_critic=args.raw_critic, **chain_length,
             w2sq_points=args.w2sq_points, w2sq_repeats=args.w2sq_repeats,
             progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()

@@ -118,7 +118,9 @@ def run_image_compare_cli(args, parser: argparse.ArgumentParser) -> int:
             ula_step_size=args.step_size, sweep_steps=IMAGE_SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=defaults.sweep_chains if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
             data_root=None if args.data_root is None else str(args.data_root), progress_bar=not args.no_progress,
-            device=args.device).validate()
+            device=args.device, raw_critic=args.raw_critic,
+            mh_gan_chain_length=(defaults.mh_gan_chain_length if args.mh_gan_chain_length is None
+                                 else args.mh_gan_chain_length)).validate()
     except (ValueError, OSError) as error:
         parser.error(str(error))
     output = run_image_compare(config, log=lambda message: print(message, file=sys.stderr, flush=True))

@@ -34,7 +34,8 @@ from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.targets.target_check import checked_target
 from ppl_ebm.zoo.store import latent_ebm_of, load_model
 
-__all__ = ["ALL_METHODS", "COMPARE_MODEL", "DEFAULT_METHODS", "CompareConfig", "CompareOutput", "run_compare"]
+__all__ = ["ALL_METHODS", "BASELINES", "COMPARE_MODEL", "DEFAULT_METHODS", "CompareConfig", "CompareOutput", "run_baseline",
+           "run_compare"]
 
 BASELINES = ("generator", "drs", "mh_gan", "dot")
 # Every registered sampler on both backends, e.g. "mala-imh/jax": MALA whose every
@@ -244,7 +245,11 @@ def _diagnostics(result, config: CompareConfig) -> dict[str, Any]:
     }
 
 
-def _run_baseline(method: str, ebm, calibrated_ebm, config: CompareConfig):
+def run_baseline(method: str, ebm, calibrated_ebm, config):
+    """One of :data:`BASELINES` on the latent EBM, with its wall time. DRS and MH-GAN read the
+    calibrated critic (their own papers calibrate it), DOT the GAN's own (a WGAN critic's
+    Lipschitz transport). ``config`` carries ``num_samples``, ``seed``, ``mh_gan_chain_length``
+    and ``progress_bar`` (the toy and the image compare configs both do)."""
     start = time.perf_counter()
     if method == "generator":
         out = baselines.generator_only(ebm, config.num_samples, config.seed)
@@ -339,7 +344,7 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
     for index, method in enumerate(config.methods, start=1):
         log(f"[{index}/{len(config.methods)}] {method}")
         if method in BASELINES:
-            out, seconds = _run_baseline(method, ebm, calibrated, config)
+            out, seconds = run_baseline(method, ebm, calibrated, config)
             samples[method] = out.samples
             results[method] = {
                 **_score(out.samples, data, dataset, config), **_NULL_MCMC,

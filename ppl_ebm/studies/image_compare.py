@@ -1,6 +1,7 @@
-"""DDLS on an image GAN of the zoo (``ppl-ebm compare --model digits-dcgan``): generator only, DDLS
-with the paper's Langevin settings, ULA at the swept step and MALA, scored by the Frechet distance,
-the Inception-style score and precision / recall on the zoo classifier's features.
+"""DDLS on an image GAN of the zoo (``ppl-ebm compare --model digits-dcgan``): generator only, DRS,
+MH-GAN, DOT, DDLS with the paper's Langevin settings, ULA at the swept step, MALA, i-SIR and Ex2MCMC,
+scored by the Frechet distance, the Inception-style score and precision / recall on the zoo
+classifier's features.
 
 Protocol (DDLS Alg. 1): every chain starts at a prior draw and its final state is one sample;
 ``num_samples`` chains per method. Test reference: the data set's held-out split (never seen by
@@ -15,8 +16,17 @@ figures are in ``metrics.json`` and the report, so a bad step shows as a worse F
 - ``ula/<backend>``: ``langevin_steps`` constant steps at the sweep's best step.
 - ``mala/<backend>``: ``langevin_steps`` steps, the first half warmup adapting the step (dual
   averaging, per chain) and a diagonal mass matrix.
+- ``isir/<backend>``, ``ex2mcmc/<backend>`` (Samsonov et al. 2022): the registry's samplers, the
+  same ``langevin_steps`` steps split as MALA's.
+- ``drs``, ``mh_gan``, ``dot``: the latent-space baselines of :mod:`ppl_ebm.baselines`, as the toy
+  compare runs them (:func:`ppl_ebm.studies.compare.run_baseline`).
 
-DDLS uses the GAN's own critic read as a logit (image models carry no calibration yet).
+Every MCMC method starts from the same prior draws (``torch.Generator`` seeded with ``seed``), so the
+torch and JAX rows of one sampler differ only by their chains' random moves. DDLS, DRS and MH-GAN
+read the calibrated critic (DDLS 5.2, ``ppl-ebm calibrate``) when the model has one; ``raw_critic``
+uses the GAN's own critic read as a logit for DDLS. Figures (:mod:`.image_figures`): the paper's
+chains every ``paper_steps / 10`` steps (DDLS Fig. 3) and the nearest train images of DDLS samples
+in the classifier's feature space (DDLS Fig. 4).
 """
 
 from __future__ import annotations
@@ -33,17 +43,26 @@ from ppl_ebm.kernels.registry import BACKENDS
 from ppl_ebm.metrics.frechet import frechet_distance
 from ppl_ebm.metrics.image_scores import classifier_outputs, image_scores
 from ppl_ebm.sampling import sample
+from ppl_ebm.studies.compare import run_baseline
+from ppl_ebm.studies.image_figures import chain_frames, nearest_train_images
 from ppl_ebm.studies.image_compare_report import saturated_fraction
 from ppl_ebm.validation import check_positive_ints
 from ppl_ebm.zoo.classifiers import load_classifier
 from ppl_ebm.zoo.image_build import generate_images
 from ppl_ebm.zoo.store import latent_ebm_of, load_model
 
-__all__ = ["DEFAULT_IMAGE_METHODS", "IMAGE_METHODS", "ImageCompareConfig", "ImageCompareOutput",
+__all__ = ["DEFAULT_IMAGE_METHODS", "IMAGE_BASELINES", "IMAGE_METHODS", "ImageCompareConfig", "ImageCompareOutput",
            "run_image_compare"]
 
-IMAGE_METHODS = ("generator",) + tuple(f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala"))
-DEFAULT_IMAGE_METHODS = ("generator", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch")
+IMAGE_BASELINES = ("drs", "mh_gan", "dot")
+IMAGE_METHODS = ("generator",) + IMAGE_BASELINES + tuple(
+    f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala", "isir", "ex2mcmc"))
+DEFAULT_IMAGE_METHODS = ("generator", "drs", "mh_gan", "dot", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch",
+                         "isir/jax", "ex2mcmc/jax")
+# Fresh sets of generator images whose FD spread is the table's noise scale.
+_NOISE_SEEDS = 10
+# The DDLS sample of the nearest-train-images figure: the first of these that ran.
+_FIGURE_METHODS = ("mala/jax", "mala/torch", "ula/jax", "ula/torch", "ula-paper/jax", "ula-paper/torch")
 PAPER_ULA = {"step_size": 0.01, "noise_scale": 0.1, "decay_rate": 0.1, "decay_every": 200}
 IMAGE_SWEEP_STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
@@ -61,6 +80,9 @@ class ImageCompareConfig:
     ula_step_size: float | None = None
     sweep_steps: tuple[float, ...] = IMAGE_SWEEP_STEPS
     sweep_chains: int = 250
+    mh_gan_chain_length: int = 640
+    raw_critic: bool = False
+    figure_chains: int = 8
     seed: int = 0
     data_root: str | None = None
     progress_bar: bool = True
@@ -70,7 +92,8 @@ class ImageCompareConfig:
         unknown = set(self.methods) - set(IMAGE_METHODS)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)} for an image model; choose from {list(IMAGE_METHODS)}.")
-        check_positive_ints(self, ("num_samples", "langevin_steps", "paper_steps", "trace_every", "sweep_chains"))
+        check_positive_ints(self, ("num_samples", "langevin_steps", "paper_steps", "trace_every", "sweep_chains",
+                                   "mh_gan_chain_length", "figure_chains"))
         if self.langevin_steps < 2:
             raise ValueError(f"langevin_steps must be >= 2 (MALA: warmup and draws), got {self.langevin_steps}.")
         if self.num_samples < 4 or self.sweep_chains < 4:
@@ -94,6 +117,7 @@ class ImageCompareOutput:
     samples: dict[str, np.ndarray]
     sweep: dict[str, Any]
     traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +134,9 @@ class ImageCompareOutput:
             "methods": self.metrics,
             "sweep": self.sweep,
             "traces": self.traces,
+            "critic": "raw" if self.config.raw_critic or "calibration" not in self.model_config else "calibrated",
+            "chain_figure": {k: v for k, v in self.figures.get("chains", {}).items() if k != "images"},
+            "nearest_train": {k: v for k, v in self.figures.get("nearest", {}).items() if k != "images"},
         }
 
 
@@ -119,18 +146,18 @@ def _images(ebm, latents: np.ndarray) -> np.ndarray:
         return ebm.generate(z).cpu().numpy()
 
 
-def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None):
+def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, starts: np.ndarray):
     sampler, backend = method.split("/")
     common = dict(num_chains=config.num_samples, seed=config.seed, progress_bar=config.progress_bar,
-                  device=config.device)
+                  device=config.device, initial_params=starts)
     if sampler == "ula-paper":
         return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.paper_steps,
                       thinning=config.trace_every, **common, **PAPER_ULA)
     if sampler == "ula":
         return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.langevin_steps, step_size=ula_step,
                       thinning=config.langevin_steps, **common)
-    warmup = config.langevin_steps // 2
-    return sample(ebm, "mala", backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
+    warmup = config.langevin_steps // 2  # MALA, i-SIR, Ex2MCMC
+    return sample(ebm, sampler, backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
 
 
 def _sweep(ebm, validation: np.ndarray, classifier, config: ImageCompareConfig, log) -> dict[str, Any]:
@@ -173,10 +200,13 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
     dataset = model.dataset
     classifier = load_classifier(model.config["classifier"]).classifier
     ebm = latent_ebm_of(model)
+    calibrated = latent_ebm_of(model, calibrated=True) if "calibration" in model.config else ebm
+    ddls_ebm = ebm if config.raw_critic else calibrated
     if config.device is not None:
         from ppl_ebm.drivers.devices import torch_device
 
-        ebm.to(torch_device(config.device))
+        for target in {id(ebm): ebm, id(calibrated): calibrated}.values():
+            target.to(torch_device(config.device))
     held_out = load_images(dataset, "held_out", config.data_root).images
     train = load_images(dataset, "train", config.data_root).images
     order = np.random.default_rng(config.seed).permutation(len(train))
@@ -187,41 +217,65 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
                  "note": "train images against the held-out ones: the floor"}}
     samples: dict[str, np.ndarray] = {"data": floor[:64]}
     traces: dict[str, dict[str, list[float]]] = {}
+    figures: dict[str, Any] = {}
     all_images: dict[str, np.ndarray] = {}
     sweep: dict[str, Any] = {}
     if config.sweep_steps and any(m.startswith("ula/") for m in config.methods):
         log("[sweep] ULA step sizes and adapted MALA, scored on train images")
-        sweep = _sweep(ebm, validation, classifier, config, log)
+        sweep = _sweep(ddls_ebm, validation, classifier, config, log)
     ula_step = config.ula_step_size if config.ula_step_size is not None else sweep.get("best_step_size")
     held_out_features = classifier_outputs(classifier, held_out).features
+    # One set of prior draws: the generator row's latents and every chain's start.
+    starts = torch.randn(config.num_samples, ebm.latent_dim,
+                         generator=torch.Generator().manual_seed(config.seed)).numpy()
+    critic = "raw" if ddls_ebm is ebm else "calibrated"
     for index, method in enumerate(config.methods, start=1):
         log(f"[{index}/{len(config.methods)}] {method}")
         start = time.perf_counter()
         if method == "generator":
-            images = generate_images(ebm.generator, ebm.latent_dim, config.num_samples, config.seed)
-            results[method] = {**image_scores(images, held_out, classifier),
-                               "wall_seconds": time.perf_counter() - start}
-            samples[method], all_images[method] = images[:64], images
-            continue
-        result = _run(method, ebm, config, ula_step)
-        images = all_images[method] = _images(ebm, result.latents[:, -1])
-        row = {**image_scores(images, held_out, classifier), "wall_seconds": float(result.stats["wall_seconds"]),
-               "grad_evals": int(np.sum(result.stats["grad_evals"])),
-               "step_size": float(np.median(result.stats["step_size"])),
-               "acceptance_mean": float(np.mean(result.stats["acceptance"])), "critic": "raw"}
-        if method.startswith("ula-paper/"):
-            row["step_size"], row["final_step_size"] = PAPER_ULA["step_size"], row["step_size"]
-            # DDLS Fig. 5: FD of the chains' states every trace_every steps; step 0 is a fresh set of
-            # prior draws through the generator (the chains' own starts are not kept).
-            steps = [0] + [config.trace_every * (i + 1) for i in range(result.latents.shape[1])]
-            start_images = generate_images(ebm.generator, ebm.latent_dim, config.num_samples, config.seed)
-            fds = [frechet_distance(classifier_outputs(classifier, start_images).features, held_out_features)]
-            fds += [frechet_distance(classifier_outputs(classifier, _images(ebm, result.latents[:, i])).features,
-                                     held_out_features) for i in range(result.latents.shape[1])]
-            traces[method] = {"step": steps, "fd": fds}
-            row["best_trace_step"] = steps[int(np.argmin(fds))]
-        results[method] = row
-        samples[method] = images[:64]
+            images = _images(ebm, starts)
+            row = {"wall_seconds": time.perf_counter() - start}
+        elif method in IMAGE_BASELINES:
+            out, seconds = run_baseline(method, ebm, calibrated, config)
+            images = out.samples
+            row = {"wall_seconds": seconds, "grad_evals": out.stats.get("grad_evals"),
+                   "proposals": out.stats.get("proposals"), "acceptance_mean": out.stats.get("acceptance_rate"),
+                   "critic": "raw" if method == "dot" or calibrated is ebm else "calibrated"}
+        else:
+            result = _run(method, ddls_ebm, config, ula_step, starts)
+            images = _images(ebm, result.latents[:, -1])
+            row = {"wall_seconds": float(result.stats["wall_seconds"]),
+                   "grad_evals": int(np.sum(result.stats["grad_evals"])),
+                   "step_size": float(np.median(result.stats["step_size"])),
+                   "acceptance_mean": float(np.mean(result.stats["acceptance"])), "critic": critic}
+            if method.startswith("ula-paper/"):
+                row["step_size"], row["final_step_size"] = PAPER_ULA["step_size"], row["step_size"]
+                # DDLS Fig. 5: FD of the chains' states every trace_every steps from their starts.
+                steps = [0] + [config.trace_every * (i + 1) for i in range(result.latents.shape[1])]
+                fds = [frechet_distance(classifier_outputs(classifier, _images(ebm, starts)).features,
+                                        held_out_features)]
+                fds += [frechet_distance(classifier_outputs(classifier, _images(ebm, result.latents[:, i])).features,
+                                         held_out_features) for i in range(result.latents.shape[1])]
+                traces[method] = {"step": steps, "fd": fds}
+                row["best_trace_step"] = steps[int(np.argmin(fds))]
+                if "chains" not in figures:  # DDLS Fig. 3
+                    figures["chains"] = chain_frames(
+                        lambda z: _images(ebm, z), starts, result.latents, config.trace_every, config.figure_chains)
+                    figures["chains"]["method"] = method
+        results[method] = {**image_scores(images, held_out, classifier), **row}
+        samples[method], all_images[method] = images[:64], images
     for method, row in results.items():
         row["saturated"] = saturated_fraction(floor if method == "data" else all_images[method])
-    return ImageCompareOutput(config, model.config, results, samples, sweep, traces)
+    if "generator" in config.methods:
+        # The FD's own noise at this size: one table is one draw of every set, and the FD of
+        # num_samples images moves by several units from one set of prior draws to the next.
+        fds = [frechet_distance(classifier_outputs(classifier, generate_images(
+            ebm.generator, ebm.latent_dim, config.num_samples, config.seed + 1 + i)).features, held_out_features)
+            for i in range(_NOISE_SEEDS)]
+        results["generator"].update(fd_seed_mean=float(np.mean(fds)), fd_seed_std=float(np.std(fds, ddof=1)))
+    figure_method = next((m for m in _FIGURE_METHODS if m in all_images), None)
+    if figure_method is not None:  # DDLS Fig. 4
+        figures["nearest"] = nearest_train_images(all_images[figure_method], train, held_out, classifier,
+                                                  num_queries=config.figure_chains)
+        figures["nearest"]["method"] = figure_method
+    return ImageCompareOutput(config, model.config, results, samples, sweep, traces, figures)

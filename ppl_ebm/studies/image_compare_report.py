@@ -1,7 +1,9 @@
 """Table, figures and Markdown report of a :func:`ppl_ebm.studies.image_compare.run_image_compare` run:
 ``metrics.json``, ``report.md``, ``samples.png`` (64 samples per method), ``sweep.png`` (FD against the
 ULA step, seed 002), ``trace.png`` (FD every 10 steps of the paper's ULA, DDLS Fig. 5) and
-``pixels.png`` (pixel-intensity histograms against the data's: seed 002's over-saturation check)."""
+``pixels.png`` (pixel-intensity histograms against the data's: seed 002's over-saturation check),
+``chains.png`` (the paper's chains every k steps from prior draws, DDLS Fig. 3) and ``nearest.png``
+(nearest train images of DDLS samples in the classifier's feature space, DDLS Fig. 4)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # object API: importing this never switches the user's backend
 
-__all__ = ["format_image_table", "saturated_fraction", "write_image_report"]
+__all__ = ["format_image_table", "format_noise_line", "saturated_fraction", "write_image_report"]
 
 _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
             ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
@@ -22,6 +24,16 @@ _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", 
 def saturated_fraction(images: np.ndarray, threshold: float = 0.95) -> float:
     """Fraction of pixels with ``|x| > threshold`` (at the ends of ``[-1, 1]``): seed 002's over-saturation."""
     return float(np.mean(np.abs(np.asarray(images)) > threshold))
+
+
+def format_noise_line(metrics: dict[str, dict]) -> str:
+    """The FD's noise scale: its spread over fresh sets of generator images of the table's size."""
+    row = metrics.get("generator", {})
+    if "fd_seed_std" not in row:
+        return ""
+    return (f"\nThe FD's noise at this size: the generator's FD over 10 other sets of prior draws is "
+            f"{row['fd_seed_mean']:.1f} +- {row['fd_seed_std']:.1f} (std); rows closer than about twice that "
+            f"are not told apart by one run.\n")
 
 
 def _cell(value, fmt: str) -> str:
@@ -39,8 +51,9 @@ def format_image_table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def _grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
-    images = images[: columns * columns]
+def _grid(images: np.ndarray, columns: int = 8, square: bool = True) -> np.ndarray:
+    """Images side by side, ``columns`` a row; at most ``columns`` rows when ``square``."""
+    images = images[: columns * columns] if square else images
     n, channels, side, _ = images.shape
     rows = math.ceil(n / columns)
     canvas = np.ones((rows * (side + 1), columns * (side + 1), channels))
@@ -86,7 +99,8 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
             f"{result['seed']}, scored against the held-out split on the classifier `{result['classifier']}`: "
             f"{result['metrics']}. `saturated`: the fraction of pixels with |x| > 0.95 (seed 002's colour "
             f"over-saturation; the data row is the train images'). `data`: train images, the floor.\n\n"
-            f"{format_image_table(output.metrics)}\n\n![samples](samples.png)\n\n![pixels](pixels.png)\n")
+            f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}\n![samples](samples.png)\n\n"
+            f"![pixels](pixels.png)\n")
     sweep = output.sweep
     if sweep:
         paths["sweep"] = folder / "sweep.png"
@@ -119,5 +133,48 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
                  f"{trace['step'][1] - trace['step'][0]} steps; lowest {trace['fd'][best]:.3f} at step "
                  f"{trace['step'][best]}, {trace['fd'][-1]:.3f} at the end (step 0: the generator, "
                  f"{trace['fd'][0]:.3f}).\n\n![trace](trace.png)\n")
+    text += _figure_sections(output.figures, folder, paths)
     paths["report"].write_text(text)
     return paths
+
+
+def _image_rows(rows: np.ndarray) -> np.ndarray:
+    """``(rows, columns, channels, side, side)`` images as one canvas, a row per chain or query."""
+    return _grid(rows.reshape(-1, *rows.shape[2:]), columns=rows.shape[1], square=False)
+
+
+def _figure_sections(figures: dict, folder: Path, paths: dict[str, Path]) -> str:
+    text = ""
+    chains = figures.get("chains")
+    if chains:
+        paths["chains"] = folder / "chains.png"
+        frames = chains["images"]
+        figure = Figure(figsize=(0.5 * frames.shape[1] + 0.5, 0.5 * frames.shape[0] + 0.6))
+        axis = figure.add_subplot()
+        axis.imshow(_image_rows(frames), cmap="gray", vmin=0, vmax=1)
+        side = frames.shape[-1] + 1
+        axis.set_xticks([side * i + side / 2 - 1 for i in range(frames.shape[1])], [str(s) for s in chains["steps"]],
+                        fontsize=6)
+        axis.set_yticks([])
+        axis.set_xlabel("Langevin step")
+        figure.savefig(paths["chains"], dpi=120, bbox_inches="tight")
+        text += (f"\n## Chains from prior draws (DDLS Fig. 3)\n\n`{chains['method']}`: {frames.shape[0]} chains (rows) "
+                 f"at steps {', '.join(map(str, chains['steps']))} (step 0: the prior draw through the generator)."
+                 f"\n\n![chains](chains.png)\n")
+    nearest = figures.get("nearest")
+    if nearest:
+        paths["nearest"] = folder / "nearest.png"
+        images = nearest["images"]
+        rows = np.concatenate([images["queries"][:, None], images["neighbours"]], axis=1)
+        figure = Figure(figsize=(0.5 * rows.shape[1] + 0.5, 0.5 * rows.shape[0] + 0.6))
+        axis = figure.add_subplot()
+        axis.imshow(_image_rows(rows), cmap="gray", vmin=0, vmax=1)
+        axis.set_title("sample | nearest train images", fontsize=7)
+        axis.axis("off")
+        figure.savefig(paths["nearest"], dpi=120, bbox_inches="tight")
+        text += (f"\n## Nearest train images (DDLS Fig. 4)\n\n`{nearest['method']}`: each row a sample, then its "
+                 f"{images['neighbours'].shape[1]} nearest train images in {nearest['space']}. Median distance to "
+                 f"the nearest train image: samples {nearest['median_nearest_distance_samples']:.3f}, held-out "
+                 f"images {nearest['median_nearest_distance_held_out']:.3f} (samples much closer than held-out "
+                 f"images would be copies of the train set).\n\n![nearest](nearest.png)\n")
+    return text

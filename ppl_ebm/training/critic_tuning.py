@@ -91,13 +91,15 @@ def fine_tune_critic(
     generator, critic
         torch modules; the critic returns a logit (an NS-GAN logit or a WGAN critic value),
         one per sample. Neither is modified: the result is a new module with the critic's
-        architecture, so it saves and loads like the original.
+        architecture, its parametrizations (spectral norm) baked into plain weights
+        (:func:`~ppl_ebm.nets.parametrizations.bake_parametrizations`); load it the same way.
     real
         The data: a callable ``(n, seed) -> array`` (``config.pool_size`` points are drawn once)
         or an array of real samples (e.g. loaded from disk).
     latent_dim
         Dimension of the generator's N(0, I) prior.
     """
+    from ppl_ebm.nets.parametrizations import bake_parametrizations
     from ppl_ebm.nets.torch_to_jax import torch_to_jax
 
     config = config.validate()
@@ -111,7 +113,8 @@ def fine_tune_critic(
             f"Real samples are shaped {tuple(pool.shape[1:])} per point but the generator makes "
             f"{tuple(probe.shape[1:])}; pass data of the generator's output shape."
         )
-    tuned = copy.deepcopy(critic).eval()
+    # Spectral norm etc. become plain weights: fine-tuning moves the effective weights.
+    tuned = bake_parametrizations(copy.deepcopy(critic).eval())
     generator_fn, generator_params = torch_to_jax(generator.eval(), torch.zeros(2, latent_dim))
     critic_fn, critic_params = torch_to_jax(tuned, probe.detach())
     pool_jax = jnp.asarray(pool)

@@ -22,7 +22,7 @@ from ppl_ebm.training.gan import TrainingConfig, train_gan
 from ppl_ebm.zoo.store import load_model, save_calibrated_critic, save_model
 
 __all__ = [
-    "add_network_configs", "calibrate_zoo_model", "paper_emd_scores", "record_compare_in_card", "train_zoo_model",
+    "add_network_configs", "calibrate_zoo_model", "calibration_card_section", "paper_emd_scores", "record_compare_in_card", "train_zoo_model",
     "write_card",
 ]
 
@@ -83,27 +83,27 @@ def train_zoo_model(config: TrainingConfig, name: str, output: Path, progress_ba
 
 def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = FineTuneConfig(),
                         progress_bar: bool = True, eval_samples: int = _EVAL_SAMPLES,
-                        command: str | None = None) -> Path:
+                        command: str | None = None, root: str | Path | None = None) -> Path:
     """Calibrate a zoo model in place (DDLS Sec. 5.2): fine-tune its critic by BCE against the
     frozen generator (:func:`~ppl_ebm.training.critic_tuning.fine_tune_critic`; skipped when
     ``fine_tune`` is None), fit the logistic head on top on one held-out split, and report
     the MH-GAN Z statistic on another, before (the GAN's critic read as a logit), with the head
     alone on the GAN's critic, and after. Writes ``critic_calibrated.safetensors``, the
-    ``calibration`` entry of ``config.json`` and the card."""
+    ``calibration`` entry of ``config.json`` and the card.
+
+    Toy models draw fresh data from their sampler (``eval_samples`` decides the held-out sizes).
+    Image models (``root``: the user's data folder, for sets other than digits) fine-tune on the
+    train split (the GAN's own training data) and fit and test the head on the two halves of the
+    held-out split, which neither the GAN nor the fine-tuning saw."""
     loaded = load_model(model)
-    dataset, latent_dim, seed = loaded.dataset, loaded.config["training"]["latent_dim"], loaded.config["training"]["seed"]
-    draw = lambda n, s: datasets.sample_dataset(dataset, n, s)  # noqa: E731
-    ebm = LatentEBM(loaded.generator, loaded.critic, critic_output=loaded.config["critic_output"])
-    held_out = 2 * eval_samples
-    fit_real, test_real = draw(held_out, 30_000 + seed), draw(held_out, 40_000 + seed)
-    fit_fake = baselines.generator_only(ebm, held_out, 30_000 + seed).samples
-    test_fake = baselines.generator_only(ebm, held_out, 40_000 + seed).samples
+    latent_dim, seed = loaded.config["training"]["latent_dim"], loaded.config["training"]["seed"]
+    tuning_real, (fit_real, fit_fake), (test_real, test_fake) = _calibration_sets(loaded, eval_samples, seed, root)
     head_only = fit_calibration(loaded.critic, fit_real, fit_fake, critic_output=loaded.config["critic_output"])
     head_only_report = calibration_report(head_only, test_real, test_fake)
     calibration: dict[str, Any] = {}
     critic = loaded.critic
     if fine_tune is not None:
-        tuned = fine_tune_critic(loaded.generator, loaded.critic, draw, latent_dim, fine_tune, progress_bar)
+        tuned = fine_tune_critic(loaded.generator, loaded.critic, tuning_real, latent_dim, fine_tune, progress_bar)
         critic = tuned.critic
         calibration["fine_tune"] = {**tuned.config._asdict(), "seconds": tuned.seconds,
                                     "final_bce": tuned.history["bce"][-1]}
@@ -114,6 +114,7 @@ def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = Fi
         head_only={"weight": float(head_only.weight.detach()), "bias": float(head_only.bias.detach()),
                    "after_z": head_only_report["after_z"], "after_bce": head_only_report["after_bce"]},
         **{k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k not in ("weight", "bias")},
+        n_fit_real=len(fit_real), n_fit_fake=len(fit_fake),
         command=command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     if fine_tune is None:
@@ -124,8 +125,39 @@ def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = Fi
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     else:
         folder = save_calibrated_critic(loaded.directory, critic, calibration)
-    write_card(folder)
+    if loaded.kind == "image":
+        from ppl_ebm.zoo.image_build import write_image_card
+
+        write_image_card(folder)
+    else:
+        write_card(folder)
     return folder
+
+
+def _calibration_sets(loaded, eval_samples: int, seed: int, root: str | Path | None):
+    """The fine-tuning's real data, then (real, fake) to fit the head and (real, fake) to test it."""
+    if loaded.kind == "image":
+        from ppl_ebm.data.images import load_images
+        from ppl_ebm.zoo.image_build import generate_images
+
+        latent_dim = loaded.config["training"]["latent_dim"]
+        train = load_images(loaded.dataset, "train", root).images
+        held_out = load_images(loaded.dataset, "held_out", root).images
+        held_out = held_out[np.random.default_rng(seed).permutation(len(held_out))]
+        half = len(held_out) // 2
+        # More generated than real images: they are free, and the fit weights the classes equally.
+        n_fake = min(len(train), 10_000)
+        fit_fake = generate_images(loaded.generator, latent_dim, n_fake, 30_000 + seed)
+        test_fake = generate_images(loaded.generator, latent_dim, n_fake, 40_000 + seed)
+        return train, (held_out[:half], fit_fake), (held_out[half:], test_fake)
+    if root is not None:
+        raise ValueError(f"root applies to image models; {loaded.name!r} draws its toy data set {loaded.dataset!r}.")
+    draw = lambda n, s: datasets.sample_dataset(loaded.dataset, n, s)  # noqa: E731
+    ebm = LatentEBM(loaded.generator, loaded.critic, critic_output=loaded.config["critic_output"])
+    held_out = 2 * eval_samples
+    fit_fake = baselines.generator_only(ebm, held_out, 30_000 + seed).samples
+    test_fake = baselines.generator_only(ebm, held_out, 40_000 + seed).samples
+    return draw, (draw(held_out, 30_000 + seed), fit_fake), (draw(held_out, 40_000 + seed), test_fake)
 
 
 def add_network_configs(model: str | Path) -> Path:
@@ -193,6 +225,43 @@ def paper_emd_scores(generated: np.ndarray, floor: np.ndarray, draw, points: int
     return scores
 
 
+def calibration_card_section(full: dict[str, Any], default_n: int) -> str:
+    """The "Calibration (DDLS 5.2)" section of a model card from its parsed config.json ("" when
+    the model is not calibrated); ``default_n``: held-out size of records that do not state it."""
+    calibration = full.get("calibration")
+    if not calibration:
+        return ""
+    tune = calibration.get("fine_tune")
+    text = "\n## Calibration (DDLS 5.2)\n\n"
+    if calibration.get("command"):
+        text += f"```bash\n{calibration['command']}\n```\n\n"
+    if tune:
+        text += (
+            f"The critic fine-tuned by BCE against the frozen generator (`critic_calibrated.safetensors`): "
+            f"{tune['steps']} Adam steps, lr {tune['learning_rate']}, batch {tune['batch_size']} real + "
+            f"{tune['batch_size']} generated, seed {tune['seed']}, {tune['seconds']:.0f} s, final BCE "
+            f"{tune['final_bce']:.4f} (chance 1.3863). Then a logistic head "
+        )
+    else:
+        text += "A logistic head "
+    n_real = int(calibration.get("n_fit_real", calibration.get("n_real", default_n)))
+    n_fake = int(calibration.get("n_fit_fake", n_real))
+    head = calibration.get("head_only")
+    # Only a fine-tuned critic has a head-only fit to compare with (the head alone is "calibrated").
+    head_row = ("" if head is None else
+                f"| GAN critic + logistic head | {head['after_z']:.2f} | {head['after_bce']:.4f} |\n")
+    text += f"""`a d(x) + b` fitted by BCE on {n_real} held-out real and {n_fake} generated samples:
+a = {calibration['weight']:.4f}, b = {calibration['bias']:.4f}. MH-GAN Z statistic and BCE on another held-out split
+({int(calibration.get('n_real', n_real))} real, {int(calibration.get('n_fake', n_fake))} generated):
+
+| critic | Z | BCE |
+|---|---|---|
+| GAN critic read as a logit | {calibration.get('before_z', float('nan')):.2f} | {calibration.get('before_bce', float('nan')):.4f} |
+{head_row}| {'fine-tuned critic + logistic head' if tune else 'calibrated'} | {calibration.get('after_z', float('nan')):.2f} | {calibration.get('after_bce', float('nan')):.4f} |
+"""
+    return text
+
+
 def write_card(folder: Path) -> None:
     """Write ``MODEL_CARD.md`` from the folder's ``config.json`` (so that calibrating again, or
     recording results, rewrites it whole)."""
@@ -240,33 +309,7 @@ own data draw. `data_floor_*` score a second fresh data sample the same way: the
 {_table({k: v for k, v in scores.items() if k != 'eval_samples'})}
 """
     calibration = full.get("calibration")
-    if calibration:
-        tune = calibration.get("fine_tune")
-        text += "\n## Calibration (DDLS 5.2)\n\n"
-        if calibration.get("command"):
-            text += f"```bash\n{calibration['command']}\n```\n\n"
-        if tune:
-            text += (
-                f"The critic fine-tuned by BCE against the frozen generator (`critic_calibrated.safetensors`): "
-                f"{tune['steps']} Adam steps, lr {tune['learning_rate']}, batch {tune['batch_size']} real + "
-                f"{tune['batch_size']} generated, seed {tune['seed']}, {tune['seconds']:.0f} s, final BCE "
-                f"{tune['final_bce']:.4f} (chance 1.3863). Then a logistic head "
-            )
-        else:
-            text += "A logistic head "
-        n = calibration.get("n_real", 2 * eval_samples)
-        head = calibration.get("head_only")
-        # Only a fine-tuned critic has a head-only fit to compare with (the head alone is "calibrated").
-        head_row = ("" if head is None else
-                    f"| GAN critic + logistic head | {head['after_z']:.2f} | {head['after_bce']:.4f} |\n")
-        text += f"""`a d(x) + b` fitted by BCE on {int(n)} held-out real and {int(n)} generated samples:
-a = {calibration['weight']:.4f}, b = {calibration['bias']:.4f}. MH-GAN Z statistic and BCE on another held-out split:
-
-| critic | Z | BCE |
-|---|---|---|
-| GAN critic read as a logit | {calibration.get('before_z', float('nan')):.2f} | {calibration.get('before_bce', float('nan')):.4f} |
-{head_row}| {'fine-tuned critic + logistic head' if tune else 'calibrated'} | {calibration.get('after_z', float('nan')):.2f} | {calibration.get('after_bce', float('nan')):.4f} |
-"""
+    text += calibration_card_section(full, 2 * eval_samples)
     results = full.get("compare_results")
     if results:
         text += "\n" + results.rstrip() + "\n"

@@ -140,13 +140,17 @@ k = 3.
 
 {_score_table(scores)}
 """
+    from ppl_ebm.zoo.build import calibration_card_section
+
+    text += calibration_card_section(full, 0)
     if full.get("compare_results"):
         text += "\n" + full["compare_results"].rstrip() + "\n"
+    calibrated = ", `critic_calibrated.safetensors`" if (full.get("calibration") or {}).get("fine_tune") else ""
     text += f"""
 ## Files
 
-`generator.safetensors`, `critic.safetensors` (load with `ppl_ebm.zoo.load_model("{full['name']}")`;
-safetensors, no pickle), `config.json` (architecture, training config, these metrics).
+`generator.safetensors`, `critic.safetensors`{calibrated} (load with `ppl_ebm.zoo.load_model("{full['name']}")`;
+safetensors, no pickle), `config.json` (architecture, training config, calibration, these metrics).
 """
     (folder / "MODEL_CARD.md").write_text(text)
 
@@ -154,14 +158,14 @@ safetensors, no pickle), `config.json` (architecture, training config, these met
 def record_image_compare_in_card(model: str | Path, output, command: str) -> None:
     """Store a ``ppl-ebm compare`` run of an image model (its table and sweep) in the model's
     config.json and card."""
-    from ppl_ebm.studies.image_compare_report import format_image_table
+    from ppl_ebm.studies.image_compare_report import format_image_table, format_noise_line
     from ppl_ebm.zoo.store import model_dir
 
     folder = model_dir(model)
     config = json.loads((folder / "config.json").read_text())
     text = (f"## DDLS (`ppl-ebm compare`)\n\n```bash\n{command}\n```\n\n{output.config.num_samples} samples per "
             f"method against the held-out images, seed {output.config.seed}; `data`: train images (the floor).\n\n"
-            f"{format_image_table(output.metrics)}\n")
+            f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}")
     sweep = output.sweep
     if sweep:
         text += ("\nULA step chosen on train images: " + f"{sweep['best_step_size']:g} (FD "

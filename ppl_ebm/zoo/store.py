@@ -216,8 +216,11 @@ def load_model(name_or_path: str | Path = DEFAULT_MODEL) -> ZooModel:
     _load_weights(critic, directory / "critic.safetensors")
     calibrated_critic = None
     if (config.get("calibration") or {}).get("fine_tune") is not None:
-        # Fine-tuning keeps the critic's architecture (critic_tuning copies the module).
-        calibrated_critic = _build(critic_config, directory)
+        # Fine-tuning keeps the critic's architecture (critic_tuning copies the module) with its
+        # parametrizations (spectral norm) baked into plain weights.
+        from ppl_ebm.nets.parametrizations import bake_parametrizations
+
+        calibrated_critic = bake_parametrizations(_build(critic_config, directory))
         _load_weights(calibrated_critic, directory / CALIBRATED_CRITIC_FILE)
         calibrated_critic.eval()
     return ZooModel(generator.eval(), critic.eval(), config, directory, calibrated_critic)
