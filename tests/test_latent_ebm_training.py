@@ -83,11 +83,12 @@ def test_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     ebm = load_latent_ebm(tmp_path / "ebm")
     assert ebm.critic_output == "energy" and ebm.latent_dim == 2
     card = (tmp_path / "ebm" / "MODEL_CARD.md").read_text()
-    assert "latent EBM" in card and (tmp_path / "ebm" / "learning_curve.png").is_file()
-    out = run_compare(CompareConfig(model=str(tmp_path / "ebm"), methods=("generator", "ula/jax", "mala/jax"),
+    assert "latent EBM" in card
+    assert all((tmp_path / "ebm" / f).is_file() for f in ("learning_curve.png", "samples.png", "chains.png"))
+    out = run_compare(CompareConfig(model=str(tmp_path / "ebm"), methods=("generator", "ula/jax"),
                                     num_samples=100, langevin_steps=10, sweep_steps=(), ula_step_size=0.01,
                                     w2sq_points=50, progress_bar=False), log=lambda *_: None)
-    assert {"generator", "ula/jax", "mala/jax"} <= set(out.metrics)
+    assert {"generator", "ula/jax"} <= set(out.metrics)
     assert np.isfinite(out.metrics["ula/jax"]["emd"])
 
 

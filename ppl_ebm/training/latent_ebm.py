@@ -82,9 +82,12 @@ def _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, d
                         base_latent_dim=latent_dim, data_shape=data_shape)
 
 
-def latent_langevin(key: jax.Array, ebm: LatentEBMJax, num: int, steps: int, step_size: float) -> jax.Array:
+def latent_langevin(key: jax.Array, ebm: LatentEBMJax, num: int, steps: int, step_size: float,
+                    every: int | None = None) -> jax.Array:
     """Eq. 7 from p0: ``steps`` ULA moves (drift step_size / 2, noise sqrt(step_size)) of ``num``
-    fresh chains through the package's pure kernel; returns the final latents."""
+    fresh chains through the package's pure kernel; returns the final latents ``(num, dim)``, or
+    with ``every`` the start and every ``every``-th state ``(steps // every + 1, num, dim)``
+    (the paper's Fig. 3: chains shown every 10 steps from prior draws)."""
     sampler = LangevinSampler("ula")
     eps = jnp.asarray(step_size, jnp.float32)
     one, zero = jnp.asarray(1.0), jnp.asarray(0, jnp.int32)
@@ -95,7 +98,15 @@ def latent_langevin(key: jax.Array, ebm: LatentEBMJax, num: int, steps: int, ste
     def move(index, state):
         return sampler.step(jax.random.fold_in(key, index), state, ebm.potential_and_grad, params)[0]
 
-    return jax.lax.fori_loop(0, steps, move, state).position
+    if every is None:
+        return jax.lax.fori_loop(0, steps, move, state).position
+
+    def block(state, start):
+        state = jax.lax.fori_loop(start, start + every, move, state)
+        return state, state.position
+
+    _, path = jax.lax.scan(block, state, jnp.arange(0, steps - steps % every, every))
+    return jnp.concatenate([state.position[None], path])
 
 
 def train_latent_ebm(

@@ -128,8 +128,51 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     )
     _plot_curve(folder / "learning_curve.png", trained.history["eval_iteration"], trained.history["held_out_score"],
                 "held-out W1 (ULA samples)")
+    _plot_samples(folder / "samples.png", draw(eval_samples, 10_000), base_samples, tilted, config.sample_steps)
+    path = latent_langevin(jax.random.key(1), jax_ebm, 16, config.sample_steps, config.step_size, every=10)
+    _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), np.asarray(generator_fn(generator_params, path)))
     write_latent_card(folder)
     return folder
+
+
+def _plot_samples(path: Path, data: np.ndarray, base: np.ndarray, tilted: np.ndarray, steps: int) -> None:
+    """The paper's Fig. 1 layout: data, base VAE samples, latent-EBM samples (same axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(10, 3.4), sharex=True, sharey=True)
+    for axis, points, title in zip(axes, (data, base, tilted),
+                                   ("data", "base (prior draws)", f"latent EBM (ULA, {steps} steps)")):
+        axis.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4)
+        axis.set_title(title)
+    lo, hi = np.percentile(data, [0.5, 99.5], axis=0)
+    pad = 0.15 * (hi - lo)
+    axes[0].set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    axes[0].set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_chains(path: Path, data: np.ndarray, chains: np.ndarray) -> None:
+    """The paper's Fig. 3 analogue: 16 chains from prior draws, G(z) every 10 ULA steps (dots),
+    start marked by a cross, over the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.scatter(data[:, 0], data[:, 1], s=1, alpha=0.15, color="grey")
+    for chain in range(chains.shape[1]):
+        axis.plot(chains[:, chain, 0], chains[:, chain, 1], marker=".", linewidth=0.8)
+        axis.scatter(chains[0, chain, 0], chains[0, chain, 1], marker="x", color="black")
+    axis.set_title("chains from prior draws, every 10 steps")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _plot_curve(path: Path, x: list[float], y: list[float], label: str) -> None:
@@ -177,7 +220,7 @@ kept, stop after {training['patience']} evaluations without improvement (Sec. 5.
 Seed {training['seed']}; {full['history']['iteration'][-1] if full['history']['iteration'] else 0} of
 {training['iterations']} steps run ({'stopped early' if full['stopped_early'] else 'no early stop'}),
 best at step {full['best_iteration']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}).
-Learning curve: `learning_curve.png`.
+Learning curve: `learning_curve.png`; the paper's Fig. 1 layout (data, base, latent EBM): `samples.png`; its Fig. 3 analogue (chains from prior draws every 10 steps): `chains.png`.
 
 ## Base samples vs latent-EBM samples (ULA as the paper, {training['sample_steps']} steps)
 
@@ -222,7 +265,7 @@ Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['lear
     text += f"""
 ## Files
 
-`generator.safetensors`, `critic.safetensors`, `config.json`, `learning_curve.png`; load with
+`generator.safetensors`, `critic.safetensors`, `config.json`, the figures; load with
 `ppl_ebm.zoo.load_latent_ebm("{name}")` (safetensors, no pickle).
 """
     (folder / "MODEL_CARD.md").write_text(text)
