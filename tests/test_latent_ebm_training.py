@@ -97,3 +97,29 @@ def test_train_latent_ebm_refuses_a_missing_base(tmp_path):
 
     with pytest.raises(SystemExit):
         main(["train-latent-ebm", "--base", str(tmp_path / "nothing"), "--name", "x", "--output", str(tmp_path)])
+
+
+def _shipped_latent_entries() -> list[str]:
+    import json
+
+    from ppl_ebm import zoo
+
+    return [name for name in zoo.list_models(kind="toy2d")
+            if "base_model_type" in json.loads((zoo.model_dir(name) / "config.json").read_text())]
+
+
+@pytest.mark.parametrize("name", _shipped_latent_entries())
+def test_shipped_vae_and_latent_ebm_entries_load_by_name(name):
+    from ppl_ebm import zoo
+
+    model = zoo.load_model(name)
+    ebm = zoo.load_latent_ebm(name)
+    assert ebm.critic_output == "energy" and ebm.latent_dim == model.config["training"]["latent_dim"]
+    for key in ("emd", "data_floor_emd", "w2sq_1000_mean", "data_floor_w2sq_1000_mean"):
+        assert np.isfinite(model.config["generator_metrics"][key]), key
+    tilt = ebm.log_tilt(torch.randn(64, ebm.latent_dim))
+    if model.config.get("latent_ebm"):
+        assert np.isfinite(model.config["latent_ebm_metrics"]["emd"])
+        assert float(tilt.std()) > 0  # a learned energy, not the base's E = 0
+    else:
+        assert torch.all(tilt == 0)

@@ -110,7 +110,13 @@ def test_bad_model_names_and_files(tiny_zoo, tmp_path):
         zoo.load_model(broken)
 
 
-@pytest.mark.parametrize("name", zoo.list_models(kind="toy2d"))
+def _toy_gans() -> list[str]:
+    """The shipped toy GANs; the VAEs and latent EBMs (issue 16) are tested in test_latent_ebm_training.py."""
+    return [name for name in zoo.list_models(kind="toy2d")
+            if "base_model_type" not in json.loads((zoo.model_dir(name) / "config.json").read_text())]
+
+
+@pytest.mark.parametrize("name", _toy_gans())
 def test_every_shipped_zoo_entry_loads(name):
     model = zoo.load_model(name)
     ebm = zoo.latent_ebm_of(model)
@@ -127,7 +133,7 @@ def test_the_default_model_is_shipped():
     assert zoo.DEFAULT_MODEL in zoo.list_models()
 
 
-SHIPPED = zoo.list_models(kind="toy2d")  # the image GANs: tests/test_image_zoo.py
+SHIPPED = _toy_gans()  # the image GANs: tests/test_image_zoo.py
 
 
 def _old_way(directory, config, role):
