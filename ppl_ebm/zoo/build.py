@@ -267,6 +267,10 @@ def write_card(folder: Path) -> None:
     recording results, rewrites it whole)."""
     folder = Path(folder)
     full = json.loads((folder / "config.json").read_text())
+    from ppl_ebm.zoo.latent_build import BASE_TYPE_KEY, write_latent_card
+
+    if BASE_TYPE_KEY in full:  # a VAE or latent EBM (ppl-ebm train-vae / train-latent-ebm)
+        return write_latent_card(folder)
     name, config = full["name"], TrainingConfig(**full["training"])
     losses = full.get("final_losses")
     scores = full.get("generator_metrics", {})

@@ -1,0 +1,107 @@
+"""The latent-EBM parts of ``ppl-ebm`` (Xiao, Yan & Amit 2020): ``train-vae`` (a toy VAE, the base
+model) and ``train-latent-ebm --base <zoo model>`` (an energy on its generator). The results are
+zoo folders that ``ppl-ebm compare --model <name>`` and ``ppl-ebm sample`` take by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["latent_parsers", "run_train_latent_ebm", "run_train_vae"]
+
+
+def latent_parsers(subparsers) -> None:
+    from ppl_ebm.data import dataset_names
+    from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig
+    from ppl_ebm.training.vae import VAEConfig
+
+    vae = VAEConfig(dataset="25gaussians")
+    parser = subparsers.add_parser("train-vae", help="train a toy VAE (a latent EBM's base model) as a zoo model",
+                                   description="Train a VAE on a 2-D toy set and save it with its card; its "
+                                   "decoder mean is the generator of ppl-ebm train-latent-ebm.")
+    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
+    parser.add_argument("--iterations", type=int, default=vae.iterations)
+    parser.add_argument("--batch-size", type=int, default=vae.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=vae.learning_rate)
+    parser.add_argument("--latent-dim", type=int, default=vae.latent_dim)
+    parser.add_argument("--width", type=int, default=vae.width)
+    parser.add_argument("--depth", type=int, default=vae.depth)
+    _common(parser)
+
+    ebm = LatentEBMTrainingConfig()
+    parser = subparsers.add_parser("train-latent-ebm", help="train a latent EBM on a zoo model's generator",
+                                   description="Train an energy on the generator of a zoo model by maximum "
+                                   "likelihood with short-run Langevin from the prior (Xiao, Yan & Amit 2020).")
+    parser.add_argument("--base", required=True, help="zoo name or folder of the base model (ppl-ebm train-vae)")
+    parser.add_argument("--iterations", type=int, default=ebm.iterations)
+    parser.add_argument("--batch-size", type=int, default=ebm.batch_size)
+    parser.add_argument("--step-size", type=float, default=ebm.step_size, help="Langevin eps (drift eps/2, noise sqrt(eps))")
+    parser.add_argument("--train-steps", type=int, default=ebm.train_steps, help="Langevin steps per training step")
+    parser.add_argument("--sample-steps", type=int, default=ebm.sample_steps, help="Langevin steps to sample")
+    parser.add_argument("--energy-regularisation", type=float, default=ebm.energy_regularisation)
+    parser.add_argument("--learning-rate", type=float, default=ebm.learning_rate)
+    parser.add_argument("--eval-every", type=int, default=ebm.eval_every)
+    parser.add_argument("--eval-samples", type=int, default=ebm.eval_samples)
+    parser.add_argument("--patience", type=int, default=ebm.patience,
+                        help="evaluations without held-out improvement before stopping")
+    parser.add_argument("--energy-width", type=int, default=128)
+    parser.add_argument("--energy-depth", type=int, default=3)
+    _common(parser)
+
+
+def _common(parser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name", required=True, help="folder name of the model")
+    parser.add_argument("--output", type=Path, default=Path("models"), help="zoo folder (default models/)")
+    parser.add_argument("--card-samples", type=int, default=5000,
+                        help="samples scored for the model card (default 5000, the protocol of ppl-ebm compare)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def _check_card_samples(args, parser) -> None:
+    if args.card_samples < 2:
+        parser.error(f"--card-samples must be >= 2, got {args.card_samples}")
+
+
+def _command(args) -> str:
+    import shlex
+
+    return "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv)
+
+
+def run_train_vae(args, parser) -> int:
+    from ppl_ebm.training.vae import VAEConfig
+    from ppl_ebm.zoo.latent_build import train_vae_zoo_model
+
+    _check_card_samples(args, parser)
+    try:
+        config = VAEConfig(args.dataset, args.iterations, args.batch_size, args.learning_rate, args.latent_dim,
+                           args.width, args.depth, seed=args.seed).validate()
+    except ValueError as error:
+        parser.error(str(error))
+    folder = train_vae_zoo_model(config, args.name, args.output, not args.no_progress, _command(args), args.card_samples)
+    print(f"Wrote {folder}")
+    return 0
+
+
+def run_train_latent_ebm(args, parser) -> int:
+    from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig
+    from ppl_ebm.zoo.latent_build import train_latent_ebm_zoo_model
+
+    _check_card_samples(args, parser)
+    try:
+        config = LatentEBMTrainingConfig(
+            iterations=args.iterations, batch_size=args.batch_size, step_size=args.step_size,
+            train_steps=args.train_steps, sample_steps=args.sample_steps,
+            energy_regularisation=args.energy_regularisation, learning_rate=args.learning_rate,
+            eval_every=args.eval_every, eval_samples=args.eval_samples, patience=args.patience, seed=args.seed,
+        ).validate()
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        folder = train_latent_ebm_zoo_model(args.base, args.name, args.output, config, args.energy_width,
+                                            args.energy_depth, not args.no_progress, _command(args),
+                                            args.card_samples)
+    except (ValueError, FileNotFoundError) as error:
+        parser.error(str(error))
+    print(f"Wrote {folder}")
+    return 0

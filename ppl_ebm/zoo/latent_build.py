@@ -1,0 +1,271 @@
+"""Zoo entries of Xiao, Yan & Amit (2020): a toy VAE (``ppl-ebm train-vae``) and a latent EBM on
+its decoder (``ppl-ebm train-latent-ebm --base <zoo model>``), each with its model card.
+
+Both are ordinary toy zoo folders (``generator.safetensors``, ``critic.safetensors``,
+``config.json`` with ``critic_output="energy"``), so :func:`~ppl_ebm.zoo.store.load_latent_ebm`,
+``ppl-ebm sample`` and ``ppl-ebm compare`` take them by name. The generator is the VAE decoder's
+mean. The base VAE's critic is an energy network whose output layer is zero (E = 0): loaded as a
+latent EBM it *is* the base model, p(z) = p0(z). The latent EBM's critic is the learned energy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ppl_ebm import baselines, metrics
+from ppl_ebm import data as datasets
+from ppl_ebm.nets.registry import NetworkConfig, build_network
+from ppl_ebm.targets.latent_ebm import LatentEBM
+from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig, train_latent_ebm
+from ppl_ebm.training.vae import VAEConfig, train_vae
+from ppl_ebm.zoo.store import load_model, save_model
+
+__all__ = ["train_latent_ebm_zoo_model", "train_vae_zoo_model", "write_latent_card"]
+
+_EVAL_SAMPLES = 5000
+BASE_TYPE_KEY = "base_model_type"  # config.json key marking the folders written here
+
+
+def _energy_config(width: int, depth: int) -> NetworkConfig:
+    return NetworkConfig("toy_critic", {"data_dim": 2, "width": width, "depth": depth, "activation": "relu"})
+
+
+def _command(command: str | None) -> str:
+    return command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def _scores(samples: np.ndarray, dataset: str, eval_samples: int) -> dict[str, float]:
+    """W1 (exact, all points) and the papers' W2^2@1000 of ``samples`` and of the data floor, on
+    the protocol of ``ppl-ebm compare`` (test data seed 10000, floor seed 20000)."""
+    from ppl_ebm.zoo.build import paper_emd_scores
+
+    draw = lambda n, seed: datasets.sample_dataset(dataset, n, seed)  # noqa: E731
+    data, floor = draw(eval_samples, 10_000), draw(eval_samples, 20_000)
+    return {"emd": metrics.emd(samples, data), "data_floor_emd": metrics.emd(floor, data),
+            "eval_samples": eval_samples, **paper_emd_scores(samples, floor, draw)}
+
+
+def train_vae_zoo_model(config: VAEConfig, name: str, output: Path, progress_bar: bool = True,
+                        command: str | None = None, eval_samples: int = _EVAL_SAMPLES) -> Path:
+    """Train a toy VAE, score its decoded prior draws, write ``output/name`` and its card."""
+    config = config.validate()
+    draw = lambda n, seed: datasets.sample_dataset(config.dataset, n, seed)  # noqa: E731
+    trained = train_vae(config, draw, progress_bar=progress_bar)
+    energy_config = _energy_config(width=8, depth=1)
+    with torch.random.fork_rng(devices=[]):
+        zero_energy = build_network(energy_config)
+    with torch.no_grad():
+        zero_energy[-1].weight.zero_()
+        zero_energy[-1].bias.zero_()
+    ebm = LatentEBM(trained.decoder, zero_energy, critic_output="energy")
+    generated = baselines.generator_only(ebm, eval_samples, 0).samples
+    folder = save_model(
+        Path(output) / name, name, trained.decoder, zero_energy, config, "energy",
+        generator_config=config.decoder_config(), critic_config=energy_config, data_dim=2,
+        extra={BASE_TYPE_KEY: "vae", "generator_metrics": _scores(generated, config.dataset, eval_samples),
+               "training_seconds": trained.seconds, "log_sigma": trained.log_sigma, "command": _command(command),
+               "history": trained.history, "machine": _machine()},
+    )
+    _plot_curve(folder / "learning_curve.png", trained.history["iteration"], trained.history["elbo"], "ELBO")
+    write_latent_card(folder)
+    return folder
+
+
+def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
+                               config: LatentEBMTrainingConfig = LatentEBMTrainingConfig(), energy_width: int = 128,
+                               energy_depth: int = 3, progress_bar: bool = True, command: str | None = None,
+                               eval_samples: int = _EVAL_SAMPLES) -> Path:
+    """Train an energy on ``base``'s generator (:func:`~ppl_ebm.training.latent_ebm.train_latent_ebm`),
+    score base and latent-EBM samples (ULA as the paper samples: ``config.sample_steps`` steps of
+    ``config.step_size`` from prior draws), write ``output/name`` with the learning curve and card."""
+    from ppl_ebm.training.latent_ebm import latent_langevin, _ebm
+    from ppl_ebm.nets.torch_to_jax import torch_to_jax
+    import jax
+
+    config = config.validate()
+    base_model = load_model(base)
+    dataset = base_model.dataset
+    if dataset is None or datasets.dataset_spec(dataset).kind != "toy2d":
+        raise ValueError(f"base must be a toy 2-D zoo model (a VAE from ppl-ebm train-vae); {base_model.name!r} "
+                         f"was trained on {dataset!r}.")
+    latent_dim = int(base_model.config["training"]["latent_dim"])
+    energy_config = _energy_config(energy_width, energy_depth)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        energy = build_network(energy_config)
+    draw = lambda n, seed: datasets.sample_dataset(dataset, n, seed)  # noqa: E731
+    trained = train_latent_ebm(base_model.generator, energy, latent_dim, draw, config, progress_bar=progress_bar)
+    generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
+    energy_fn, energy_params = torch_to_jax(trained.energy, torch.zeros(2, 2))
+    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, (2,))
+    z = latent_langevin(jax.random.key(0), jax_ebm, eval_samples, config.sample_steps, config.step_size)
+    tilted = np.asarray(generator_fn(generator_params, z))
+    base_samples = baselines.generator_only(LatentEBM(base_model.generator, trained.energy, critic_output="energy"),
+                                            eval_samples, 0).samples
+    training = {"dataset": dataset, "latent_dim": latent_dim, "base": base_model.name, **config._asdict()}
+    folder = save_model(
+        Path(output) / name, name, base_model.generator, trained.energy, training, "energy",
+        generator_config=base_model.network_config("generator"), critic_config=energy_config, data_dim=2,
+        extra={BASE_TYPE_KEY: base_model.config.get(BASE_TYPE_KEY, "generator"), "latent_ebm": True,
+               "generator_metrics": _scores(base_samples, dataset, eval_samples),
+               "latent_ebm_metrics": _scores(tilted, dataset, eval_samples),
+               "training_seconds": trained.seconds, "best_iteration": trained.best_iteration,
+               "stopped_early": trained.stopped_early, "history": trained.history, "command": _command(command),
+               "machine": _machine()},
+    )
+    _plot_curve(folder / "learning_curve.png", trained.history["eval_iteration"], trained.history["held_out_score"],
+                "held-out W1 (ULA samples)")
+    _plot_samples(folder / "samples.png", draw(eval_samples, 10_000), base_samples, tilted, config.sample_steps)
+    path = latent_langevin(jax.random.key(1), jax_ebm, 16, config.sample_steps, config.step_size, every=10)
+    _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), np.asarray(generator_fn(generator_params, path)))
+    write_latent_card(folder)
+    return folder
+
+
+def _plot_samples(path: Path, data: np.ndarray, base: np.ndarray, tilted: np.ndarray, steps: int) -> None:
+    """The paper's Fig. 1 layout: data, base VAE samples, latent-EBM samples (same axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(10, 3.4), sharex=True, sharey=True)
+    for axis, points, title in zip(axes, (data, base, tilted),
+                                   ("data", "base (prior draws)", f"latent EBM (ULA, {steps} steps)")):
+        axis.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4)
+        axis.set_title(title)
+    lo, hi = np.percentile(data, [0.5, 99.5], axis=0)
+    pad = 0.15 * (hi - lo)
+    axes[0].set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    axes[0].set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_chains(path: Path, data: np.ndarray, chains: np.ndarray) -> None:
+    """The paper's Fig. 3 analogue: 16 chains from prior draws, G(z) every 10 ULA steps (dots),
+    start marked by a cross, over the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.scatter(data[:, 0], data[:, 1], s=1, alpha=0.15, color="grey")
+    for chain in range(chains.shape[1]):
+        axis.plot(chains[:, chain, 0], chains[:, chain, 1], marker=".", linewidth=0.8)
+        axis.scatter(chains[0, chain, 0], chains[0, chain, 1], marker="x", color="black")
+    axis.set_title("chains from prior draws, every 10 steps")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_curve(path: Path, x: list[float], y: list[float], label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    axis.plot(x, y, marker=".")
+    axis.set_xlabel("iteration")
+    axis.set_ylabel(label)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _rows(scores: dict[str, Any]) -> str:
+    return "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |"
+                     for k, v in scores.items() if k != "eval_samples")
+
+
+def write_latent_card(folder: Path) -> None:
+    """``MODEL_CARD.md`` of a VAE or latent-EBM folder, from its config.json."""
+    folder = Path(folder)
+    full = json.loads((folder / "config.json").read_text())
+    training, name = full["training"], full["name"]
+    if full.get("latent_ebm"):
+        text = f"""# {name}
+
+Latent EBM (Xiao, Yan & Amit 2020) p(z) ∝ N(z; 0, I) exp(-E(G(z))) on the frozen generator of
+`{training['base']}` (G: the VAE decoder's mean), data `{training['dataset']}`. E is a toy MLP
+(`critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
+short-run non-persistent ULA from p0: eps {training['step_size']}, {training['train_steps']} steps in training,
+{training['sample_steps']} to sample; energy regularisation {training['energy_regularisation']}; Adam lr
+{training['learning_rate']}, batch {training['batch_size']}; held-out W1 every {training['eval_every']} steps, best
+kept, stop after {training['patience']} evaluations without improvement (Sec. 5.3).
+
+## Reproduce
+
+```bash
+{full.get('command', '(not recorded)')}
+```
+
+Seed {training['seed']}; {full['history']['iteration'][-1] if full['history']['iteration'] else 0} of
+{training['iterations']} steps run ({'stopped early' if full['stopped_early'] else 'no early stop'}),
+best at step {full['best_iteration']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}).
+Learning curve: `learning_curve.png`; the paper's Fig. 1 layout (data, base, latent EBM): `samples.png`; its Fig. 3 analogue (chains from prior draws every 10 steps): `chains.png`.
+
+## Base samples vs latent-EBM samples (ULA as the paper, {training['sample_steps']} steps)
+
+| metric | base VAE (prior draws) | latent EBM |
+|---|---|---|
+""" + "\n".join(f"| {k} | {full['generator_metrics'][k]:.4f} | {full['latent_ebm_metrics'][k]:.4f} |"
+                for k in full["latent_ebm_metrics"] if k != "eval_samples") + "\n"
+    else:
+        text = f"""# {name}
+
+VAE on `{training['dataset']}` (Xiao, Yan & Amit 2020 Sec. 5.1): encoder and decoder toy MLPs
+2-{'-'.join([str(training['width'])] * training['depth'])}-{training['latent_dim']} /
+{training['latent_dim']}-{'-'.join([str(training['width'])] * training['depth'])}-2, {training['activation']},
+prior N(0, I), Gaussian likelihood with one learned sigma (log sigma {full['log_sigma']:.3f}). The
+generator is the decoder's *mean*; the critic is a zero energy (E = 0), so as a latent EBM this
+folder is the base model itself.
+
+## Reproduce
+
+```bash
+{full.get('command', '(not recorded)')}
+```
+
+Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['learning_rate']}), batch
+{training['batch_size']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}); final ELBO
+{full['history']['elbo'][-1]:.3f}. Learning curve: `learning_curve.png`.
+
+## Decoded prior draws
+
+| metric | value |
+|---|---|
+{_rows(full['generator_metrics'])}
+"""
+    text += f"""
+{full['generator_metrics']['eval_samples']} samples (seed 0) against as many fresh data points (seed 10000);
+`emd`: exact W1; `w2sq_<n>_*`: the papers' EMD (W2^2, POT's default cost) at n points, 10 repeats;
+`data_floor_*`: a second fresh data sample, the floor at this size.
+"""
+    results = full.get("compare_results")
+    if results:
+        text += "\n" + results.rstrip() + "\n"
+    text += f"""
+## Files
+
+`generator.safetensors`, `critic.safetensors`, `config.json`, the figures; load with
+`ppl_ebm.zoo.load_latent_ebm("{name}")` (safetensors, no pickle).
+"""
+    (folder / "MODEL_CARD.md").write_text(text)
