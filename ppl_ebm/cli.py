@@ -337,10 +337,15 @@ def _run_train(args, parser) -> int:
     from ppl_ebm.data.images import IMAGE_DATASETS
     from ppl_ebm.training.egan import EGAN_LOSSES
 
-    if args.dataset in IMAGE_DATASETS or args.loss not in EGAN_LOSSES:
+    if args.loss not in EGAN_LOSSES:
         if args.entropy_weight is not None or args.critic_average_decay is not None:
             parser.error("--entropy-weight and --critic-average-decay apply to the energy GANs "
-                         "(--loss egan-ent-nn / egan-ent-vi / egan-const / gan on a toy set) only")
+                         "(--loss egan-ent-nn / egan-ent-vi / egan-const / gan) only")
+    elif args.dataset in IMAGE_DATASETS:  # Dai et al.'s digits ranking (Sec. 5.2): an energy GAN on images
+        if args.data_root is not None or args.device != "cpu":
+            parser.error("--data-root and --device apply to the image GANs; energy GANs train on digits in JAX "
+                         "on its default device.")
+        return _run_train_egan(args, parser)
     if args.dataset in IMAGE_DATASETS:
         from ppl_ebm.cli_images import run_image_train
 
@@ -386,7 +391,8 @@ def _run_train_egan(args, parser) -> int:
 
     overrides = {key: value for key, value in (("iterations", args.iterations), ("batch_size", args.batch_size),
                                                ("entropy_weight", args.entropy_weight), ("seed", args.seed),
-                                               ("critic_average_decay", args.critic_average_decay))
+                                               ("critic_average_decay", args.critic_average_decay),
+                                               ("latent_dim", getattr(args, "latent_dim", None)))
                  if value is not None}
     if args.init_from is not None:
         parser.error("--init-from continues the DDLS toy GANs only, not the energy GANs")
@@ -395,7 +401,10 @@ def _run_train_egan(args, parser) -> int:
         config = paper_config(args.dataset, args.loss, **overrides)
     except (ValueError, PermissionError, TypeError) as error:
         parser.error(str(error))
-    folder = train_egan_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress)
+    import shlex
+
+    folder = train_egan_zoo_model(config, args.name, args.output, progress_bar=not args.no_progress,
+                                  command="ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
     print((folder / "MODEL_CARD.md").read_text())
     print(f"Wrote {folder}")
     return 0
@@ -471,6 +480,42 @@ def _run_egan_sample(args, parser) -> int:
 
         record_egan_sampling_in_card(args.model, format_sampling(results), "ppl-ebm " + " ".join(args.argv))
     print(format_sampling(results))
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def _egan_rank_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "egan-rank", help="Dai et al. (2017) Sec. 5.2: rank held-out digits by an energy GAN's energy",
+        description="Rank the held-out images of an image energy GAN's data set by the energy c(x) within each "
+                    "class; write ranking.png (per class the k lowest- and k highest-energy images), energies.png, "
+                    "rank.json and report.md, with AUCs against generated and corrupted images and Spearman "
+                    "correlations with the distance to the class mean and the zoo classifier's confidence.")
+    parser.add_argument("--model", required=True, help="zoo name or folder of an image energy GAN")
+    parser.add_argument("--k", type=int, default=8, help="images per class at each end (default 8)")
+    parser.add_argument("--num-generated", type=int, default=360, help="generator samples ranked (default 360)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record-in-card", action="store_true", help="also write the report and figures into the model card")
+    parser.add_argument("--output", type=Path, default=Path("runs/egan-rank"))
+
+
+def _run_egan_rank(args, parser) -> int:
+    import shlex
+
+    from ppl_ebm.studies.egan_rank import format_rank, run_egan_rank
+
+    _check_positive(parser, args, ["k", "num_generated"])
+    try:
+        _check_output(args)
+        results = run_egan_rank(args.model, args.output, args.k, args.num_generated, args.seed)
+    except (ValueError, FileNotFoundError, PermissionError) as error:
+        parser.error(str(error))
+    if args.record_in_card:
+        from ppl_ebm.zoo.egan_build import record_egan_rank_in_card
+
+        record_egan_rank_in_card(args.model, results, {name: args.output / name for name in ("ranking.png", "energies.png")},
+                                 "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
+    print(format_rank(results))
     print(f"Wrote {args.output}")
     return 0
 
@@ -706,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     _report_parser(subparsers)
     _egan_table_parser(subparsers)
     _egan_sample_parser(subparsers)
+    _egan_rank_parser(subparsers)
     from ppl_ebm.cli_images import classifier_parser, run_train_classifier
 
     classifier_parser(subparsers)
@@ -720,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
               "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier,
-              "egan-table": _run_egan_table, "egan-sample": _run_egan_sample,
+              "egan-table": _run_egan_table, "egan-sample": _run_egan_sample, "egan-rank": _run_egan_rank,
               "train-vae": run_train_vae, "train-latent-ebm": run_train_latent_ebm}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)

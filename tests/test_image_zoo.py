@@ -26,7 +26,8 @@ def test_every_shipped_image_model_loads_with_its_scores(name, one_torch_thread)
     model = zoo.load_model(name)
     assert model.kind == "image" and model.dataset == "digits"
     latent_dim = model.config["training"]["latent_dim"]
-    assert latent_dim >= 32
+    # The image GANs' noise is 32-D; the energy GAN of the digits ranking keeps the released code's 10.
+    assert latent_dim >= (10 if model.config["training"]["loss"] == "egan-ent-nn" else 32)
     images = generate_images(model.generator, latent_dim, 8)
     assert images.shape == (8, *model.config["image_shape"]) and np.abs(images).max() <= 1.0
     energy = zoo.latent_ebm_of(model).potential(torch.randn(4, latent_dim))

@@ -110,6 +110,7 @@ def toy_critic(
     width: int = 512,
     depth: int = 3,
     activation: str = "relu",
+    image_shape: Sequence[int] | None = None,
 ) -> nn.Sequential:
     """Toy critic ``data_dim -> width x depth -> 1`` (DOT/DDLS 2-D experiments).
 
@@ -121,16 +122,35 @@ def toy_critic(
         Width and number of the hidden layers.
     activation
         Hidden activation, see :func:`mlp`.
+    image_shape
+        ``(channels, side, side)``: the critic takes images of this shape and flattens them
+        first (``data_dim`` must be their size); None takes flat points.
 
     Returns
     -------
     torch.nn.Sequential
-        Maps ``(batch, data_dim)`` to ``(batch, 1)``; the trailing axis is kept so the
-        critic has the same output shape as the convolutional one.
+        Maps ``(batch, data_dim)`` (or ``(batch, *image_shape)``) to ``(batch, 1)``; the
+        trailing axis is kept so the critic has the same output shape as the convolutional one.
     """
     _check_sizes(width=width)
     _check_sizes(minimum=0, depth=depth)
-    return mlp(data_dim, [width] * depth, 1, activation)
+    network = mlp(data_dim, [width] * depth, 1, activation)
+    if image_shape is None:
+        return network
+    _check_image_shape(image_shape, data_dim)
+    return nn.Sequential(nn.Flatten(), *network)
+
+
+def _check_image_shape(image_shape: Sequence[int], data_dim: int) -> tuple[int, ...]:
+    if isinstance(image_shape, (str, bytes)) or not isinstance(image_shape, Sequence) or not image_shape:
+        raise ValueError(f"image_shape must be a sequence of sizes, got {image_shape!r}.")
+    _check_sizes(**{f"image_shape[{index}]": size for index, size in enumerate(image_shape)})
+    size = 1
+    for value in image_shape:
+        size *= value
+    if size != data_dim:
+        raise ValueError(f"image_shape {list(image_shape)} has {size} values, but data_dim is {data_dim}.")
+    return tuple(image_shape)
 
 
 def batchnorm_generator(
@@ -138,6 +158,8 @@ def batchnorm_generator(
     data_dim: int = 2,
     width: int = 128,
     depth: int = 2,
+    output_activation: str = "none",
+    image_shape: Sequence[int] | None = None,
 ) -> nn.Sequential:
     """Dai et al.'s (2017) toy generator: ``latent_dim -> (Linear, BatchNorm1d, ReLU) x depth -> data_dim``.
 
@@ -151,20 +173,33 @@ def batchnorm_generator(
         Input and output widths.
     width, depth
         Width and number of the hidden layers.
+    output_activation
+        ``"none"`` (a linear output, the toy sets) or ``"tanh"`` (images in ``[-1, 1]``; the
+        released digits code ends in a sigmoid for pixels in ``[0, 1]``).
+    image_shape
+        ``(channels, side, side)``: reshape the output to images of this shape (``data_dim``
+        must be their size); None keeps flat points.
 
     Returns
     -------
     torch.nn.Sequential
-        Maps ``(batch, latent_dim)`` to ``(batch, data_dim)``.
+        Maps ``(batch, latent_dim)`` to ``(batch, data_dim)`` (or ``(batch, *image_shape)``).
     """
     _check_sizes(latent_dim=latent_dim, data_dim=data_dim, width=width)
     _check_sizes(minimum=0, depth=depth)
+    if output_activation not in ("none", "tanh"):
+        raise ValueError(f"output_activation must be 'none' or 'tanh', got {output_activation!r}.")
+    shape = None if image_shape is None else _check_image_shape(image_shape, data_dim)
     layers: list[nn.Module] = []
     width_in = latent_dim
     for _ in range(depth):
         layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.ReLU()]
         width_in = width
     layers.append(nn.Linear(width_in, data_dim))
+    if output_activation == "tanh":
+        layers.append(nn.Tanh())
+    if shape is not None:
+        layers.append(nn.Unflatten(1, shape))
     return nn.Sequential(*layers)
 
 

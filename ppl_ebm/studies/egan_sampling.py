@@ -129,6 +129,8 @@ def run_egan_sampling(model: str | Path, output: Path, samplers: tuple[str, ...]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     loaded = load_model(model)
+    if loaded.kind != "toy2d":
+        raise ValueError(f"egan-sample works on energy GANs of 2-D points; {model!r} is an image model.")
     densities = grid_densities(model)
     grid = densities.grid
     extent = grid.extent

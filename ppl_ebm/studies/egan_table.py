@@ -106,6 +106,9 @@ def run_egan_table(models: list[str], output: Path, generated_points: int = GENE
     results: dict[str, Any] = {"generated_points": generated_points, "seed": seed, "models": {}}
     for model in models:
         loaded = load_model(model)
+        if loaded.kind != "toy2d":
+            raise ValueError(f"egan-table works on energy GANs of 2-D points; {model!r} is an image model "
+                             "(rank its images with ppl-ebm egan-rank).")
         dataset, loss = loaded.dataset, loaded.config["training"]["loss"]
         densities = grid_densities(model, generated_points, seed)
         row: dict[str, Any] = {

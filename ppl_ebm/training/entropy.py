@@ -38,7 +38,7 @@ __all__ = ["KNN_NEIGHBOURS", "gaussian_entropy", "gaussian_negative_log_likeliho
 KNN_NEIGHBOURS = 20
 
 
-def knn_score(x: jax.Array, k: int = KNN_NEIGHBOURS) -> jax.Array:
+def knn_score(x: jax.Array, k: int = KNN_NEIGHBOURS, normalise: bool = False) -> jax.Array:
     """Nearest-neighbour estimate of the score grad log p_gen at every point of a batch (Dai et al. Eq. 10).
 
     ``(mu_i - x_i) / var_i`` with ``mu_i`` the mean of the ``k`` nearest other points of the
@@ -51,6 +51,9 @@ def knn_score(x: jax.Array, k: int = KNN_NEIGHBOURS) -> jax.Array:
         ``(n, d)`` batch of generated points, ``n > k``.
     k
         Number of neighbours.
+    normalise
+        Return the unit-norm direction ``(mu_i - x_i) / ||mu_i - x_i||`` instead (Eq. 11, as the
+        released digits code ``knn_nist/egan_knn.py`` does; no variance division).
 
     Returns
     -------
@@ -65,6 +68,9 @@ def knn_score(x: jax.Array, k: int = KNN_NEIGHBOURS) -> jax.Array:
     _, index = jax.lax.top_k(-distance, k + 1)
     neighbourhood = x[index]  # (n, k + 1, d), self first
     mean = jnp.mean(neighbourhood[:, 1:], axis=1)
+    if normalise:
+        direction = mean - x
+        return direction / jnp.sqrt(jnp.sum(direction**2, axis=1, keepdims=True) + 1e-12)
     variance = jnp.var(neighbourhood, axis=1)
     return (mean - x) / variance
 

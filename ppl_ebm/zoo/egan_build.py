@@ -18,7 +18,8 @@ from ppl_ebm.training.entropy import knn_entropy
 from ppl_ebm.zoo.store import save_model
 
 __all__ = [
-    "egan_model_names", "is_egan_config", "record_egan_sampling_in_card", "record_egan_table_in_card",
+    "egan_model_names", "is_egan_config", "record_egan_rank_in_card", "record_egan_sampling_in_card",
+    "record_egan_table_in_card",
     "train_egan_zoo_model", "write_egan_card",
 ]
 
@@ -41,6 +42,9 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
     from safetensors.torch import save_file
 
     config = config.validate()
+    command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if config.image_shape() is not None:
+        return _train_image_egan(config, name, output, progress_bar, command)
     trained = train_egan(config, lambda n, seed: datasets.sample_dataset(config.dataset, n, seed),
                          progress_bar=progress_bar)
     with torch.no_grad():
@@ -53,7 +57,6 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
     except ValueError:  # a collapsed generator repeats points: no entropy estimate, nothing else lost
         entropy = None
     generator_config, critic_config = config.network_configs()
-    command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     folder = save_model(
         Path(output) / name, name, trained.generator, trained.critic, config, "energy",
         generator_config=generator_config, critic_config=critic_config, data_dim=2,
@@ -72,6 +75,53 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
     return folder
 
 
+def _train_image_egan(config: EGANConfig, name: str, output: Path, progress_bar: bool, command: str) -> Path:
+    """An energy GAN on an image set's train split: scored as the image GANs (the zoo classifier's
+    FD, score, precision / recall against the held-out split) and saved as an image model."""
+    from ppl_ebm.data.images import load_images
+    from ppl_ebm.zoo.image_build import EVAL_CAP, classifier_name, generate_images, score_against_held_out
+
+    train = load_images(config.dataset, "train").images
+    if config.train_size != len(train):
+        raise ValueError(f"train_size must be the train split's size {len(train)} on {config.dataset!r}, "
+                         f"got {config.train_size}.")
+    trained = train_egan(config, lambda n, seed: train, progress_bar=progress_bar)
+    n = min(len(train), EVAL_CAP)
+    floor = train[np.random.default_rng(0).permutation(len(train))[:n]]
+    scores = score_against_held_out({"generator": generate_images(trained.generator, config.latent_dim, n),
+                                     "data_floor": floor}, config.dataset)
+    generator_config, critic_config = config.network_configs()
+    folder = save_model(
+        Path(output) / name, name, trained.generator, trained.critic, config, "energy",
+        generator_config=generator_config, critic_config=critic_config,
+        extra={"kind": "image", "image_shape": list(train.shape[1:]), "generator_metrics": scores,
+               "classifier": classifier_name(config.dataset), "training_seconds": trained.seconds,
+               "command": command,
+               "final_losses": {"critic": trained.history["critic_loss"][-1],
+                                "generator": trained.history["generator_loss"][-1]},
+               "update_fractions": {"critic": float(np.mean(trained.history["critic_update_fraction"])),
+                                    "generator": float(np.mean(trained.history["generator_update_fraction"]))},
+               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"},
+    )
+    if trained.inference is not None:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in trained.inference.state_dict().items()},
+                  str(folder / "inference.safetensors"))
+    write_egan_card(folder)
+    return folder
+
+
+def _image_networks_text(config: EGANConfig) -> str:
+    shape = "x".join(map(str, config.image_shape()))
+    d = config.data_dim()
+    output = "tanh, " if config.generator_output == "tanh" else ""
+    return (f"Fully connected networks on the flattened {shape} images (in [-1, 1]): generator "
+            f"{config.latent_dim}-{config.width}(BN)-{config.width}(BN)-{d} ({output}reshaped to {shape}), noise "
+            f"N(0, I);\ncritic {d}-{config.width}-{config.width}-1 ({config.critic_activation.replace('_', ' ')}), "
+            f"its output the energy c(x) (`critic_output=\"energy\"`).")
+
+
 def write_egan_card(folder: Path) -> None:
     """Write ``MODEL_CARD.md`` of an energy-GAN folder from its ``config.json``."""
     folder = Path(folder)
@@ -86,11 +136,19 @@ def write_egan_card(folder: Path) -> None:
             "egan-const": "no entropy term (K constant)",
             "gan": "the binary GAN baseline, P(real | x) = sigmoid(-c(x))"}[config.loss]
     epochs = config.iterations * config.batch_size / config.train_size
+    image = config.image_shape() is not None
+    if config.loss == "egan-ent-nn" and config.knn_normalise:
+        term = term.replace("(Eq. 10,", "(the unit-norm direction of Eq. 11,")
+    networks = _image_networks_text(config) if image else (
+        f"Networks of the authors' code: generator {config.latent_dim}-{config.width}(BN)-{config.width}(BN)-2, "
+        f"noise N(0, I);\ncritic 2-{config.width}-{config.width}-1 (ReLU), its output the energy c(x) "
+        '(`critic_output="energy"`).')
+    decay = (f"x{config.lr_decay:g} every {config.lr_decay_every} iterations after the first {config.lr_decay_every * config.lr_decay_start_epoch}"
+             if config.lr_decay_every else f"x{config.lr_decay:g} per epoch after epoch {config.lr_decay_start_epoch}")
     text = f"""# {full['name']}
 
-Dai et al. (2017) `{config.loss}` on `{config.dataset}` (see `ppl_ebm.data.toy`): {term}.
-Networks of the authors' code: generator {config.latent_dim}-{config.width}(BN)-{config.width}(BN)-2, noise N(0, I);
-critic 2-{config.width}-{config.width}-1 (ReLU), its output the energy c(x) (`critic_output="energy"`).
+Dai et al. (2017) `{config.loss}` on `{config.dataset}` (see `{'ppl_ebm.data.images' if image else 'ppl_ebm.data.toy'}`): {term}.
+{networks}
 
 ## Reproduce
 
@@ -100,11 +158,11 @@ critic 2-{config.width}-{config.width}-1 (ReLU), its output the energy c(x) (`cr
 
 Seed {config.seed}; {config.iterations} iterations ({epochs:g} epochs of the {config.train_size} training points),
 batch {config.batch_size}, Adam(beta1 = {config.beta1}, beta2 = {config.beta2}) lr {config.learning_rate:g}
-(generator x{config.generator_lr_multiplier:g}), x{config.lr_decay:g} per epoch after epoch {config.lr_decay_start_epoch}
+(generator x{config.generator_lr_multiplier:g}), {decay}
 (floor {config.lr_min:g}); energy-gap schedule ({config.gap_low}, {config.gap_high}), margin {config.margin};
 {'saved critic: the exponential moving average of its weights, decay ' + format(config.critic_average_decay, 'g') + ' per iteration (not in the paper)' if config.critic_average_decay > 0 else 'saved critic: the last iterate, as the paper'}.
 Trained in JAX on the translated torch networks in {full.get('training_seconds', float('nan')):.0f} s
-({full.get('machine', 'this machine')}), {'the full iteration count of the released code' if config.iterations >= _paper_iterations(config) else 'fewer iterations than the released code (' + str(_paper_iterations(config)) + ')'}.
+({full.get('machine', 'this machine')}), {_length_note(config)}.
 """
     losses = full.get("final_losses")
     if losses:
@@ -113,10 +171,18 @@ Trained in JAX on the translated torch networks in {full.get('training_seconds',
             text += (f"; the critic was updated at {fractions['critic']:.0%} of the iterations, the generator at "
                      f"{fractions['generator']:.0%}")
         text += ".\n"
+    scores = full.get("generator_metrics")
+    if image and scores:
+        from ppl_ebm.zoo.image_build import _score_table
+
+        text += (f"\nGenerator against the {scores['generator']['n_reference']} held-out images on the zoo classifier "
+                 f"`{full['classifier']}`'s features ({scores['generator']['n_generated']} samples; floor: as many train "
+                 f"images; FD, score, precision / recall as `ppl_ebm.metrics.image_scores`):\n\n"
+                 f"{_score_table(scores)}\n")
     if entropy:
         text += (f"\nKozachenko-Leonenko entropy (k = 3, {entropy['points']} points): generator "
                  f"{entropy['generator']:.3f} nats, data {entropy['data']:.3f} nats.\n")
-    for key in ("egan_table_results", "egan_sampling_results"):
+    for key in ("egan_table_results", "egan_sampling_results", "egan_rank_results"):
         if full.get(key):
             text += "\n" + full[key].rstrip() + "\n"
     text += f"""
@@ -128,17 +194,26 @@ Trained in JAX on the translated torch networks in {full.get('training_seconds',
     (folder / "MODEL_CARD.md").write_text(text)
 
 
+def _length_note(config: EGANConfig) -> str:
+    if config.image_shape() is not None:  # the released digits code ran 20 epochs of NIST's one digit
+        return "the run length is ours (the released code: 20 epochs of one NIST digit, ~74k images)"
+    if config.iterations >= _paper_iterations(config):
+        return "the full iteration count of the released code"
+    return f"fewer iterations than the released code ({_paper_iterations(config)})"
+
+
 def _paper_iterations(config: EGANConfig) -> int:
     from ppl_ebm.training.egan import _PAPER_SETTINGS
 
     return _PAPER_SETTINGS.get(config.dataset, {}).get("iterations", config.iterations)
 
 
-def egan_model_names() -> list[str]:
-    """The zoo's energy-GAN models, by name."""
+def egan_model_names(kind: str | None = "toy2d") -> list[str]:
+    """The zoo's energy-GAN models, by name: those of 2-D points (``egan-table``'s), or of ``kind``
+    (``"image"``; None: all)."""
     from ppl_ebm.zoo.store import list_models, model_dir, read_config
 
-    return [name for name in list_models() if is_egan_config(read_config(model_dir(name)))]
+    return [name for name in list_models(kind) if is_egan_config(read_config(model_dir(name)))]
 
 
 def record_egan_table_in_card(model: str | Path, row: dict[str, Any], command: str) -> None:
@@ -179,5 +254,26 @@ def record_egan_sampling_in_card(model: str | Path, markdown: str, command: str)
     body = markdown.split("\n", 1)[1].replace("\n## ", "\n### ")
     config["egan_sampling_results"] = (f"## p_disc and the latent tilt as sampling targets (`ppl-ebm egan-sample`)\n\n"
                                        f"```bash\n{command}\n```\n{body}")
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_egan_card(folder)
+
+
+def record_egan_rank_in_card(model: str | Path, results: dict[str, Any], figures: dict[str, Path], command: str) -> None:
+    """Store a ``ppl-ebm egan-rank`` report in the model's config and card, with its figures beside it."""
+    import shutil
+
+    from ppl_ebm.studies.egan_rank import format_rank
+    from ppl_ebm.zoo.store import model_dir
+
+    folder = model_dir(model)
+    config = json.loads((folder / "config.json").read_text())
+    body = format_rank(results).split("\n", 1)[1]
+    text = f"## Ranking by energy (Dai et al. Sec. 5.2, `ppl-ebm egan-rank`)\n\n```bash\n{command}\n```\n{body}\n"
+    for name, caption in (("ranking.png", "per class: mean train image, the lowest- and the highest-energy held-out images"),
+                          ("energies.png", "energy histograms of held-out, train, generated and corrupted images")):
+        if name in figures:
+            shutil.copyfile(figures[name], folder / name)
+            text += f"\n![{caption}]({name})\n"
+    config["egan_rank_results"] = text
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_egan_card(folder)
