@@ -101,8 +101,8 @@ def _train_parser(subparsers) -> None:
     parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d") + image_dataset_names())
     parser.add_argument("--loss", default=None, choices=sorted(set(LOSSES) | set(IMAGE_LOSSES) | set(EGAN_LOSSES)),
                         help="toy: wgan-gp (default) or nsgan; egan-ent-nn, egan-ent-vi, egan-const, gan: Dai et al. "
-                             "(2017) energy GANs with the released code's settings per data set; images: the "
-                             "architecture's (dcgan: nsgan, sngan: hinge)")
+                             "(2017) energy GANs with the released code's settings per data set (the toy sets and "
+                             "digits); images: the architecture's (dcgan: nsgan, sngan: hinge)")
     parser.add_argument("--iterations", type=int, default=None,
                         help=f"generator iterations (toy default {defaults.iterations}, images 3000; energy GANs: "
                              "the released code's)")
@@ -513,7 +513,8 @@ def _run_egan_rank(args, parser) -> int:
     if args.record_in_card:
         from ppl_ebm.zoo.egan_build import record_egan_rank_in_card
 
-        record_egan_rank_in_card(args.model, results, {name: args.output / name for name in ("ranking.png", "energies.png")},
+        figures = ("ranking.png", "ranking_mixed.png", "energies.png")
+        record_egan_rank_in_card(args.model, results, {name: args.output / name for name in figures},
                                  "ppl-ebm " + " ".join(shlex.quote(a) for a in args.argv))
     print(format_rank(results))
     print(f"Wrote {args.output}")

