@@ -142,3 +142,13 @@ def test_shipped_model_loads_and_its_ranking_reproduces(tmp_path):
     assert results["auc_real_lower"]["uniform_noise"] > 0.99
     assert results["auc_real_lower"]["pixel_noise"] > 0.9
     assert results["spearman_energy_vs_class_mean_distance"]["mean"] > 0.3
+
+
+def test_grid_studies_refuse_the_digits_model(tmp_path):
+    from ppl_ebm.studies.egan_sampling import run_egan_sampling
+    from ppl_ebm.studies.egan_table import run_egan_table
+
+    with pytest.raises(ValueError, match="image model"):
+        run_egan_table([SHIPPED], tmp_path / "table")
+    with pytest.raises(ValueError, match="image model"):
+        run_egan_sampling(SHIPPED, tmp_path / "sample")

@@ -43,7 +43,8 @@ PIXEL_NOISE_STD = 0.3
 def image_energies(critic: torch.nn.Module, images: np.ndarray, batch: int = 2000) -> np.ndarray:
     """The energy c(x) of each image ``(n, C, H, W)`` (the critic's output, ``critic_output="energy"``)."""
     critic.eval()
-    values = [critic(torch.as_tensor(images[i:i + batch], dtype=torch.float32))[:, 0] for i in range(0, len(images), batch)]
+    values = [critic(torch.as_tensor(images[i:i + batch], dtype=torch.float32))[:, 0]
+              for i in range(0, len(images), batch)]
     return torch.cat(values).double().numpy() if values else np.zeros(0)
 
 
@@ -126,7 +127,8 @@ def run_egan_rank(model: str | Path, output: Path, k: int = 8, num_generated: in
     dataset = training["dataset"]
     held_out, train = load_images(dataset, "held_out"), load_images(dataset, "train")
     if k > np.bincount(held_out.labels).min():
-        raise ValueError(f"k = {k} exceeds the smallest class of the held-out split ({np.bincount(held_out.labels).min()}).")
+        raise ValueError(f"k = {k} exceeds the smallest class of the held-out split "
+                         f"({np.bincount(held_out.labels).min()}).")
     generated = generate_images(zoo.generator, training["latent_dim"], num_generated, seed)
     sets = {"held_out": held_out.images, "train": train.images, "generated": generated,
             **_corruptions(held_out.images, held_out.labels, seed)}
@@ -174,7 +176,8 @@ def run_egan_rank(model: str | Path, output: Path, k: int = 8, num_generated: in
     write_rank_figure(held_out.images, held_out.labels, results["ranking"], real, class_means, output / "ranking.png",
                       title=f"{config['name']}: held-out images by energy c(x)")
     _write_energy_figure(energy, output / "energies.png")
-    results["mixed"] = _write_mixed_figure(generated, held_out.images, energy["generated"], real, output / "ranking_mixed.png")
+    results["mixed"] = _write_mixed_figure(generated, held_out.images, energy["generated"], real,
+                                           output / "ranking_mixed.png")
     (output / "rank.json").write_text(json.dumps(results, indent=2) + "\n")
     (output / "report.md").write_text(format_rank(results) + "\n")
     return results

@@ -143,8 +143,11 @@ def write_egan_card(folder: Path) -> None:
         f"Networks of the authors' code: generator {config.latent_dim}-{config.width}(BN)-{config.width}(BN)-2, "
         f"noise N(0, I);\ncritic 2-{config.width}-{config.width}-1 (ReLU), its output the energy c(x) "
         '(`critic_output="energy"`).')
-    decay = (f"x{config.lr_decay:g} every {config.lr_decay_every} iterations after the first {config.lr_decay_every * config.lr_decay_start_epoch}"
-             if config.lr_decay_every else f"x{config.lr_decay:g} per epoch after epoch {config.lr_decay_start_epoch}")
+    if config.lr_decay_every:
+        decay = (f"x{config.lr_decay:g} every {config.lr_decay_every} iterations after the first "
+                 f"{config.lr_decay_every * config.lr_decay_start_epoch}")
+    else:
+        decay = f"x{config.lr_decay:g} per epoch after epoch {config.lr_decay_start_epoch}"
     text = f"""# {full['name']}
 
 Dai et al. (2017) `{config.loss}` on `{config.dataset}` (see `{'ppl_ebm.data.images' if image else 'ppl_ebm.data.toy'}`): {term}.
