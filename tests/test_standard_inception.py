@@ -151,6 +151,8 @@ def test_the_cli_stops_at_once_on_a_bad_path_a_bad_file_or_a_toy_model(tmp_path,
     text.write_text("not weights")
     error = _cli_error(base + [str(text)], capsys)
     assert "--inception-weights" in error and "weights_only=True" in error
+    error = _cli_error(base[:-1] + ["--num-samples", "10", "--inception-weights", str(text)], capsys)
+    assert "inception_splits" in error  # parts of one image would make the IS 1
     error = _cli_error(["compare", "--model", "25gaussians-nsgan", "--inception-weights", str(text)], capsys)
     assert "--inception-weights" in error and "image models" in error
     import sys
@@ -193,13 +195,13 @@ def test_the_image_compare_reports_the_standard_columns_beside_the_classifiers(t
 
     monkeypatch.setattr(standard_inception, "inception_scorer", stand_in)
     output = tmp_path / "out"
-    assert cli(["compare", "--model", "digits-sngan", "--methods", "generator", "--num-samples", "10",
+    assert cli(["compare", "--model", "digits-sngan", "--methods", "generator", "--num-samples", "20",
                 "--sweep", "--output", str(output), "--no-progress", "--inception-weights", str(weights)]) == 0
     result = json.loads((output / "metrics.json").read_text())
     for method in ("data", "generator"):
         row = result["methods"][method]
         assert np.isfinite(row["fid_inception"]) and row["fid_inception"] > 0, method
-        assert row["is_inception"] >= 1 and row["is_inception_std"] >= 0 and np.isfinite(row["fd"]), method
+        assert row["is_inception"] > 1 and row["is_inception_std"] > 0 and np.isfinite(row["fd"]), method
     standard = result["standard_metrics"]
     assert standard["library"].startswith("torch-fidelity") and standard["weights_file"] == weights.name
     assert standard["standard_weights"] is False and standard["splits"] == 10 and standard["n_reference"] == 360

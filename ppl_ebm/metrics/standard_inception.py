@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -73,6 +74,18 @@ def _expected(argument: str) -> str:
             f"{' or '.join(INCEPTION_FILE_NAMES)}")
 
 
+def _reason(error: Exception) -> str:
+    """The line of a torch.load failure that says what was wrong (torch's message also advises
+    ``weights_only=False``, which this module never does)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    found = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    line = found.group(1) if found else text.strip().splitlines()[0] if text.strip() else ""
+    line = line.split(". ")[0].strip().rstrip(".")  # the first sentence: what, not torch's advice
+    if not line or "we changed the default value of the `weights_only`" in line:
+        line = "not a PyTorch state-dict file"
+    return f"{type(error).__name__}: {line[:200]}"
+
+
 def load_inception_weights(path: str | Path, argument: str = "--inception-weights") -> dict[str, torch.Tensor]:
     """The state dict in ``path``, read without unpickling objects (``weights_only=True`` or safetensors).
 
@@ -94,9 +107,9 @@ def load_inception_weights(path: str | Path, argument: str = "--inception-weight
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle with objects, a truncated zip, a text file, ...
         raise InceptionWeightsError(
-            f"{argument} {str(path)!r} could not be read as tensors only (torch.load with weights_only=True; files "
-            f"that need arbitrary unpickling are refused): {type(error).__name__}: {str(error)[:300]}. "
-            f"{_expected(argument)}.") from error
+            f"{argument} {str(path)!r} could not be read as tensors only (torch.load with weights_only=True: "
+            f"{_reason(error)}); a file that needs arbitrary unpickling (a pickled model object) is refused, not "
+            f"loaded. {_expected(argument)}.") from error
     if not isinstance(state, Mapping) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise InceptionWeightsError(f"{argument} {str(path)!r} holds a {type(state).__name__}, not a flat "

@@ -112,9 +112,10 @@ class ImageCompareConfig:
 
         check_device(self.device)  # both backends, before any sampling: a missing GPU fails at once
         if self.inception_weights is not None:
-            if self.num_samples < self.inception_splits:
-                raise ValueError(f"num_samples ({self.num_samples}) must be >= inception_splits "
-                                 f"({self.inception_splits}): the IS is averaged over that many parts.")
+            if self.num_samples < 2 * self.inception_splits:  # the IS of a part of one image is 1
+                raise ValueError(f"num_samples ({self.num_samples}) must be >= 2 x inception_splits "
+                                 f"({self.inception_splits}) with --inception-weights: the IS is averaged over that "
+                                 "many parts of the samples.")
             from ppl_ebm.metrics.standard_inception import check_inception_weights
 
             check_inception_weights(self.inception_weights)  # library, path and file, before any sampling
