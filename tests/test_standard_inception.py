@@ -158,7 +158,9 @@ def test_the_cli_stops_at_once_on_a_bad_path_a_bad_file_or_a_toy_model(tmp_path,
     import sys
 
     monkeypatch.setitem(sys.modules, "torch_fidelity", None)
-    error = _cli_error(base + [str(text)], capsys)
+    tensors = tmp_path / "tensors.pth"
+    torch.save({"a": torch.zeros(1)}, tensors)  # readable as tensors: the missing library is the error
+    error = _cli_error(base + [str(tensors)], capsys)
     assert "torch-fidelity" in error and "[fid]" in error
     assert not (tmp_path / "out").exists()  # nothing ran
 

@@ -145,9 +145,9 @@ class InceptionScorer:
 
     def __init__(self, weights_path: str | Path, device: str | torch.device | None = None, batch_size: int = 64,
                  argument: str = "--inception-weights"):
-        extractor_module, self._metric_fid, self._metric_isc = _torch_fidelity()
         self.path = Path(weights_path).expanduser()
-        state = load_inception_weights(self.path, argument)
+        state = load_inception_weights(self.path, argument)  # the path's own errors first, library or not
+        extractor_module, self._metric_fid, self._metric_isc = _torch_fidelity()
         buffer = io.BytesIO()
         torch.save(state, buffer)  # plain tensors re-serialised here: the library's unpickling sees only these
         buffer.seek(0)
