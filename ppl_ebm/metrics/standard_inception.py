@@ -231,7 +231,6 @@ class InceptionScorer:
         mean, std = self.scores_from_logits(logits, min(splits, len(logits)))
         return {"fid_inception": fid, "is_inception": mean, "is_inception_std": std}
 
-
     def to(self, device: str | torch.device | None) -> "InceptionScorer":
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.extractor = self.extractor.to(self.device)
