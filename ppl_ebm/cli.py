@@ -80,6 +80,10 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--device", default=None,
                         help="zoo runs: cpu, cuda (gpu) or cuda:N for the samplers of both backends "
                         "(default: CPU / JAX's default device)")
+    parser.add_argument("--inception-weights", type=Path, default=None, metavar="PATH",
+                        help="image models: also score the standard FID and IS (torch-fidelity, the 'fid' extra) "
+                        "on the Inception weights at PATH (weights-inception-2015-12-05-6726825d.pth or "
+                        "pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
     parser.add_argument("--record-in-card", action="store_true",
                         help="zoo runs: also store the table in the model's config.json and MODEL_CARD.md")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -582,6 +586,9 @@ def _run_compare(args, parser) -> int:
 
     if args.model is not None and is_image_model(args.model):
         return run_image_compare_cli(args, parser)
+    if args.inception_weights is not None:
+        parser.error("--inception-weights scores image models (e.g. --model digits-sngan); "
+                     f"{args.model or 'the default toy model'} is not one.")
     if args.model != "gaussian":
         return _run_zoo_compare(args, parser)
     args.chains = 256 if args.chains is None else args.chains

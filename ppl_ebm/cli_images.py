@@ -120,8 +120,9 @@ def run_image_compare_cli(args, parser: argparse.ArgumentParser) -> int:
             data_root=None if args.data_root is None else str(args.data_root), progress_bar=not args.no_progress,
             device=args.device, raw_critic=args.raw_critic,
             mh_gan_chain_length=(defaults.mh_gan_chain_length if args.mh_gan_chain_length is None
-                                 else args.mh_gan_chain_length)).validate()
-    except (ValueError, OSError) as error:
+                                 else args.mh_gan_chain_length),
+            inception_weights=None if args.inception_weights is None else str(args.inception_weights)).validate()
+    except (ValueError, OSError, ImportError) as error:  # ImportError: --inception-weights without torch-fidelity
         parser.error(str(error))
     output = run_image_compare(config, log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_image_table(output.metrics))

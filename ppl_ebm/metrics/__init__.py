@@ -1,7 +1,9 @@
 """Sample quality: Wasserstein distances (``distances``: our W1 headline and the papers' W2^2
 "EMD"), the DDLS mode metrics (``modes``), and the image metrics on a classifier's features
 (``frechet``: FID's formula, ``inception_score``: IS's formula, ``precision_recall``:
-Kynkaanniemi et al. 2019, ``image_scores``: all of them in one call)."""
+Kynkaanniemi et al. 2019, ``image_scores``: all of them in one call), and the standard FID / IS
+through torch-fidelity on Inception weights from the user's disk (``standard_inception``; the
+``fid`` extra, imported only when used)."""
 
 from ppl_ebm.metrics.distances import (
     PAPER_POINTS,

@@ -1,7 +1,9 @@
 """DDLS on an image GAN of the zoo (``ppl-ebm compare --model digits-dcgan``): generator only, DRS,
 MH-GAN, DOT, DDLS with the paper's Langevin settings, ULA at the swept step, MALA, i-SIR and Ex2MCMC,
 scored by the Frechet distance, the Inception-style score and precision / recall on the zoo
-classifier's features.
+classifier's features, and with ``inception_weights`` (``--inception-weights``) also by the
+standard FID and IS (:mod:`ppl_ebm.metrics.standard_inception`: torch-fidelity on the user's
+Inception weights, columns ``fid_inception``, ``is_inception`` / ``is_inception_std``).
 
 Protocol (DDLS Alg. 1): every chain starts at a prior draw and its final state is one sample;
 ``num_samples`` chains per method. Test reference: the data set's held-out split (never seen by
@@ -87,13 +89,16 @@ class ImageCompareConfig:
     data_root: str | None = None
     progress_bar: bool = True
     device: str | None = None
+    # The standard FID/IS (torch-fidelity, the ``fid`` extra) on the Inception weights at this path.
+    inception_weights: str | None = None
+    inception_splits: int = 10
 
     def validate(self) -> "ImageCompareConfig":
         unknown = set(self.methods) - set(IMAGE_METHODS)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)} for an image model; choose from {list(IMAGE_METHODS)}.")
         check_positive_ints(self, ("num_samples", "langevin_steps", "paper_steps", "trace_every", "sweep_chains",
-                                   "mh_gan_chain_length", "figure_chains"))
+                                   "mh_gan_chain_length", "figure_chains", "inception_splits"))
         if self.langevin_steps < 2:
             raise ValueError(f"langevin_steps must be >= 2 (MALA: warmup and draws), got {self.langevin_steps}.")
         if self.num_samples < 4 or self.sweep_chains < 4:
@@ -106,6 +111,14 @@ class ImageCompareConfig:
         from ppl_ebm.drivers.devices import check_device
 
         check_device(self.device)  # both backends, before any sampling: a missing GPU fails at once
+        if self.inception_weights is not None:
+            if self.num_samples < 2 * self.inception_splits:  # the IS of a part of one image is 1
+                raise ValueError(f"num_samples ({self.num_samples}) must be >= 2 x inception_splits "
+                                 f"({self.inception_splits}) with --inception-weights: the IS is averaged over that "
+                                 "many parts of the samples.")
+            from ppl_ebm.metrics.standard_inception import check_inception_weights
+
+            check_inception_weights(self.inception_weights)  # library, path and file, before any sampling
         return self
 
 
@@ -118,6 +131,7 @@ class ImageCompareOutput:
     sweep: dict[str, Any]
     traces: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     figures: dict[str, Any] = field(default_factory=dict)
+    standard_metrics: dict[str, Any] | None = None  # what fid_inception / is_inception are, when computed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,8 +143,11 @@ class ImageCompareOutput:
             "num_samples": self.config.num_samples,
             "metrics": "fd: Frechet distance of the classifier's penultimate features (FID's formula) against the "
                        "held-out split; score: the Inception Score's formula on its softmax; precision/recall: "
-                       "Kynkaanniemi et al. 2019, k = 3",
+                       "Kynkaanniemi et al. 2019, k = 3" + (
+                           "; fid_inception, is_inception / is_inception_std: the standard FID and IS on the "
+                           "Inception network (see standard_metrics)" if self.standard_metrics else ""),
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
+            **({"standard_metrics": self.standard_metrics} if self.standard_metrics else {}),
             "methods": self.metrics,
             "sweep": self.sweep,
             "traces": self.traces,
@@ -212,8 +229,23 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
     order = np.random.default_rng(config.seed).permutation(len(train))
     floor = train[order[: config.num_samples]]
     validation = train[order[::-1]]  # the sweep's reference: train images, from the other end
+    inception, reference_statistics, standard = None, None, None
+    if config.inception_weights is not None:
+        from ppl_ebm.drivers.devices import torch_device
+        from ppl_ebm.metrics.standard_inception import inception_scorer
+
+        log("[inception] the standard FID/IS: Inception features of the held-out split")
+        inception = inception_scorer(config.inception_weights,
+                                     None if config.device is None else torch_device(config.device))
+        reference_statistics = inception.statistics(held_out)
+        standard = {**inception.describe(), "splits": config.inception_splits, "reference": "held-out split",
+                    "n_reference": int(len(held_out))}
+
+    def standard_scores(images: np.ndarray) -> dict[str, float]:
+        return {} if inception is None else inception.scores(images, reference_statistics, config.inception_splits)
+
     results: dict[str, dict[str, Any]] = {
-        "data": {**image_scores(floor, held_out, classifier), "wall_seconds": None,
+        "data": {**image_scores(floor, held_out, classifier), **standard_scores(floor), "wall_seconds": None,
                  "note": "train images against the held-out ones: the floor"}}
     samples: dict[str, np.ndarray] = {"data": floor[:64]}
     traces: dict[str, dict[str, list[float]]] = {}
@@ -262,7 +294,7 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
                     figures["chains"] = chain_frames(
                         lambda z: _images(ebm, z), starts, result.latents, config.trace_every, config.figure_chains)
                     figures["chains"]["method"] = method
-        results[method] = {**image_scores(images, held_out, classifier), **row}
+        results[method] = {**image_scores(images, held_out, classifier), **standard_scores(images), **row}
         samples[method], all_images[method] = images[:64], images
     for method, row in results.items():
         row["saturated"] = saturated_fraction(floor if method == "data" else all_images[method])
@@ -278,4 +310,4 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
         figures["nearest"] = nearest_train_images(all_images[figure_method], train, held_out, classifier,
                                                   num_queries=config.figure_chains)
         figures["nearest"]["method"] = figure_method
-    return ImageCompareOutput(config, model.config, results, samples, sweep, traces, figures)
+    return ImageCompareOutput(config, model.config, results, samples, sweep, traces, figures, standard)

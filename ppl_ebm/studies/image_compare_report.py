@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # object API: importing this never switches the user's backend
 
-__all__ = ["format_image_table", "format_noise_line", "saturated_fraction", "write_image_report"]
+__all__ = ["format_image_table", "format_noise_line", "format_standard_line", "saturated_fraction",
+           "write_image_report"]
 
 _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
             ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
             ("acceptance_mean", "accept", "{:.2f}"), ("wall_seconds", "wall s", "{:.1f}"))
+# With --inception-weights: the standard FID / IS (torch-fidelity, Inception network) beside the classifier's.
+_INCEPTION_COLUMNS = (("fid_inception", "FID (Inception)", "{:.2f}"), ("is_inception", "IS (Inception)", "{:.3f}"),
+                      ("is_inception_std", "IS std", "{:.3f}"))
 
 
 def saturated_fraction(images: np.ndarray, threshold: float = 0.95) -> float:
@@ -36,6 +40,21 @@ def format_noise_line(metrics: dict[str, dict]) -> str:
             f"are not told apart by one run.\n")
 
 
+def format_standard_line(standard: dict | None) -> str:
+    """Which columns are the standard FID / IS and which the classifier's, when the run computed both."""
+    if not standard:
+        return ""
+    caution = ("" if standard["standard_weights"] else " The weights file's sha256 does not start with 6726825d, the "
+               "standard file's: these are not the published FID/IS's network and the numbers are not comparable "
+               "with papers'.")
+    return (f"`FID (Inception)` and `IS (Inception)` (mean and std over {standard['splits']} splits) are the standard "
+            f"FID and IS: {standard['library']} on the Inception weights `{standard['weights_file']}` (sha256 "
+            f"{standard['weights_sha256'][:12]}...), images to uint8 RGB and resized to 299, FID against the "
+            f"{standard['reference']} ({standard['n_reference']} images). `FD` and `score` are FID's and IS's "
+            f"formulas on the digits classifier's features: on their own scale, not FID/IS.{caution} FID is biased "
+            f"upwards at few images, so compare rows of one table, not with published 50,000-image FIDs.\n\n")
+
+
 def _cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "-"
@@ -43,11 +62,14 @@ def _cell(value, fmt: str) -> str:
 
 
 def format_image_table(metrics: dict[str, dict]) -> str:
-    """The per-method table as Markdown."""
-    lines = ["| method | " + " | ".join(title for _, title, _ in _COLUMNS) + " |",
-             "|---|" + "---|" * len(_COLUMNS)]
+    """The per-method table as Markdown (the Inception columns when a row has them)."""
+    columns = _COLUMNS
+    if any("fid_inception" in row for row in metrics.values()):
+        columns = _COLUMNS[:2] + _INCEPTION_COLUMNS + _COLUMNS[2:]
+    lines = ["| method | " + " | ".join(title for _, title, _ in columns) + " |",
+             "|---|" + "---|" * len(columns)]
     for method, row in metrics.items():
-        lines.append(f"| {method} | " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in _COLUMNS) + " |")
+        lines.append(f"| {method} | " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in columns) + " |")
     return "\n".join(lines)
 
 
@@ -99,7 +121,7 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
             f"{result['seed']}, scored against the held-out split on the classifier `{result['classifier']}`: "
             f"{result['metrics']}. `saturated`: the fraction of pixels with |x| > 0.95 (seed 002's colour "
             f"over-saturation; the data row is the train images'). `data`: train images, the floor.\n\n"
-            f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}\n![samples](samples.png)\n\n"
+            f"{format_standard_line(result.get('standard_metrics'))}{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}\n![samples](samples.png)\n\n"
             f"![pixels](pixels.png)\n")
     sweep = output.sweep
     if sweep:
