@@ -288,3 +288,7 @@ register_network("batchnorm_generator", architectures.batchnorm_generator)
 register_network("conv_generator", architectures.conv_generator)
 register_network("conv_critic", architectures.conv_critic)
 register_network("image_classifier", architectures.image_classifier)
+
+from ppl_ebm.nets import flows as _flows  # noqa: E402 (imports torch_to_jax, which needs the list above)
+
+register_network("affine_autoregressive_flow", _flows.affine_autoregressive_flow)

@@ -1,0 +1,114 @@
+"""A normalizing flow on the 2-D toy sets: a base generator for a latent EBM (Xiao, Yan & Amit 2020).
+
+G is :class:`~ppl_ebm.nets.flows.AffineAutoregressiveFlow` (Pyro's ``AffineAutoregressive``
+transforms; p0 = N(0, I) in the data's 2 dimensions), trained by maximum likelihood,
+log p(x) = log N(G^{-1}(x); 0, I) - log|det dG/dz|. The torch module is built and seeded in torch;
+training runs on its NumPyro twin (:func:`~ppl_ebm.nets.flows.flow_log_prob`, the same weights) in
+compiled chunks with optax's Adam, as :mod:`ppl_ebm.training.vae` does, and the weights are
+written back into the torch module.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from tqdm.auto import tqdm
+
+from ppl_ebm.nets.flows import AffineAutoregressiveFlow, flow_log_prob, flow_params
+from ppl_ebm.nets.registry import NetworkConfig, build_network
+from ppl_ebm.validation import check_positive_ints
+
+__all__ = ["FlowConfig", "TrainedFlow", "train_flow"]
+
+
+class FlowConfig(NamedTuple):
+    """Everything that determines a toy flow run (stored in the model's config.json)."""
+
+    dataset: str
+    iterations: int = 10000
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    layers: int = 8
+    width: int = 64
+    depth: int = 2
+    seed: int = 0
+    latent_dim: int = 2  # a flow's latent is the data's dimension
+
+    def validate(self) -> "FlowConfig":
+        check_positive_ints(self, ("iterations", "batch_size", "layers", "width", "depth", "latent_dim"))
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
+        if self.latent_dim != 2:
+            raise ValueError(f"a flow on the 2-D sets has latent_dim 2, got {self.latent_dim!r}.")
+        return self
+
+    def generator_config(self) -> NetworkConfig:
+        """G's :class:`NetworkConfig` (what the zoo stores)."""
+        return NetworkConfig("affine_autoregressive_flow", {"data_dim": self.latent_dim, "layers": self.layers,
+                                                            "width": self.width, "depth": self.depth})
+
+
+class TrainedFlow(NamedTuple):
+    flow: AffineAutoregressiveFlow
+    config: FlowConfig
+    history: dict[str, list[float]]  # iteration, mean log-likelihood of the chunk's batches
+    seconds: float
+
+
+def _write_back(flow: AffineAutoregressiveFlow, params: list[tuple]) -> None:
+    with torch.no_grad():
+        for transform, layer_params in zip(flow.transforms, params):
+            dense = [p for p in layer_params if p]
+            for linear, (weight, bias) in zip(transform.arn.layers, dense):
+                linear.weight.copy_(torch.from_numpy(np.array(weight).T))
+                linear.bias.copy_(torch.from_numpy(np.array(bias)))
+
+
+def train_flow(config: FlowConfig, sample_data: Callable[[int, int], np.ndarray], progress_bar: bool = True,
+               pool_size: int = 200_000, log_every: int = 100) -> TrainedFlow:
+    """Train the flow by maximum likelihood on batches drawn with replacement from ``pool_size``
+    samples of ``sample_data(n, seed)`` (its own seed, never an evaluation one)."""
+    config = config.validate()
+    torch.manual_seed(config.seed)
+    flow = build_network(config.generator_config())
+    params = flow_params(flow)
+    pool = jnp.asarray(sample_data(pool_size, config.seed * 1_000_003 + 23), dtype=jnp.float32)
+    adam = optax.adam(config.learning_rate)
+
+    def loss(params, key):
+        batch = pool[jax.random.randint(key, (config.batch_size,), 0, pool.shape[0])]
+        return -jnp.mean(flow_log_prob(flow, params, batch))
+
+    def iteration(carry, key):
+        params, state = carry
+        value, grads = jax.value_and_grad(loss)(params, key)
+        updates, state = adam.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), -value
+
+    @jax.jit
+    def chunk(carry, keys):
+        return jax.lax.scan(iteration, carry, keys)
+
+    carry, key = (params, adam.init(params)), jax.random.key(config.seed)
+    history: dict[str, list[float]] = {"iteration": [], "log_likelihood": []}
+    start, done = time.perf_counter(), 0
+    with tqdm(total=config.iterations, disable=not progress_bar, desc="train flow", mininterval=1.0) as bar:
+        while done < config.iterations:
+            steps = min(log_every, config.iterations - done)
+            key, chunk_key = jax.random.split(key)
+            carry, values = chunk(carry, jax.random.split(chunk_key, steps))
+            done += steps
+            history["iteration"].append(done)
+            history["log_likelihood"].append(float(jnp.mean(values)))
+            bar.set_postfix(log_likelihood=f"{history['log_likelihood'][-1]:.3f}", refresh=False)
+            bar.update(steps)
+    seconds = time.perf_counter() - start
+    _write_back(flow, carry[0])
+    return TrainedFlow(flow.eval(), config, history, seconds)
