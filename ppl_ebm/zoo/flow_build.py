@@ -97,7 +97,8 @@ as a latent EBM this folder is the flow itself.
 {full.get('command', '(not recorded)')}
 ```
 
-Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['learning_rate']}), batch
+Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['learning_rate']} decayed by a cosine to 0,
+gradients clipped to norm {training.get('clip_norm', '-')}), batch
 {training['batch_size']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}); final mean
 log-likelihood of the training batches {full['history']['log_likelihood'][-1]:.3f}, of
 {full['generator_metrics']['eval_samples']} fresh test points (seed 10000) {full['test_log_likelihood']:.3f}.
