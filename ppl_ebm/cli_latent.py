@@ -40,6 +40,8 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=flow.batch_size)
     parser.add_argument("--learning-rate", type=float, default=flow.learning_rate)
     parser.add_argument("--clip-norm", type=float, default=flow.clip_norm, help="global gradient-norm clip")
+    parser.add_argument("--keep-best", action="store_true", help="keep the weights of the best held-out "
+                        "log-likelihood (2000 points of their own seed, checked every 100 steps)")
     parser.add_argument("--layers", type=int, default=flow.layers, help="affine autoregressive layers")
     parser.add_argument("--width", type=int, default=flow.width, help="hidden width of each layer's MADE")
     parser.add_argument("--depth", type=int, default=flow.depth, help="hidden layers of each layer's MADE")
@@ -132,7 +134,8 @@ def run_train_flow(args, parser) -> int:
     _check_card_samples(args, parser)
     try:
         config = FlowConfig(args.dataset, args.iterations, args.batch_size, args.learning_rate, args.clip_norm,
-                            args.layers, args.width, args.depth, seed=args.seed).validate()
+                            args.layers, args.width, args.depth, seed=args.seed,
+                            keep_best=args.keep_best).validate()
     except ValueError as error:
         parser.error(str(error))
     folder = train_flow_zoo_model(config, args.name, args.output, not args.no_progress, _command(args),

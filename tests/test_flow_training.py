@@ -78,7 +78,7 @@ def test_flow_training_raises_the_likelihood_and_writes_the_weights_back():
     from ppl_ebm import data
     from ppl_ebm.training.flow import FlowConfig, train_flow
 
-    config = FlowConfig("swissroll", iterations=300, layers=4, width=16)
+    config = FlowConfig("swissroll", iterations=300, layers=4, width=16, keep_best=True)
     draw = lambda n, seed: data.sample_dataset("swissroll", n, seed)  # noqa: E731
     untrained = build_network(config.generator_config())
     trained = train_flow(config, draw, progress_bar=False, pool_size=5000)
@@ -89,6 +89,8 @@ def test_flow_training_raises_the_likelihood_and_writes_the_weights_back():
         before, after = float(untrained.log_prob(test).mean()), float(trained.flow.log_prob(test).mean())
     assert after > before + 0.3  # nats per point
     assert abs(after - history[-1]) < 0.5  # the torch module holds the trained weights
+    held_out = trained.history["held_out_log_likelihood"]
+    assert trained.history["best_iteration"] == [100 * (1 + int(np.argmax(held_out)))]
 
 
 def test_flow_config_names_a_bad_field():

@@ -77,6 +77,13 @@ def _plot_flow(path: Path, data: np.ndarray, samples: np.ndarray) -> None:
     plt.close(figure)
 
 
+def _best(training: dict, history: dict) -> str:
+    if not training.get("keep_best"):
+        return ""
+    return (f"; weights of the best held-out log-likelihood kept: step {history['best_iteration'][0]}, "
+            f"{max(history['held_out_log_likelihood']):.3f} nats (2000 points of their own seed)")
+
+
 def write_flow_card(folder: Path) -> None:
     """``MODEL_CARD.md`` of a flow folder (``ppl-ebm train-flow``), from its config.json."""
     folder = Path(folder)
@@ -99,7 +106,7 @@ as a latent EBM this folder is the flow itself.
 
 Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['learning_rate']} decayed by a cosine to 0,
 gradients clipped to norm {training.get('clip_norm', '-')}), batch
-{training['batch_size']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}); final mean
+{training['batch_size']}{_best(training, full['history'])}; {full['training_seconds']:.0f} s ({full.get('machine', '')}); final mean
 log-likelihood of the training batches {full['history']['log_likelihood'][-1]:.3f}, of
 {full['generator_metrics']['eval_samples']} fresh test points (seed 10000) {full['test_log_likelihood']:.3f}.
 Learning curve: `learning_curve.png`; data and flow samples: `samples.png`.
