@@ -85,12 +85,12 @@ def train_flow(config: FlowConfig, sample_data: Callable[[int, int], np.ndarray]
     pool = jnp.asarray(sample_data(pool_size, config.seed * 1_000_003 + 23), dtype=jnp.float32)
     # Plain Adam at 1e-3 trained Swiss Roll to -0.7 nats and then blew up (log-likelihood -1e14 at
     # step ~9000): IAF's exp(log_scale) makes rare huge gradients; clipping and a decaying rate
-    # are the usual cure. Swiss Roll still jumped from -0.8 to -6e13 nats near step 3500 and did not
-    recover (a thin manifold: the inverse expands by up to exp(5) a layer, and a point just off the
-    learned roll lands far out in z): ``keep_best`` keeps the best held-out weights (early stopping).
+    # are the usual cure. With both, Swiss Roll still met a non-finite gradient (NaN weights): such
+    # an update is skipped (optax.apply_if_finite; 20 in a row stop the run with NaN weights). It
+    # then jumped from -0.8 to -6e13 nats near step 3500 and did not recover (a thin manifold: the
+    # inverse expands by up to exp(5) a layer, and a point just off the learned roll lands far out
+    # in z): ``keep_best`` keeps the best held-out weights (early stopping).
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.iterations)
-    # With both, Swiss Roll still met a non-finite gradient near the end (NaN weights): such an
-    # update is skipped (optax.apply_if_finite; 20 in a row stop the run with NaN weights).
     adam = optax.apply_if_finite(optax.chain(optax.clip_by_global_norm(config.clip_norm), optax.adam(schedule)), 20)
 
     def loss(params, key):
