@@ -1,12 +1,13 @@
 """The latent-EBM parts of ``ppl-ebm`` (Xiao, Yan & Amit 2020): ``train-vae`` (a toy VAE, the base
-model) and ``train-latent-ebm --base <zoo model>`` (an energy on its generator). The results are
+model), ``train-flow`` (a toy normalizing flow, the other base model) and
+``train-latent-ebm --base <zoo model>`` (an energy on its generator). The results are
 zoo folders that ``ppl-ebm compare --model <name>`` and ``ppl-ebm sample`` take by name."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["latent_parsers", "run_train_latent_ebm", "run_train_vae"]
+__all__ = ["latent_parsers", "run_train_flow", "run_train_latent_ebm", "run_train_vae"]
 
 
 def latent_parsers(subparsers) -> None:
@@ -27,11 +28,30 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--depth", type=int, default=vae.depth)
     _common(parser)
 
+    from ppl_ebm.training.flow import FlowConfig
+
+    flow = FlowConfig(dataset="25gaussians")
+    parser = subparsers.add_parser("train-flow", help="train a toy normalizing flow (a latent EBM's base model) "
+                                   "as a zoo model", description="Train a normalizing flow (Pyro's affine "
+                                   "autoregressive transforms) on a 2-D toy set by maximum likelihood and save it "
+                                   "with its card; its forward map is the generator of ppl-ebm train-latent-ebm.")
+    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
+    parser.add_argument("--iterations", type=int, default=flow.iterations)
+    parser.add_argument("--batch-size", type=int, default=flow.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=flow.learning_rate)
+    parser.add_argument("--clip-norm", type=float, default=flow.clip_norm, help="global gradient-norm clip")
+    parser.add_argument("--keep-best", action="store_true", help="keep the weights of the best held-out "
+                        "log-likelihood (2000 points of their own seed, checked every 100 steps)")
+    parser.add_argument("--layers", type=int, default=flow.layers, help="affine autoregressive layers")
+    parser.add_argument("--width", type=int, default=flow.width, help="hidden width of each layer's MADE")
+    parser.add_argument("--depth", type=int, default=flow.depth, help="hidden layers of each layer's MADE")
+    _common(parser)
+
     ebm = LatentEBMTrainingConfig()
     parser = subparsers.add_parser("train-latent-ebm", help="train a latent EBM on a zoo model's generator",
                                    description="Train an energy on the generator of a zoo model by maximum "
                                    "likelihood with short-run Langevin from the prior (Xiao, Yan & Amit 2020).")
-    parser.add_argument("--base", required=True, help="zoo name or folder of the base model (ppl-ebm train-vae)")
+    parser.add_argument("--base", required=True, help="zoo name or folder of the base model (ppl-ebm train-vae or train-flow)")
     parser.add_argument("--iterations", type=int, default=ebm.iterations)
     parser.add_argument("--batch-size", type=int, default=ebm.batch_size)
     parser.add_argument("--step-size", type=float, default=ebm.step_size, help="Langevin eps (drift eps/2, noise sqrt(eps))")
@@ -103,5 +123,22 @@ def run_train_latent_ebm(args, parser) -> int:
                                             args.card_samples)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
+    print(f"Wrote {folder}")
+    return 0
+
+
+def run_train_flow(args, parser) -> int:
+    from ppl_ebm.training.flow import FlowConfig
+    from ppl_ebm.zoo.flow_build import train_flow_zoo_model
+
+    _check_card_samples(args, parser)
+    try:
+        config = FlowConfig(args.dataset, args.iterations, args.batch_size, args.learning_rate, args.clip_norm,
+                            args.layers, args.width, args.depth, seed=args.seed,
+                            keep_best=args.keep_best).validate()
+    except ValueError as error:
+        parser.error(str(error))
+    folder = train_flow_zoo_model(config, args.name, args.output, not args.no_progress, _command(args),
+                                  args.card_samples)
     print(f"Wrote {folder}")
     return 0

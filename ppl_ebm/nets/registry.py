@@ -288,3 +288,8 @@ register_network("batchnorm_generator", architectures.batchnorm_generator)
 register_network("conv_generator", architectures.conv_generator)
 register_network("conv_critic", architectures.conv_critic)
 register_network("image_classifier", architectures.image_classifier)
+
+# Pyro-based; importing it also registers its JAX translation (NumPyro twin) with torch_to_jax.
+from ppl_ebm.nets import flows as _flows  # noqa: E402
+
+register_network("affine_autoregressive_flow", _flows.affine_autoregressive_flow)

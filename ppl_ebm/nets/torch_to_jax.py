@@ -43,7 +43,7 @@ from torch import nn
 from torch.nn.utils.spectral_norm import SpectralNorm as _OldSpectralNorm
 from torch.nn.utils.weight_norm import WeightNorm as _OldWeightNorm
 
-__all__ = ["UnsupportedOperationError", "torch_to_jax"]
+__all__ = ["UnsupportedOperationError", "register_module_translation", "torch_to_jax"]
 
 Array = jax.Array
 
@@ -878,6 +878,17 @@ _MODULES: list[tuple[type[nn.Module], Callable[..., _ModuleTranslation]]] = [
     (nn.Unflatten, _stateless(lambda m: partial(_unflatten, dim=m.dim, sizes=tuple(m.unflattened_size)),
                               pointwise=False)),
 ]
+
+
+def register_module_translation(module_type: type[nn.Module], translator: Callable[..., _ModuleTranslation]) -> None:
+    """Translate every ``module_type`` module as one leaf call: ``translator(name, module)`` returns
+    ``(apply(params, input), params)`` with the weights under keys starting ``name.`` (as the
+    built-in translations above). For modules fx cannot trace whose JAX twin exists elsewhere
+    (:mod:`ppl_ebm.nets.flows`: Pyro's transforms, translated to NumPyro's)."""
+    if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)) or not callable(translator):
+        raise ValueError(f"need an nn.Module subclass and a callable, got {module_type!r}, {translator!r}.")
+    if not any(existing is module_type for existing, _ in _MODULES):
+        _MODULES.insert(0, (module_type, translator))
 
 
 def _module_translator(module: nn.Module) -> Callable[..., _ModuleTranslation] | None:

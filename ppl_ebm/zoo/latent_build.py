@@ -200,11 +200,16 @@ def write_latent_card(folder: Path) -> None:
     folder = Path(folder)
     full = json.loads((folder / "config.json").read_text())
     training, name = full["training"], full["name"]
+    if full.get(BASE_TYPE_KEY) == "flow" and not full.get("latent_ebm"):
+        from ppl_ebm.zoo.flow_build import write_flow_card
+
+        return write_flow_card(folder)
+    flow = full.get(BASE_TYPE_KEY) == "flow"
     if full.get("latent_ebm"):
         text = f"""# {name}
 
 Latent EBM (Xiao, Yan & Amit 2020) p(z) ∝ N(z; 0, I) exp(-E(G(z))) on the frozen generator of
-`{training['base']}` (G: the VAE decoder's mean), data `{training['dataset']}`. E is a toy MLP
+`{training['base']}` (G: {"the flow's forward map" if flow else "the VAE decoder's mean"}), data `{training['dataset']}`. E is a toy MLP
 (`critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
 short-run non-persistent ULA from p0: eps {training['step_size']}, {training['train_steps']} steps in training,
 {training['sample_steps']} to sample; energy regularisation {training['energy_regularisation']}; Adam lr
@@ -224,7 +229,7 @@ Learning curve: `learning_curve.png`; the paper's Fig. 1 layout (data, base, lat
 
 ## Base samples vs latent-EBM samples (ULA as the paper, {training['sample_steps']} steps)
 
-| metric | base VAE (prior draws) | latent EBM |
+| metric | base {'flow' if flow else 'VAE'} (prior draws) | latent EBM |
 |---|---|---|
 """ + "\n".join(f"| {k} | {full['generator_metrics'][k]:.4f} | {full['latent_ebm_metrics'][k]:.4f} |"
                 for k in full["latent_ebm_metrics"] if k != "eval_samples") + "\n"
