@@ -278,6 +278,9 @@ def sample(
         ``.zarr`` writes one Zarr store instead (:mod:`ppl_ebm.drivers.zarr_store`), which
         xarray and ArviZ open and which every process of a torchrun / ``jax.distributed``
         run writes its block of chains to; ``result.latents`` is then this process's chains.
+        A model's sites (draws in u) are mapped to their support after sampling a chunk of
+        draws at a time and written beside the draws (Zarr: ``posterior/<site>``; npy store:
+        ``sites/``); ``result.posterior`` holds views of them, read when indexed.
     device
         ``"cpu"``, ``"cuda"`` (``"gpu"``) or ``"cuda:N"``; None: where the target already is
         (torch) or JAX's default device. torch moves a latent EBM's networks there in place
