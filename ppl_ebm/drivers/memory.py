@@ -3,8 +3,9 @@
 A run keeps its draws, ``num_chains x (num_samples // thinning) x dim`` float32, in memory
 unless they stream to ``draws_dir``; the sites in the prior's support (when the prior is not
 N(0, I) or the target is a model; a streamed run writes them beside its draws) and
-``return_generated``'s outputs are further arrays of the same number of draws. Allocating more than the machine has ends in the allocator (or, with
-overcommit, in the kernel's OOM killer after hours of sampling), so :func:`check_fits`
+``return_generated``'s outputs are further arrays of the same number of draws. Allocating
+more than the machine has ends in the allocator (or, with overcommit, in the kernel's OOM
+killer after hours of sampling), so :func:`check_fits`
 refuses before: with the arguments to change, and ``draws_dir`` where it would help.
 """
 

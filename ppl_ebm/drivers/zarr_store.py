@@ -244,12 +244,9 @@ class ZarrDrawStore:
         return {name: _BlockView(array, self.block.start, self.block.stop) for name, array in self._sites.items()}
 
     def _open_sites(self, sites: dict[str, tuple[tuple[int, ...], str]]) -> None:
-        import zarr
-
+        # The store was opened after process 0 made the arrays (and after the barrier): they are listed.
         try:
-            # Reopened: process 0 may have added the arrays after this process's first look.
-            posterior = zarr.open_group(self.directory, mode="r+")["posterior"]
-            self._sites = {name: posterior[name] for name in sites}
+            self._sites = {name: self._posterior[name] for name in sites}
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise _damaged(self.directory / "posterior" / ".zattrs", error) from None
 
@@ -340,10 +337,9 @@ def _ensure_sites(path: Path, shape: tuple[int, int, int], sites: dict[str, tupl
             attributes={"_ARRAY_DIMENSIONS": dims, "description": f"site {name} in its support"},
         )
         for axis, size in enumerate(full[2:]):
-            if dims[2 + axis] not in existing:
-                coordinate = posterior.create_array(dims[2 + axis], shape=(size,), dtype="int64", fill_value=None,
-                                                    overwrite=True, attributes={"_ARRAY_DIMENSIONS": [dims[2 + axis]]})
-                coordinate[:] = np.arange(size)
+            coordinate = posterior.create_array(dims[2 + axis], shape=(size,), dtype="int64", fill_value=None,
+                                                overwrite=True, attributes={"_ARRAY_DIMENSIONS": [dims[2 + axis]]})
+            coordinate[:] = np.arange(size)
     import warnings
 
     with warnings.catch_warnings():  # the hierarchy is listed again, now with _checkpoints (not Zarr) in it
