@@ -294,7 +294,8 @@ class DrawStore:
             wanted[name] = (folder / f"site{index}.npy", (draws, chains, *site_shape), np.dtype(dtype))
         missing = {name: spec for name, spec in wanted.items() if not _holds(*spec)}
         if missing:
-            check_disk(self.directory, sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in missing.values()))
+            size = sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in missing.values())
+            check_disk(self.directory, size)
             folder.mkdir(exist_ok=True)
             for path, shape, dtype in missing.values():
                 created = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # sparse until written
