@@ -7,8 +7,9 @@ What it measures
 is a latent EBM, the DDLS protocol's kind of target: the closed-form linear-Gaussian problem with
 a d-dimensional latent (``ppl_ebm.linear_gaussian_problem``); its draws are its sites, so a
 streamed run holds no copy of them. ``--target model`` is a d-dimensional standard normal
-written as a NumPyro (``jax``) or Pyro (``torch``) model: ``sample()`` then returns each site's
-draws in its support, a copy made in memory after the run (the size of the draws).
+written as a NumPyro (``jax``) or Pyro (``torch``) model: ``sample()`` then maps the draws to
+each site's support after the run, a chunk of draws at a time, into the same store (a second
+array the size of the draws on disk, not in memory).
 The processes are started the way the README says:
 
 * ``1 process``: one ``ppl-ebm sample``;

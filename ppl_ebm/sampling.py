@@ -180,7 +180,8 @@ def _check_memory(target, num_chains: int, kept: int, draws_dir, return_generate
     """Refuse, before any allocation, results larger than the memory (see :mod:`ppl_ebm.drivers.memory`)."""
     from ppl_ebm.drivers.memory import check_fits
 
-    site_copy = not (hasattr(target, "generate") and has_standard_normal_prior(target))
+    # A streamed run writes the sites beside its draws (``_stream_sites``), chunk by chunk.
+    site_copy = not (hasattr(target, "generate") and has_standard_normal_prior(target)) and draws_dir is None
     generated = int(getattr(target, "data_size", 0)) if return_generated else 0
     check_fits(num_chains, kept, int(target.dim), streamed=draws_dir is not None, site_copy=site_copy,
                generated_size=generated)
@@ -277,6 +278,9 @@ def sample(
         ``.zarr`` writes one Zarr store instead (:mod:`ppl_ebm.drivers.zarr_store`), which
         xarray and ArviZ open and which every process of a torchrun / ``jax.distributed``
         run writes its block of chains to; ``result.latents`` is then this process's chains.
+        A model's sites (draws in u) are mapped to their support after sampling a chunk of
+        draws at a time and written beside the draws (Zarr: ``posterior/<site>``; npy store:
+        ``sites/``); ``result.posterior`` holds views of them, read when indexed.
     device
         ``"cpu"``, ``"cuda"`` (``"gpu"``) or ``"cuda:N"``; None: where the target already is
         (torch) or JAX's default device. torch moves a latent EBM's networks there in place
@@ -354,6 +358,7 @@ def sample(
             _check_memory(prepared.target, num_chains, kept, draws_dir, return_generated)
         position = _initial(initial_params, prepared, num_chains, backend)
         earlier = 0.0  # a resumed draws_dir run: the sessions before this call
+        store = None
         setup_end = time.perf_counter()
         if spec.family == "blackjax":
             from ppl_ebm.drivers.run_blackjax import run_blackjax
@@ -364,16 +369,19 @@ def sample(
             latents, stats = _run_ppl(spec, backend, prepared, position, num_warmup, num_samples, seed, thinning,
                                       progress_bar, options, max_seconds)
         else:
-            store = None
             if draws_dir is not None:
                 store = _open_store(draws_dir, target, position, initial_params, spec.name, backend, num_chains,
-                                    num_warmup, num_samples, thinning, seed, options, model_args, model_kwargs)
+                                    num_warmup, num_samples, thinning, seed, options, model_args, model_kwargs,
+                                    _site_specs(prepared, backend, draws_dir))
                 earlier = _earlier_seconds(store)
             latents, stats = _run_langevin(spec, backend, prepared, position, options, num_warmup, num_samples,
                                            seed, thinning, progress_bar, store, max_seconds,
                                            until, target_rhat, target_ess, max_samples)
         sampled = time.perf_counter()
-        posterior = _sites(latents, prepared, backend)
+        if store is not None and store.sites:  # a streamed model's run: its sites go to the store too
+            posterior = _stream_sites(store, prepared, backend)
+        else:
+            posterior = _sites(latents, prepared, backend)
         if prepared.latent:
             latents = posterior["z"]
         generated = _generated(latents, prepared, backend) if return_generated else None
@@ -430,7 +438,8 @@ def _place(placement: ExitStack, device: str | None, target, backend: str) -> No
 
 
 def _open_store(draws_dir, target, position, initial_params, sampler, backend, num_chains, num_warmup,
-                num_samples, thinning, seed, options, model_args, model_kwargs):
+                num_samples, thinning, seed, options, model_args, model_kwargs, sites=None):
+    """The run's store; ``sites`` (:func:`_site_specs`) adds a place for a model's sites."""
     from ppl_ebm.drivers.draw_store import DrawStore
     from ppl_ebm.drivers.fingerprint import fingerprint
 
@@ -445,7 +454,7 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
     from ppl_ebm.drivers.zarr_store import is_zarr_path
 
     if not is_zarr_path(draws_dir):
-        return DrawStore.open(draws_dir, settings, shape)
+        return DrawStore.open(draws_dir, settings, shape, sites=sites)
     from ppl_ebm.drivers.zarr_store import ZarrDrawStore
 
     # The draws are z itself only for a latent EBM under N(0, I); otherwise the unconstrained u.
@@ -460,7 +469,7 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
     }
     block, barrier = _process_block(num_chains, backend)
     return ZarrDrawStore.open(draws_dir, settings, shape, variable=variable, block=block, attributes=attributes,
-                              barrier=barrier)
+                              barrier=barrier, sites=sites if variable == "u" else None)
 
 
 def _process_block(num_chains: int, backend: str):
@@ -524,6 +533,63 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
     return latents, dataclasses.replace(stats, setup_seconds=stats.setup_seconds + initialised)
 
 
+def _map_rows(block: np.ndarray, prepared: _Prepared, backend: str) -> dict[str, np.ndarray]:
+    """``Target.sites`` of the flat unconstrained rows ``block`` (rows, dim), as numpy arrays."""
+    block = np.ascontiguousarray(block)
+    if backend == "torch":
+        import torch
+
+        device = prepared.initial_position.device if prepared.initial_position is not None else "cpu"
+        with torch.no_grad():
+            return {name: value.cpu().numpy()
+                    for name, value in prepared.target.sites(torch.from_numpy(block).to(device)).items()}
+    return {name: np.asarray(value) for name, value in prepared.target.sites(block).items()}
+
+
+def _site_specs(prepared: _Prepared, backend: str, draws_dir) -> dict[str, tuple[tuple[int, ...], str]] | None:
+    """A streamed run's sites, ``name -> (shape of one draw, dtype)`` from one mapped row, for
+    the store to make room for; None when the draws are the sites (a latent EBM under N(0, I))
+    or, in a Zarr store, when a site's name cannot be an array of the posterior group (then the
+    sites are mapped in memory, as before the store held them, with a warning)."""
+    if prepared.latent and has_standard_normal_prior(prepared.target):
+        return None
+    row = _map_rows(np.zeros((1, int(prepared.target.dim)), dtype=np.float32), prepared, backend)
+    specs = {name: (tuple(int(size) for size in value.shape[1:]), value.dtype.str) for name, value in row.items()}
+    from ppl_ebm.drivers.zarr_store import is_zarr_path, site_names_problem
+
+    problem = site_names_problem("u", specs) if is_zarr_path(draws_dir) else None
+    if problem is not None:
+        import warnings
+
+        warnings.warn(f"{problem}: the sites are mapped in memory after sampling (about the draws' size), not "
+                      "written to the store; rename the site to stream them.", RuntimeWarning, stacklevel=3)
+        return None
+    return specs
+
+
+def _stream_sites(store, prepared: _Prepared, backend: str, batch: int = 65536) -> dict[str, Any]:
+    """A streamed run's sites: this process's draws read from ``store`` a chunk at a time,
+    mapped (``Target.sites``, ``batch`` rows per call) and written to the store's site arrays;
+    returns the store's views of them (Zarr: read when indexed; npy: memory maps), so memory
+    holds one chunk of draws and its sites, never the whole run. Every call maps all draws
+    again: a resumed run's sites are those of its final draws."""
+    num_draws = store.draws().shape[1]
+    step = max(1, store.read_draws)
+    for start in range(0, num_draws, step):
+        draws = np.asarray(store.read(start, min(step, num_draws - start)))
+        chains, count, dim = draws.shape
+        flat = draws.reshape(-1, dim)
+        pieces: dict[str, list[np.ndarray]] = {}
+        for first in range(0, len(flat), batch):
+            for name, value in _map_rows(flat[first : first + batch], prepared, backend).items():
+                pieces.setdefault(name, []).append(value)
+        for name, parts in pieces.items():
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            store.write_site(name, start, values.reshape(chains, count, *values.shape[1:]))
+        del draws, flat, pieces
+    return store.site_views()
+
+
 def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 65536) -> dict[str, np.ndarray]:
     """Each site's draws in its support (``Target.sites``), in batches. A latent EBM under a
     N(0, I) prior maps u to itself: its draws are returned as they are, with no copy (a
@@ -536,24 +602,14 @@ def _sites(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 
         flat = np.zeros((1, latents.shape[-1]), dtype=latents.dtype)
     pieces: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(flat), batch):
-        block = np.ascontiguousarray(flat[start : start + batch])
-        if backend == "torch":
-            import torch
-
-            device = prepared.initial_position.device if prepared.initial_position is not None else "cpu"
-            with torch.no_grad():
-                values = {name: value.cpu().numpy()
-                          for name, value in prepared.target.sites(torch.from_numpy(block).to(device)).items()}
-        else:
-            values = {name: np.asarray(value) for name, value in prepared.target.sites(block).items()}
-        for name, value in values.items():
+        for name, value in _map_rows(flat[start : start + batch], prepared, backend).items():
             pieces.setdefault(name, []).append(value)
     return {name: np.concatenate(parts)[:rows].reshape(*latents.shape[:2], *parts[0].shape[1:])
             for name, parts in pieces.items()}
 
 
 def _generated(latents: np.ndarray, prepared: _Prepared, backend: str, batch: int = 4096) -> np.ndarray:
-    flat = latents.reshape(-1, latents.shape[-1])
+    flat = np.asarray(latents).reshape(-1, latents.shape[-1])  # a Zarr store's view reads here
     rows = len(flat)
     if not rows:  # no draws (stopped in warmup): one row gives the data's shape
         flat = np.zeros((1, latents.shape[-1]), dtype=latents.dtype)

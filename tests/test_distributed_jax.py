@@ -45,5 +45,8 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
     exec(MODEL, namespace)
     single = ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=20, seed=0,
                             progress_bar=False)
-    stored = xr.open_zarr(store, group="posterior")["u"].values
-    np.testing.assert_array_equal(stored, single.latents)
+    posterior = xr.open_zarr(store, group="posterior")
+    np.testing.assert_array_equal(posterior["u"].values, single.latents)
+    # Each process wrote its block of the model's site beside the draws, after sampling.
+    assert posterior["x"].dims == ("chain", "draw", "x_dim_0")
+    np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])

@@ -15,6 +15,10 @@ Layout of a store directory::
                  contiguous write; DrawStore.draws() (and result.latents) is its
                  (chain, draw, dim) view: np.load(path, mmap_mode="r").swapaxes(0, 1)
     state.npz    kernel state + progress at the last finished chunk (replaced atomically)
+    sites/       a model's run: each site in its support, mapped from the draws after
+                 sampling: site<i>.npy (draw, chain, *site shape), names.json names them;
+                 DrawStore.site_views() (and result.posterior) are their (chain, draw, ...)
+                 memory maps. Rewritten whole by every call that returns the run.
 
 Order of writes (why a kill at any moment is safe): a chunk's draws are written first, then
 ``state.npz`` is replaced in one ``os.replace``. The state file is the only record of
@@ -132,6 +136,7 @@ class DrawStore:
     def __init__(self, directory: Path, shape: tuple[int, int, int]):
         self.directory = directory
         self.shape = shape
+        self._site_files: dict[str, Path] = {}
         self._draws_path = directory / "draws.npy"
         self._state_path = self.state_path = directory / "state.npz"
         on_disk = (shape[1], shape[0], shape[2])
@@ -150,8 +155,20 @@ class DrawStore:
                 f"holds {header[0]} {header[2]} in {size} bytes; expected {on_disk} float32"))
 
     @classmethod
-    def open(cls, directory: str | os.PathLike, settings: dict[str, Any], shape: tuple[int, int, int]) -> "DrawStore":
-        """Create the store, or reopen it when ``settings`` match the run already there."""
+    def open(cls, directory: str | os.PathLike, settings: dict[str, Any], shape: tuple[int, int, int],
+             sites: dict[str, tuple[tuple[int, ...], str]] | None = None) -> "DrawStore":
+        """Create the store, or reopen it when ``settings`` match the run already there.
+
+        ``sites`` (a model's run: name -> (shape of one draw, dtype)) adds one file per site,
+        filled after sampling by :meth:`write_site`; not part of the resume check (a function
+        of the target, which the settings' fingerprint covers)."""
+        store = cls._open(directory, settings, shape)
+        if sites:
+            store._ensure_sites(sites)
+        return store
+
+    @classmethod
+    def _open(cls, directory: str | os.PathLike, settings: dict[str, Any], shape: tuple[int, int, int]) -> "DrawStore":
         directory = Path(directory)
         meta_path = directory / "meta.json"
         meta = {"format": _FORMAT, "shape": list(shape), "settings": json.loads(json.dumps(settings))}
@@ -217,6 +234,95 @@ class DrawStore:
     def draws(self) -> np.ndarray:
         """The draws as (chain, draw, dim), memory-mapped read-only: nothing is loaded until read."""
         return np.load(self._draws_path, mmap_mode="r").swapaxes(0, 1)
+
+    # A model's sites, mapped from the stored draws after sampling (``sampling._stream_sites``).
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(self._site_files)
+
+    @property
+    def read_draws(self) -> int:
+        """Draws per :meth:`read` (at most :data:`CHUNK_BYTES` of them)."""
+        return chunk_draws(1, self.shape[0], self.shape[2])
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """Draws ``start:start + count`` of every chain, ``(chain, draw, dim)``, read with one
+        ``pread`` (not through a memory map, whose pages would count as this process's memory)."""
+        chains, _, dim = self.shape
+        out = np.empty((count, chains, dim), dtype=np.float32)
+        try:
+            fd = os.open(self._draws_path, os.O_RDONLY)
+            try:
+                read = os.preadv(fd, [out.data], self._offset + start * chains * dim * 4)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            raise _damaged(self._draws_path, error) from None
+        if read != out.nbytes:
+            raise _damaged(self._draws_path, EOFError(f"read {read} of {out.nbytes} bytes"))
+        return out.swapaxes(0, 1)
+
+    def write_site(self, name: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` (chain, draws, *site shape) as draws ``start ...`` of site ``name``."""
+        path = self._site_files[name]
+        data = np.ascontiguousarray(np.swapaxes(values, 0, 1))
+        try:
+            offset = _data_offset(path)
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                written = os.pwrite(fd, data.data, offset + start * data[0].nbytes)
+            finally:
+                os.close(fd)
+            if written != data.nbytes:
+                raise OSError(f"wrote {written} of {data.nbytes} bytes (disk full?)")
+        except OSError as error:
+            raise _write_failed(path, error) from error
+
+    def site_views(self) -> dict[str, np.ndarray]:
+        """Each site's draws ``(chain, draw, *shape)``, memory-mapped read-only."""
+        return {name: np.load(path, mmap_mode="r").swapaxes(0, 1) for name, path in self._site_files.items()}
+
+    def _ensure_sites(self, sites: dict[str, tuple[tuple[int, ...], str]]) -> None:
+        """One sparse ``.npy`` per site (kept when a previous session made it the same)."""
+        from ppl_ebm.drivers.memory import check_disk
+
+        folder = self.directory / "sites"
+        chains, draws, _ = self.shape
+        wanted = {}
+        for index, (name, (site_shape, dtype)) in enumerate(sites.items()):
+            wanted[name] = (folder / f"site{index}.npy", (draws, chains, *site_shape), np.dtype(dtype))
+        missing = {name: spec for name, spec in wanted.items() if not _holds(*spec)}
+        if missing:
+            size = sum(int(np.prod(shape)) * dtype.itemsize for _, shape, dtype in missing.values())
+            check_disk(self.directory, size)
+            folder.mkdir(exist_ok=True)
+            for path, shape, dtype in missing.values():
+                created = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)  # sparse until written
+                del created
+            (folder / "names.json").write_text(json.dumps(
+                [{"name": name, "file": path.name, "shape": list(shape[2:]), "dtype": dtype.str,
+                  "layout": "(draw, chain, *shape)"} for name, (path, shape, dtype) in wanted.items()], indent=2))
+        self._site_files = {name: path for name, (path, _, _) in wanted.items()}
+
+
+def _data_offset(path: Path) -> int:
+    """Where an ``.npy`` file's data begin (after its header)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        read_header(handle)
+        return handle.tell()
+
+
+def _holds(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether ``path`` is an ``.npy`` of ``shape`` and ``dtype`` (a site file to keep)."""
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return False
+    return array.shape == shape and array.dtype == dtype
 
 
 #: Draws a driver holds before handing them over: at most this many steps' worth ...

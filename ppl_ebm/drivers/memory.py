@@ -2,9 +2,10 @@
 
 A run keeps its draws, ``num_chains x (num_samples // thinning) x dim`` float32, in memory
 unless they stream to ``draws_dir``; the sites in the prior's support (when the prior is not
-N(0, I) or the target is a model) and ``return_generated``'s outputs are further arrays of the
-same number of draws. Allocating more than the machine has ends in the allocator (or, with
-overcommit, in the kernel's OOM killer after hours of sampling), so :func:`check_fits`
+N(0, I) or the target is a model; a streamed run writes them beside its draws) and
+``return_generated``'s outputs are further arrays of the same number of draws. Allocating
+more than the machine has ends in the allocator (or, with overcommit, in the kernel's OOM
+killer after hours of sampling), so :func:`check_fits`
 refuses before: with the arguments to change, and ``draws_dir`` where it would help.
 """
 
@@ -51,8 +52,9 @@ def check_fits(num_chains: int, num_draws: int, dim: int, *, streamed: bool, sit
     available = available_memory() if available is None else available
     if available is None or estimate <= MEMORY_SHARE * available:
         return estimate
-    hint = ("; or pass draws_dir=<folder> to stream the draws to disk" if not streamed and not site_copy
-            and not generated_size else "")
+    # draws_dir streams the draws and a model's sites (written beside them), not generated outputs.
+    hint = ("; or pass draws_dir=<folder> to stream the draws to disk" if not streamed and not generated_size
+            else "")
     extras = [part for part, present in (("the sites in the prior's support", site_copy),
                                          ("return_generated's outputs", generated_size)) if present]
     raise MemoryError(

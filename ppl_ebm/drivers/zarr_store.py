@@ -15,6 +15,9 @@ and consolidated metadata is not yet part of format 3)::
         z                       (chain, draw, z_dim) float32, NaN where not yet written
         chain, draw, z_dim      coordinates
         attrs                   sampler, backend, seed, options, target fingerprint, ...
+        <site>                  a model's run (draws ``u``): each site in its support,
+                                (chain, draw, <site>_dim_0, ...), written after sampling
+                                chunk by chunk (see ``write_site``), with its coordinates
       _checkpoints/process<i>.npz   process i's kernel state at its last finished chunk
 
 Chunks are ``(chains of one process, draws of one driver chunk, <= 16 dims)``: a process's
@@ -27,13 +30,16 @@ store on a network file system opens in one read.
 
 Order of writes (why a kill is safe): as in the npy store, a chunk's draws are written first,
 then the process's checkpoint is replaced in one ``os.replace``; a resumed process starts at
-its last checkpoint and writes the same draws again.
+its last checkpoint and writes the same draws again. A model's sites are a function of the
+draws: every call that returns the run maps them again from the stored draws, so a resumed
+(or killed-while-mapping) run's sites are rewritten whole; nothing records them as done.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,12 +50,36 @@ from ppl_ebm.drivers.draw_store import (
     _damaged, _write_failed, chunk_draws, differing_settings, load_checkpoint, save_checkpoint,
 )
 
-__all__ = ["ChainBlock", "ZarrDrawStore", "chain_blocks", "is_zarr_path", "open_draws"]
+__all__ = ["ChainBlock", "ZarrDrawStore", "chain_blocks", "is_zarr_path", "open_draws", "site_names_problem"]
 
 # Bumped when the layout changes; an older store is refused with a message, never misread.
 _FORMAT = 1
 #: Dimensions per chunk: diagnostics read blocks of dimensions of every chain.
 CHUNK_DIMS = 16
+
+
+#: A site name that is one plain Zarr key (no ``/``, which would nest groups).
+_SITE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+
+
+def site_dims(name: str, ndim: int) -> list[str]:
+    """A site's dimension names as ArviZ names them by default: ``chain, draw, <name>_dim_<i>``."""
+    return ["chain", "draw", *(f"{name}_dim_{axis}" for axis in range(ndim))]
+
+
+def site_names_problem(variable: str, sites: dict[str, tuple[tuple[int, ...], str]]) -> str | None:
+    """Why ``sites`` cannot sit beside the draws ``variable`` in the posterior group (a name that
+    is not one Zarr key, or that another array or dimension already uses), or None."""
+    taken = {variable, "chain", "draw", f"{variable}_dim"}
+    for name, (shape, _) in sites.items():
+        if not _SITE_NAME.fullmatch(name):
+            return f"site {name!r} is not a plain Zarr array name"
+        names = [name, *site_dims(name, len(shape))[2:]]
+        clash = taken.intersection(names)
+        if clash:
+            return f"site {name!r} would share the name {sorted(clash)[0]!r} with another array of the posterior group"
+        taken.update(names)
+    return None
 
 
 def is_zarr_path(path: str | os.PathLike) -> bool:
@@ -120,21 +150,28 @@ class ZarrDrawStore:
         try:
             group = zarr.open_group(path, mode="r+")
             self.variable = group.attrs["ppl_ebm"]["variable"]
-            self._array = group["posterior"][self.variable]
+            self._posterior = group["posterior"]
+            self._array = self._posterior[self.variable]
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise _damaged(path / ".zattrs", error) from None
+        self._sites: dict[str, Any] = {}
 
     @classmethod
     def open(cls, path: str | os.PathLike, settings: dict[str, Any], shape: tuple[int, int, int], *,
              variable: str = "z", block: ChainBlock | None = None, attributes: dict[str, Any] | None = None,
-             barrier: Callable[[], None] | None = None) -> "ZarrDrawStore":
+             barrier: Callable[[], None] | None = None,
+             sites: dict[str, tuple[tuple[int, ...], str]] | None = None) -> "ZarrDrawStore":
         """Create the store (process 0), or reopen it when ``settings`` and the chain layout
         match the run already there; ``barrier`` (the launcher's: ``torch.distributed.barrier``,
         JAX's ``sync_global_devices``) makes the other processes wait for process 0's creation.
 
         ``shape`` is the whole run's ``(num_chains, num_draws, dim)``; ``block`` this process's
         chains (default: all, one process); ``attributes`` go to the posterior group for readers
-        (sampler, seed, options, ...)."""
+        (sampler, seed, options, ...). ``sites`` (a model's run: name -> (shape of one draw,
+        dtype), names checked by :func:`site_names_problem`) makes process 0 create one array per
+        site beside the draws (or keep the ones a previous session of the run made), which
+        :meth:`write_site` fills after sampling. The sites are not part of the resume check:
+        they are a function of the target, which the settings' fingerprint covers."""
         path = Path(path)
         num_chains, num_draws, dim = shape
         block = ChainBlock(0, num_chains) if block is None else block
@@ -149,11 +186,16 @@ class ZarrDrawStore:
                 _check_same_run(path, meta)
             else:
                 _create(path, meta, shape, block, variable, attributes or {})
+            if sites:
+                _ensure_sites(path, shape, sites)
         if barrier is not None:
             barrier()
         if block.index != 0:
             _check_same_run(path, meta)
-        return cls(path, block)
+        store = cls(path, block)
+        if sites:
+            store._open_sites(sites)
+        return store
 
     def write(self, start: int, block: np.ndarray) -> None:
         """Write ``block`` (draws, this process's chains, dim) as draws ``start ...``."""
@@ -173,6 +215,40 @@ class ZarrDrawStore:
     def draws(self) -> _BlockView:
         """This process's chains ``(chain, draw, dim)``, read from the store only when indexed."""
         return _BlockView(self._array, self.block.start, self.block.stop)
+
+    # A model's sites, mapped from the stored draws after sampling (``sampling._stream_sites``).
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The sites this store holds beside the draws (none for a latent EBM's ``z``)."""
+        return tuple(self._sites)
+
+    @property
+    def read_draws(self) -> int:
+        """Draws per :meth:`read`: one Zarr chunk's, so each read and site write is whole chunks."""
+        return int(self._array.chunks[1])
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """This process's chains' draws ``start:start + count``, ``(chain, draw, dim)``, read now."""
+        return self._array[self.block.start : self.block.stop, start : start + count]
+
+    def write_site(self, name: str, start: int, values: np.ndarray) -> None:
+        """Write ``values`` (this process's chains, draws, *site shape) as draws ``start ...``."""
+        try:
+            self._sites[name][self.block.start : self.block.stop, start : start + values.shape[1]] = values
+        except OSError as error:
+            raise _write_failed(self.directory / "posterior" / name, error) from error
+
+    def site_views(self) -> dict[str, _BlockView]:
+        """Each site's draws of this process's chains ``(chain, draw, *shape)``, read when indexed."""
+        return {name: _BlockView(array, self.block.start, self.block.stop) for name, array in self._sites.items()}
+
+    def _open_sites(self, sites: dict[str, tuple[tuple[int, ...], str]]) -> None:
+        # The store was opened after process 0 made the arrays (and after the barrier): they are listed.
+        try:
+            self._sites = {name: self._posterior[name] for name in sites}
+        except (OSError, KeyError, ValueError, TypeError) as error:
+            raise _damaged(self.directory / "posterior" / ".zattrs", error) from None
 
 
 def _check_same_run(path: Path, meta: dict) -> None:
@@ -226,6 +302,49 @@ def _create(path: Path, meta: dict, shape: tuple[int, int, int], block: ChainBlo
         coordinate[:] = np.arange(size)
     zarr.consolidate_metadata(path)
     (path / "_checkpoints").mkdir()
+
+
+def _ensure_sites(path: Path, shape: tuple[int, int, int], sites: dict[str, tuple[tuple[int, ...], str]]) -> None:
+    """Process 0: one array per site in the posterior group, chunked as the draws (a process's
+    chains x the draws' chunk of draws), so each process's writes are whole chunks of its own;
+    an array already there with the same shape and dtype is kept (a resumed run). The
+    consolidated metadata is written again when anything was added."""
+    import zarr
+
+    from ppl_ebm.drivers.memory import check_disk
+
+    root = zarr.open_group(path, mode="r+")
+    posterior = root["posterior"]
+    draws = posterior[root.attrs["ppl_ebm"]["variable"]]
+    num_chains, num_draws, _ = shape
+    existing = set(posterior.array_keys())
+    missing = {}
+    for name, (site_shape, dtype) in sites.items():
+        full = (num_chains, num_draws, *site_shape)
+        if name in existing and tuple(posterior[name].shape) == full and np.dtype(posterior[name].dtype) == dtype:
+            continue
+        missing[name] = (full, np.dtype(dtype))
+    if not missing:
+        return
+    check_disk(path, sum(int(np.prod(full)) * dtype.itemsize for full, dtype in missing.values()))
+    for name, (full, dtype) in missing.items():
+        dims = site_dims(name, len(full) - 2)
+        chunks = (draws.chunks[0], draws.chunks[1], *(min(size, CHUNK_DIMS) if axis == 0 else size
+                                                      for axis, size in enumerate(full[2:])))
+        posterior.create_array(
+            name, shape=full, dtype=dtype, chunks=chunks, compressors=None, overwrite=True,
+            fill_value=np.nan if dtype.kind == "f" else None,
+            attributes={"_ARRAY_DIMENSIONS": dims, "description": f"site {name} in its support"},
+        )
+        for axis, size in enumerate(full[2:]):
+            coordinate = posterior.create_array(dims[2 + axis], shape=(size,), dtype="int64", fill_value=None,
+                                                overwrite=True, attributes={"_ARRAY_DIMENSIONS": [dims[2 + axis]]})
+            coordinate[:] = np.arange(size)
+    import warnings
+
+    with warnings.catch_warnings():  # the hierarchy is listed again, now with _checkpoints (not Zarr) in it
+        warnings.filterwarnings("ignore", message="Object at _checkpoints is not recognized")
+        zarr.consolidate_metadata(path)
 
 
 def open_draws(path: str | os.PathLike) -> tuple[Any, dict, int]:
