@@ -1,5 +1,5 @@
-"""The latent-EBM parts of ``ppl-ebm`` (Xiao, Yan & Amit 2020): ``train-vae`` (a toy VAE, the base
-model), ``train-flow`` (a toy normalizing flow, the other base model) and
+"""The latent-EBM parts of ``ppl-ebm`` (Xiao, Yan & Amit 2020): ``train-vae`` (a VAE on a 2-D toy
+set or on digits, the base model), ``train-flow`` (a toy normalizing flow, the other base model) and
 ``train-latent-ebm --base <zoo model>`` (an energy on its generator). The results are
 zoo folders that ``ppl-ebm compare --model <name>`` and ``ppl-ebm sample`` take by name."""
 
@@ -16,16 +16,21 @@ def latent_parsers(subparsers) -> None:
     from ppl_ebm.training.vae import VAEConfig
 
     vae = VAEConfig(dataset="25gaussians")
-    parser = subparsers.add_parser("train-vae", help="train a toy VAE (a latent EBM's base model) as a zoo model",
-                                   description="Train a VAE on a 2-D toy set and save it with its card; its "
-                                   "decoder mean is the generator of ppl-ebm train-latent-ebm.")
-    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d"))
+    parser = subparsers.add_parser("train-vae", help="train a VAE (a latent EBM's base model) as a zoo model",
+                                   description="Train a VAE on a 2-D toy set (MLPs) or on digits (DCGAN-style conv "
+                                   "decoder) and save it with its card; its decoder mean is the generator of "
+                                   "ppl-ebm train-latent-ebm.")
+    parser.add_argument("--dataset", required=True, choices=dataset_names(kind="toy2d") + ["digits"])
     parser.add_argument("--iterations", type=int, default=vae.iterations)
     parser.add_argument("--batch-size", type=int, default=vae.batch_size)
     parser.add_argument("--learning-rate", type=float, default=vae.learning_rate)
     parser.add_argument("--latent-dim", type=int, default=vae.latent_dim)
     parser.add_argument("--width", type=int, default=vae.width)
     parser.add_argument("--depth", type=int, default=vae.depth)
+    parser.add_argument("--generator-width", type=int, default=vae.generator_width,
+                        help="digits: base width of the conv decoder (conv_generator)")
+    parser.add_argument("--encoder-width", type=int, default=vae.encoder_width,
+                        help="digits: base width of the conv encoder")
     _common(parser)
 
     from ppl_ebm.training.flow import FlowConfig
@@ -63,7 +68,8 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--eval-samples", type=int, default=ebm.eval_samples)
     parser.add_argument("--patience", type=int, default=ebm.patience,
                         help="evaluations without held-out improvement before stopping")
-    parser.add_argument("--energy-width", type=int, default=128)
+    parser.add_argument("--energy-width", type=int, default=None,
+                        help="toy: MLP width (default 128); image base: conv_critic base width (default 16)")
     parser.add_argument("--energy-depth", type=int, default=3)
     _common(parser)
 
@@ -73,7 +79,8 @@ def _common(parser) -> None:
     parser.add_argument("--name", required=True, help="folder name of the model")
     parser.add_argument("--output", type=Path, default=Path("models"), help="zoo folder (default models/)")
     parser.add_argument("--card-samples", type=int, default=5000,
-                        help="samples scored for the model card (default 5000, the protocol of ppl-ebm compare)")
+                        help="samples scored for the model card (default 5000, the protocol of ppl-ebm compare; "
+                        "digits: at most the train split's 1437)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -95,7 +102,8 @@ def run_train_vae(args, parser) -> int:
     _check_card_samples(args, parser)
     try:
         config = VAEConfig(args.dataset, args.iterations, args.batch_size, args.learning_rate, args.latent_dim,
-                           args.width, args.depth, seed=args.seed).validate()
+                           args.width, args.depth, seed=args.seed, generator_width=args.generator_width,
+                           encoder_width=args.encoder_width).validate()
     except ValueError as error:
         parser.error(str(error))
     folder = train_vae_zoo_model(config, args.name, args.output, not args.no_progress, _command(args), args.card_samples)
@@ -107,7 +115,10 @@ def run_train_latent_ebm(args, parser) -> int:
     from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig
     from ppl_ebm.zoo.latent_build import train_latent_ebm_zoo_model
 
+    from ppl_ebm.cli_images import is_image_model
+
     _check_card_samples(args, parser)
+    energy_width = args.energy_width or (16 if is_image_model(args.base) else 128)
     try:
         config = LatentEBMTrainingConfig(
             iterations=args.iterations, batch_size=args.batch_size, step_size=args.step_size,
@@ -118,7 +129,7 @@ def run_train_latent_ebm(args, parser) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        folder = train_latent_ebm_zoo_model(args.base, args.name, args.output, config, args.energy_width,
+        folder = train_latent_ebm_zoo_model(args.base, args.name, args.output, config, energy_width,
                                             args.energy_depth, not args.no_progress, _command(args),
                                             args.card_samples)
     except (ValueError, FileNotFoundError) as error:

@@ -26,8 +26,11 @@ def test_every_shipped_image_model_loads_with_its_scores(name, one_torch_thread)
     model = zoo.load_model(name)
     assert model.kind == "image" and model.dataset == "digits"
     latent_dim = model.config["training"]["latent_dim"]
-    # The image GANs' noise is 32-D; the energy GAN of the digits ranking keeps the released code's 10.
-    assert latent_dim >= (10 if model.config["training"]["loss"] == "egan-ent-nn" else 32)
+    # The image GANs' noise is 32-D; the energy GAN of the digits ranking keeps the released code's 10,
+    # the digits VAE and its latent EBM (ppl-ebm train-vae / train-latent-ebm) have 16.
+    latent_entry = "base_model_type" in model.config
+    loss = model.config["training"].get("loss")
+    assert latent_dim >= (10 if loss == "egan-ent-nn" else 16 if latent_entry else 32)
     images = generate_images(model.generator, latent_dim, 8)
     assert images.shape == (8, *model.config["image_shape"]) and np.abs(images).max() <= 1.0
     energy = zoo.latent_ebm_of(model).potential(torch.randn(4, latent_dim))
@@ -39,7 +42,9 @@ def test_every_shipped_image_model_loads_with_its_scores(name, one_torch_thread)
         for key in ("fd", "score", "precision", "recall"):
             assert np.isfinite(scores[row][key]), (row, key)
         assert f"{scores[row]['fd']:.3f}" in card
-    assert model.config["command"].startswith("ppl-ebm train --dataset digits") and model.config["command"] in card
+    command = model.config["command"]
+    assert command.startswith("ppl-ebm train-" if latent_entry else "ppl-ebm train --dataset digits")
+    assert command in card
 
 
 def test_train_cli_on_digits_at_toy_size(tmp_path, monkeypatch, one_torch_thread):

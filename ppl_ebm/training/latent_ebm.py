@@ -118,11 +118,15 @@ def train_latent_ebm(
     score: Callable[[np.ndarray, np.ndarray], float] | None = None,
     progress_bar: bool = True,
     pool_size: int = 100_000,
+    pool: np.ndarray | None = None,
+    held_out: np.ndarray | None = None,
 ) -> TrainedEnergy:
     """Train ``energy`` (a torch module, initial weights as given) by eq. 6 on the frozen ``generator``.
 
     ``sample_data(n, seed)`` draws training data (a pool of ``pool_size``) and the held-out set;
     ``score(samples, held_out)`` measures sample quality (lower is better; default exact W1).
+    ``pool`` / ``held_out`` give fixed arrays instead (an image set's training images and the
+    images early stopping scores against; ``sample_data`` may then be None).
     Returns a copy of ``energy`` with the best weights; ``energy`` itself is not modified.
     """
     from ppl_ebm.metrics import emd
@@ -136,8 +140,11 @@ def train_latent_ebm(
         data_shape = tuple(generator(torch.zeros(1, latent_dim)).shape[1:])
     generator_fn, generator_params = torch_to_jax(generator, torch.zeros(2, latent_dim))
     energy_fn, energy_params = torch_to_jax(energy, torch.zeros(2, *data_shape))
-    pool = jnp.asarray(sample_data(pool_size, config.seed * 1_000_003 + 29), dtype=jnp.float32)
-    held_out = np.asarray(sample_data(config.eval_samples, config.seed * 1_000_003 + 31))
+    if pool is None:
+        pool = sample_data(pool_size, config.seed * 1_000_003 + 29)
+    if held_out is None:
+        held_out = sample_data(config.eval_samples, config.seed * 1_000_003 + 31)
+    pool, held_out = jnp.asarray(pool, dtype=jnp.float32), np.asarray(held_out)
     adam = optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2)
 
     def loss(params, positive, negative):

@@ -1,4 +1,5 @@
-"""A VAE on the 2-D toy sets: the base generator of Xiao, Yan & Amit (2020) Sec. 5.1 / Fig. 1.
+"""A VAE on the 2-D toy sets and on the image sets: the base generator of Xiao, Yan & Amit (2020)
+(Sec. 5.1 / Fig. 1 on toys, Sec. 5.3 on images).
 
 Encoder ``2 -> width x depth -> 2 * latent_dim`` (mean and log-variance of q(z | x)) and decoder
 ``latent_dim -> width x depth -> 2`` (the mean of p(x | z)), both the zoo's toy MLPs (Tanaka's
@@ -10,6 +11,15 @@ noise would blur every mode by sigma).
 Trained with Adam (the paper's optimiser, lr 1e-3; optax); the reparameterised negative ELBO is
 written here because it is a few lines of the standard Gaussian formulas, where a PPL's SVI would
 add a guide/model pair around the same loss.
+
+On an image set (``digits``; :mod:`ppl_ebm.data.images`, its train split) the decoder is the zoo's
+DCGAN-style :func:`~ppl_ebm.nets.architectures.conv_generator` (``generator_width``; tanh output,
+so the mean is in the images' [-1, 1]) and the encoder the body of
+:func:`~ppl_ebm.nets.architectures.conv_critic` (``encoder_width``, no spectral norm) with a
+``2 * latent_dim`` head. That run is torch (Adam), as the image GANs
+(:mod:`ppl_ebm.training.image_gan`): the decoder's BatchNorm statistics are state updated in
+train mode, which the torch-to-JAX translator (written for evaluation) does not carry. The
+trained decoder (eval mode) translates to JAX for the latent EBM.
 """
 
 from __future__ import annotations
@@ -26,11 +36,18 @@ import optax
 import torch
 from tqdm.auto import tqdm
 
-from ppl_ebm.nets.architectures import mlp
+from ppl_ebm.nets.architectures import conv_critic, mlp
 from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.validation import check_positive_ints
 
-__all__ = ["TrainedVAE", "VAEConfig", "gaussian_elbo", "train_vae"]
+__all__ = ["TrainedVAE", "VAEConfig", "gaussian_elbo", "is_image_dataset", "train_image_vae", "train_vae"]
+
+
+def is_image_dataset(name: str) -> bool:
+    """Whether ``name`` is one of :mod:`ppl_ebm.data.images`' sets (else a 2-D toy set)."""
+    from ppl_ebm.data.images import IMAGE_DATASETS
+
+    return name in IMAGE_DATASETS
 
 
 class VAEConfig(NamedTuple):
@@ -45,15 +62,25 @@ class VAEConfig(NamedTuple):
     depth: int = 3
     activation: str = "relu"
     seed: int = 0
+    generator_width: int = 8  # image sets: the conv decoder's base width
+    encoder_width: int = 16  # image sets: the conv encoder's base width
 
     def validate(self) -> "VAEConfig":
-        check_positive_ints(self, ("iterations", "batch_size", "latent_dim", "width", "depth"))
+        check_positive_ints(self, ("iterations", "batch_size", "latent_dim", "width", "depth", "generator_width",
+                                   "encoder_width"))
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}.")
         return self
 
     def decoder_config(self, data_dim: int = 2) -> NetworkConfig:
-        """The decoder mean's :class:`NetworkConfig` (a registered toy generator), what the zoo stores."""
+        """The decoder mean's :class:`NetworkConfig` (a registered toy generator, or on an image set
+        ``conv_generator``), what the zoo stores."""
+        if is_image_dataset(self.dataset):
+            from ppl_ebm.data.images import image_spec
+
+            channels, side, _ = image_spec(self.dataset).shape
+            return NetworkConfig("conv_generator", {"latent_dim": self.latent_dim, "channels": channels,
+                                                    "base_width": self.generator_width, "image_size": side})
         return NetworkConfig("toy_generator", {"latent_dim": self.latent_dim, "data_dim": data_dim,
                                                "width": self.width, "depth": self.depth,
                                                "activation": self.activation})
@@ -136,3 +163,58 @@ def train_vae(config: VAEConfig, sample_data: Callable[[int, int], np.ndarray], 
     encoder.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in trained[0].items()})
     decoder.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in trained[1].items()})
     return TrainedVAE(encoder.eval(), decoder.eval(), float(trained[2]), config, history, seconds)
+
+
+def image_encoder(config: VAEConfig) -> torch.nn.Sequential:
+    """The conv encoder of an image VAE: ``conv_critic``'s body (no spectral norm) with a
+    ``2 * latent_dim`` linear head (mean and log-variance)."""
+    from ppl_ebm.data.images import image_spec
+
+    channels, side, _ = image_spec(config.dataset).shape
+    body = conv_critic(channels, config.encoder_width, side, spectral_norm=False)
+    head = body[-1]
+    body[-1] = torch.nn.Linear(head.in_features, 2 * config.latent_dim)
+    return body
+
+
+def train_image_vae(config: VAEConfig, train_images: np.ndarray, progress_bar: bool = True,
+                    log_every: int = 100) -> TrainedVAE:
+    """Train an image VAE (conv encoder, DCGAN-style decoder mean, one learned sigma) on
+    ``train_images`` ``(n, C, H, W)`` in [-1, 1], batches drawn with replacement
+    (``torch.Generator`` seeded by ``config.seed``, nets from ``torch.manual_seed(config.seed)``);
+    torch Adam at ``config.learning_rate``. History: the mean ELBO (nats per image) of every
+    ``log_every`` iterations. Returns CPU modules in eval mode."""
+    config = config.validate()
+    torch.manual_seed(config.seed)
+    encoder, decoder = image_encoder(config), build_network(config.decoder_config())
+    log_sigma = torch.nn.Parameter(torch.tensor(-1.0))
+    adam = torch.optim.Adam([*encoder.parameters(), *decoder.parameters(), log_sigma], lr=config.learning_rate)
+    data = torch.as_tensor(train_images, dtype=torch.float32)
+    batches = torch.Generator().manual_seed(config.seed)
+    dim = int(np.prod(data.shape[1:]))
+    history: dict[str, list[float]] = {"iteration": [], "elbo": []}
+    encoder.train()
+    decoder.train()
+    start, running = time.perf_counter(), []
+    with tqdm(total=config.iterations, disable=not progress_bar, desc="train VAE", mininterval=1.0) as bar:
+        for iteration in range(1, config.iterations + 1):
+            x = data[torch.randint(len(data), (config.batch_size,), generator=batches)]
+            out = encoder(x)
+            mean, log_var = out[:, :config.latent_dim], out[:, config.latent_dim:]
+            z = mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=batches)
+            residual = ((x - decoder(z)) / torch.exp(log_sigma)).flatten(1)
+            log_likelihood = -0.5 * residual.pow(2).sum(1) - dim * (log_sigma + 0.5 * math.log(2 * math.pi))
+            kl = 0.5 * (mean**2 + log_var.exp() - 1.0 - log_var).sum(1)
+            elbo = (log_likelihood - kl).mean()
+            adam.zero_grad(set_to_none=True)
+            (-elbo).backward()
+            adam.step()
+            running.append(elbo.item())
+            if iteration % log_every == 0 or iteration == config.iterations:
+                history["iteration"].append(iteration)
+                history["elbo"].append(float(np.mean(running)))
+                bar.set_postfix(elbo=f"{history['elbo'][-1]:.2f}", refresh=False)
+                bar.update(len(running))
+                running = []
+    seconds = time.perf_counter() - start
+    return TrainedVAE(encoder.eval(), decoder.eval(), float(log_sigma.detach()), config, history, seconds)

@@ -163,7 +163,8 @@ def record_image_compare_in_card(model: str | Path, output, command: str) -> Non
 
     folder = model_dir(model)
     config = json.loads((folder / "config.json").read_text())
-    text = (f"## DDLS (`ppl-ebm compare`)\n\n```bash\n{command}\n```\n\n{output.config.num_samples} samples per "
+    title = "Samplers" if "base_model_type" in config else "DDLS"  # a latent EBM (ppl_ebm.zoo.latent_build)
+    text = (f"## {title} (`ppl-ebm compare`)\n\n```bash\n{command}\n```\n\n{output.config.num_samples} samples per "
             f"method against the held-out images, seed {output.config.seed}; `data`: train images (the floor).\n\n"
             f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}")
     sweep = output.sweep
@@ -173,4 +174,6 @@ def record_image_compare_in_card(model: str | Path, output, command: str) -> Non
                  + f"; generator {sweep['generator_fd']:.3f}; MALA adapted {sweep['mala_adapted_fd']:.3f}).\n")
     config["compare_results"] = text
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_image_card(folder)
+    from ppl_ebm.zoo.latent_build import BASE_TYPE_KEY, write_latent_card
+
+    (write_latent_card if BASE_TYPE_KEY in config else write_image_card)(folder)

@@ -1,5 +1,15 @@
-"""Zoo entries of Xiao, Yan & Amit (2020): a toy VAE (``ppl-ebm train-vae``) and a latent EBM on
-its decoder (``ppl-ebm train-latent-ebm --base <zoo model>``), each with its model card.
+"""Zoo entries of Xiao, Yan & Amit (2020): a VAE (``ppl-ebm train-vae``, a 2-D toy set or an image
+set) and a latent EBM on its decoder (``ppl-ebm train-latent-ebm --base <zoo model>``), each with
+its model card.
+
+On an image set (digits) both folders are image-kind zoo entries (``"kind": "image"``, the
+``conv_generator`` decoder, a ``conv_critic`` energy read with ``critic_output="energy"``, the
+data set's zoo classifier), so ``ppl-ebm compare --model <name>`` runs the image compare
+(:mod:`ppl_ebm.studies.image_compare`) on them: its ``generator`` row is the VAE's prior samples,
+its sampler rows the latent EBM's. Their cards score images as the image GANs' do
+(:func:`~ppl_ebm.zoo.image_build.score_against_held_out`: FD, score, precision/recall on the
+classifier's features against the held-out split). Early stopping scores the FD against *train*
+images (a fixed subset, the validation of the image compare's sweep), never the held-out split.
 
 Both are ordinary toy zoo folders (``generator.safetensors``, ``critic.safetensors``,
 ``config.json`` with ``critic_output="energy"``), so :func:`~ppl_ebm.zoo.store.load_latent_ebm`,
@@ -26,7 +36,7 @@ from ppl_ebm import data as datasets
 from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig, train_latent_ebm
-from ppl_ebm.training.vae import VAEConfig, train_vae
+from ppl_ebm.training.vae import VAEConfig, is_image_dataset, train_image_vae, train_vae
 from ppl_ebm.zoo.store import load_model, save_model
 
 __all__ = ["train_latent_ebm_zoo_model", "train_vae_zoo_model", "write_latent_card"]
@@ -35,8 +45,26 @@ _EVAL_SAMPLES = 5000
 BASE_TYPE_KEY = "base_model_type"  # config.json key marking the folders written here
 
 
-def _energy_config(width: int, depth: int) -> NetworkConfig:
+def _energy_config(width: int, depth: int, dataset: str | None = None) -> NetworkConfig:
+    """The energy's network: a toy MLP, or on an image set ``conv_critic`` (base width ``width``,
+    no spectral norm; ``depth`` unused)."""
+    if dataset is not None and is_image_dataset(dataset):
+        from ppl_ebm.data.images import image_spec
+
+        channels, side, _ = image_spec(dataset).shape
+        return NetworkConfig("conv_critic", {"channels": channels, "base_width": width, "image_size": side,
+                                             "spectral_norm": False})
     return NetworkConfig("toy_critic", {"data_dim": 2, "width": width, "depth": depth, "activation": "relu"})
+
+
+def _zero_energy(energy_config: NetworkConfig) -> torch.nn.Module:
+    """``energy_config``'s network with its output layer zeroed (E = 0), the global torch RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        energy = build_network(energy_config)
+    with torch.no_grad():
+        energy[-1].weight.zero_()
+        energy[-1].bias.zero_()
+    return energy
 
 
 def _command(command: str | None) -> str:
@@ -60,16 +88,14 @@ def _scores(samples: np.ndarray, dataset: str, eval_samples: int) -> dict[str, f
 
 def train_vae_zoo_model(config: VAEConfig, name: str, output: Path, progress_bar: bool = True,
                         command: str | None = None, eval_samples: int = _EVAL_SAMPLES) -> Path:
-    """Train a toy VAE, score its decoded prior draws, write ``output/name`` and its card."""
+    """Train a VAE, score its decoded prior draws, write ``output/name`` and its card."""
     config = config.validate()
+    if is_image_dataset(config.dataset):
+        return _train_image_vae_zoo_model(config, name, output, progress_bar, command, eval_samples)
     draw = lambda n, seed: datasets.sample_dataset(config.dataset, n, seed)  # noqa: E731
     trained = train_vae(config, draw, progress_bar=progress_bar)
     energy_config = _energy_config(width=8, depth=1)
-    with torch.random.fork_rng(devices=[]):
-        zero_energy = build_network(energy_config)
-    with torch.no_grad():
-        zero_energy[-1].weight.zero_()
-        zero_energy[-1].bias.zero_()
+    zero_energy = _zero_energy(energy_config)
     ebm = LatentEBM(trained.decoder, zero_energy, critic_output="energy")
     generated = baselines.generator_only(ebm, eval_samples, 0).samples
     folder = save_model(
@@ -98,6 +124,9 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     config = config.validate()
     base_model = load_model(base)
     dataset = base_model.dataset
+    if base_model.kind == "image":
+        return _train_image_latent_ebm_zoo_model(base_model, name, output, config, energy_width, progress_bar,
+                                                 command, eval_samples)
     if dataset is None or datasets.dataset_spec(dataset).kind != "toy2d":
         raise ValueError(f"base must be a toy 2-D zoo model (a VAE from ppl-ebm train-vae); {base_model.name!r} "
                          f"was trained on {dataset!r}.")
@@ -133,6 +162,162 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), np.asarray(generator_fn(generator_params, path)))
     write_latent_card(folder)
     return folder
+
+
+def _image_metrics(images: dict[str, np.ndarray], dataset: str) -> dict[str, Any]:
+    from ppl_ebm.zoo.image_build import score_against_held_out
+
+    scores = score_against_held_out(images, dataset)
+    if scores is None:
+        raise FileNotFoundError(f"the zoo has no classifier for {dataset!r}; train one with "
+                                f"`ppl-ebm train-classifier --dataset {dataset}` first.")
+    return scores
+
+
+def _train_image_vae_zoo_model(config: VAEConfig, name: str, output: Path, progress_bar: bool,
+                               command: str | None, eval_samples: int) -> Path:
+    """An image VAE's zoo folder: decoder mean as the generator, a zero ``conv_critic`` energy,
+    scored as the image GANs (n = the train split's size capped at EVAL_CAP and ``eval_samples``:
+    prior draws, seed 0, and as many train images, the floor, against the held-out split)."""
+    from ppl_ebm.data.images import load_images
+    from ppl_ebm.zoo.image_build import EVAL_CAP, classifier_name, generate_images
+
+    train = load_images(config.dataset, "train").images
+    trained = train_image_vae(config, train, progress_bar=progress_bar)
+    n = min(len(train), EVAL_CAP, eval_samples)
+    floor = train[np.random.default_rng(0).permutation(len(train))[:n]]
+    generated = generate_images(trained.decoder, config.latent_dim, n)
+    scores = _image_metrics({"generator": generated, "data_floor": floor}, config.dataset)
+    energy_config = _energy_config(8, 1, config.dataset)
+    folder = save_model(
+        Path(output) / name, name, trained.decoder, _zero_energy(energy_config), config, "energy",
+        generator_config=config.decoder_config(), critic_config=energy_config,
+        extra={"kind": "image", "image_shape": list(train.shape[1:]), "classifier": classifier_name(config.dataset),
+               BASE_TYPE_KEY: "vae", "generator_metrics": scores, "training_seconds": trained.seconds,
+               "log_sigma": trained.log_sigma, "command": _command(command), "history": trained.history,
+               "machine": _machine()},
+    )
+    _plot_curve(folder / "learning_curve.png", trained.history["iteration"], trained.history["elbo"],
+                "ELBO (nats per image)")
+    _plot_image_rows(folder / "samples.png", {"train images": floor[:64], "VAE prior draws": generated[:64]})
+    write_latent_card(folder)
+    return folder
+
+
+def _train_image_latent_ebm_zoo_model(base_model, name: str, output: Path, config: LatentEBMTrainingConfig,
+                                      energy_width: int, progress_bar: bool, command: str | None,
+                                      eval_samples: int) -> Path:
+    """Eq. 6 on an image VAE's decoder: pool = the train split; early stopping on the FD of
+    ``config.eval_samples`` ULA samples against as many train images (a seed-``config.seed``
+    permutation), never the held-out split. Card scores as the VAE's: n prior draws (seed 0) and
+    n ULA samples (``config.sample_steps`` steps of ``config.step_size`` from prior draws, key 0)."""
+    import jax
+
+    from ppl_ebm.data.images import load_images
+    from ppl_ebm.metrics.frechet import frechet_distance
+    from ppl_ebm.metrics.image_scores import classifier_outputs
+    from ppl_ebm.nets.torch_to_jax import torch_to_jax
+    from ppl_ebm.training.latent_ebm import _ebm, latent_langevin
+    from ppl_ebm.zoo.classifiers import load_classifier
+    from ppl_ebm.zoo.image_build import EVAL_CAP, generate_images
+
+    dataset = base_model.dataset
+    latent_dim = int(base_model.config["training"]["latent_dim"])
+    train = load_images(dataset, "train").images
+    image_shape = tuple(train.shape[1:])
+    validation = train[np.random.default_rng(config.seed).permutation(len(train))[: config.eval_samples]]
+    classifier = load_classifier(base_model.config["classifier"]).classifier
+    reference = classifier_outputs(classifier, validation).features
+
+    def score(samples: np.ndarray, _validation: np.ndarray) -> float:
+        samples = np.asarray(samples, dtype=np.float32)
+        if not np.isfinite(samples).all():
+            return float("inf")
+        return frechet_distance(classifier_outputs(classifier, samples).features, reference)
+
+    energy_config = _energy_config(energy_width, 1, dataset)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        energy = build_network(energy_config)
+    trained = train_latent_ebm(base_model.generator, energy, latent_dim, None, config, score=score,
+                               progress_bar=progress_bar, pool=train, held_out=validation)
+    generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
+    energy_fn, energy_params = torch_to_jax(trained.energy, torch.zeros(2, *image_shape))
+    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, image_shape)
+    n = min(len(train), EVAL_CAP, eval_samples)
+    z = latent_langevin(jax.random.key(0), jax_ebm, n, config.sample_steps, config.step_size)
+    tilted = np.asarray(generator_fn(generator_params, z))
+    base_images = generate_images(base_model.generator, latent_dim, n)
+    floor = train[np.random.default_rng(0).permutation(len(train))[:n]]
+    scores = _image_metrics({"generator": base_images, "latent_ebm": tilted, "data_floor": floor}, dataset)
+    training = {"dataset": dataset, "latent_dim": latent_dim, "base": base_model.name, "energy_width": energy_width,
+                **config._asdict()}
+    folder = save_model(
+        Path(output) / name, name, base_model.generator, trained.energy, training, "energy",
+        generator_config=base_model.network_config("generator"), critic_config=energy_config,
+        extra={"kind": "image", "image_shape": list(image_shape), "classifier": base_model.config["classifier"],
+               BASE_TYPE_KEY: base_model.config.get(BASE_TYPE_KEY, "generator"), "latent_ebm": True,
+               "generator_metrics": {"generator": scores["generator"], "data_floor": scores["data_floor"]},
+               "latent_ebm_metrics": scores["latent_ebm"], "training_seconds": trained.seconds,
+               "best_iteration": trained.best_iteration, "stopped_early": trained.stopped_early,
+               "history": trained.history, "command": _command(command), "machine": _machine()},
+    )
+    _plot_curve(folder / "learning_curve.png", trained.history["eval_iteration"], trained.history["held_out_score"],
+                "FD vs train images (ULA samples)")
+    _plot_image_rows(folder / "samples.png", {"train images": floor[:64], "VAE prior draws": base_images[:64],
+                                              f"latent EBM (ULA, {config.sample_steps} steps)": tilted[:64]})
+    path = latent_langevin(jax.random.key(1), jax_ebm, 8, config.sample_steps, config.step_size, every=10)
+    frames = np.asarray(generator_fn(generator_params, path.reshape(-1, latent_dim)))
+    frames = frames.reshape(path.shape[0], path.shape[1], *image_shape).swapaxes(0, 1)  # (chains, frames, ...)
+    _plot_image_chains(folder / "chains.png", frames)
+    write_latent_card(folder)
+    return folder
+
+
+def _grid(images: np.ndarray, columns: int = 8) -> np.ndarray:
+    """``(n, C, H, W)`` images in [-1, 1] as one grey/RGB canvas in [0, 1], ``columns`` per row."""
+    n, channels, side, _ = images.shape
+    rows = -(-n // columns)
+    canvas = np.ones((rows * (side + 1), columns * (side + 1), channels), np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (side + 1):r * (side + 1) + side, c * (side + 1):c * (side + 1) + side] = \
+            (np.clip(image, -1, 1).transpose(1, 2, 0) + 1) / 2
+    return canvas[..., 0] if channels == 1 else canvas
+
+
+def _plot_image_rows(path: Path, sets: dict[str, np.ndarray]) -> None:
+    """One 8x8 grid of images per named set, side by side (the paper's Fig. 4 layout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(sets), figsize=(3.2 * len(sets), 3.5))
+    for axis, (title, images) in zip(np.atleast_1d(axes), sets.items()):
+        axis.imshow(_grid(np.asarray(images)), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(title, fontsize=9)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _plot_image_chains(path: Path, frames: np.ndarray) -> None:
+    """The paper's Fig. 3 analogue on images: a row per chain, G(z) every 10 ULA steps from a prior draw."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    chains, steps = frames.shape[:2]
+    figure, axis = plt.subplots(figsize=(0.5 * steps + 0.5, 0.5 * chains + 0.6))
+    axis.imshow(_grid(frames.reshape(chains * steps, *frames.shape[2:]), columns=steps), cmap="gray", vmin=0, vmax=1)
+    axis.set_title("chains from prior draws, every 10 ULA steps (left: start)", fontsize=8)
+    axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def _plot_samples(path: Path, data: np.ndarray, base: np.ndarray, tilted: np.ndarray, steps: int) -> None:
@@ -199,6 +384,9 @@ def write_latent_card(folder: Path) -> None:
     """``MODEL_CARD.md`` of a VAE or latent-EBM folder, from its config.json."""
     folder = Path(folder)
     full = json.loads((folder / "config.json").read_text())
+    if full.get("kind") == "image":
+        _write_image_latent_card(folder, full)
+        return
     training, name = full["training"], full["name"]
     if full.get(BASE_TYPE_KEY) == "flow" and not full.get("latent_ebm"):
         from ppl_ebm.zoo.flow_build import write_flow_card
@@ -272,5 +460,99 @@ Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['lear
 
 `generator.safetensors`, `critic.safetensors`, `config.json`, the figures; load with
 `ppl_ebm.zoo.load_latent_ebm("{name}")` (safetensors, no pickle).
+"""
+    (folder / "MODEL_CARD.md").write_text(text)
+
+
+def _image_row(label: str, s: dict[str, Any]) -> str:
+    return f"| {label} | {s['fd']:.3f} | {s['score']:.3f} | {s['precision']:.3f} | {s['recall']:.3f} |"
+
+
+def _write_image_latent_card(folder: Path, full: dict[str, Any]) -> None:
+    """``MODEL_CARD.md`` of an image VAE or of a latent EBM on one."""
+    training, name, metrics = full["training"], full["name"], full["generator_metrics"]
+    generator, critic = full["generator"]["options"], full["critic"]["options"]
+    n, n_ref = metrics["generator"]["n_generated"], metrics["generator"]["n_reference"]
+    rows = ["| images | FD | score | precision | recall |", "|---|---|---|---|---|",
+            _image_row("VAE prior draws (base)", metrics["generator"])]
+    if full.get("latent_ebm"):
+        latent = full["latent_ebm_metrics"]
+        rows.append(_image_row(f"latent EBM (ULA, {training['sample_steps']} steps of {training['step_size']})",
+                               latent))
+    rows.append(_image_row("train images (floor)", metrics["data_floor"]))
+    table = "\n".join(rows)
+    scoring = f"""On the zoo classifier `{full['classifier']}`'s features (`ppl_ebm.metrics.image_scores`), against the
+{n_ref} held-out images: {n} images per row (prior draws and chains' starts: seed 0), the floor {n} train images.
+FD: Frechet distance of the penultimate features (FID's formula, not FID's scale); score: the Inception
+Score's formula on the classifier's softmax (1 to 10); precision / recall: Kynkaanniemi et al. 2019, k = 3."""
+    if full.get("latent_ebm"):
+        ratio = latent["fd"] / metrics["generator"]["fd"]
+        history = full["history"]
+        steps_run = history["eval_iteration"][-1]
+        text = f"""# {name}
+
+Latent EBM (Xiao, Yan & Amit 2020) p(z) ∝ N(z; 0, I) exp(-E(G(z))) on the frozen decoder mean of
+`{training['base']}` (`conv_generator` {generator}), data `{training['dataset']}`. E is `conv_critic`
+{critic} (`critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
+short-run non-persistent ULA from p0: eps {training['step_size']}, {training['train_steps']} steps in training,
+{training['sample_steps']} to sample; energy regularisation {training['energy_regularisation']}; Adam lr
+{training['learning_rate']} betas ({training['beta1']}, {training['beta2']}), batch {training['batch_size']}.
+Early stopping (Sec. 5.3): every {training['eval_every']} steps the FD of {training['eval_samples']} ULA samples
+against {training['eval_samples']} *train* images (validation; the held-out split is only used below), best kept,
+stop after {training['patience']} evaluations without improvement.
+
+## Reproduce
+
+```bash
+{full.get('command', '(not recorded)')}
+```
+
+Seed {training['seed']}; {steps_run} of {training['iterations']} steps run
+({'stopped early' if full['stopped_early'] else 'no early stop'}), best at step {full['best_iteration']};
+training {full['training_seconds']:.0f} s ({full.get('machine', '')}). Learning curve (validation FD):
+`learning_curve.png`; train images, VAE prior draws and latent-EBM samples: `samples.png`; the paper's
+Fig. 3 analogue (8 chains from prior draws, every 10 ULA steps): `chains.png`.
+
+## VAE prior draws vs latent-EBM samples (ULA as the paper)
+
+{scoring}
+
+{table}
+
+FD ratio latent EBM / VAE: {ratio:.3f} (goal <= 0.8).
+"""
+    else:
+        text = f"""# {name}
+
+VAE on `{training['dataset']}` ({'x'.join(map(str, full['image_shape']))} images in [-1, 1]), the base model of
+Xiao, Yan & Amit (2020) on images: DCGAN-style decoder `conv_generator` {generator} (its mean is the
+generator; tanh output), conv encoder (`conv_critic`'s body, base width {training['encoder_width']}, with a
+2 x {training['latent_dim']} head; not stored), prior N(0, I) in {training['latent_dim']} dimensions, Gaussian
+likelihood with one learned sigma (log sigma {full['log_sigma']:.3f}). The critic is a zero `conv_critic` energy
+(E = 0), so as a latent EBM this folder is the VAE itself.
+
+## Reproduce
+
+```bash
+{full.get('command', '(not recorded)')}
+```
+
+Seed {training['seed']}; {training['iterations']} Adam steps (torch, lr {training['learning_rate']}), batch
+{training['batch_size']}; {full['training_seconds']:.0f} s ({full.get('machine', '')}); final ELBO
+{full['history']['elbo'][-1]:.2f} nats per image. Learning curve: `learning_curve.png`; samples: `samples.png`.
+
+## Decoded prior draws
+
+{scoring}
+
+{table}
+"""
+    if full.get("compare_results"):
+        text += "\n" + full["compare_results"].rstrip() + "\n"
+    text += f"""
+## Files
+
+`generator.safetensors`, `critic.safetensors`, `config.json`, the figures; load with
+`ppl_ebm.zoo.load_latent_ebm("{name}")` or `ppl_ebm.zoo.load_model("{name}")` (safetensors, no pickle).
 """
     (folder / "MODEL_CARD.md").write_text(text)
