@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ppl_ebm.nets.flows import AffineAutoregressiveFlow, flow_log_prob, flow_params
 from ppl_ebm.nets.registry import NetworkConfig, build_network
+from ppl_ebm.training.optax_scan import scan_chunk
 from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["FlowConfig", "TrainedFlow", "train_flow"]
@@ -97,15 +98,7 @@ def train_flow(config: FlowConfig, sample_data: Callable[[int, int], np.ndarray]
         batch = pool[jax.random.randint(key, (config.batch_size,), 0, pool.shape[0])]
         return -jnp.mean(flow_log_prob(flow, params, batch))
 
-    def iteration(carry, key):
-        params, state = carry
-        value, grads = jax.value_and_grad(loss)(params, key)
-        updates, state = adam.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), -value
-
-    @jax.jit
-    def chunk(carry, keys):
-        return jax.lax.scan(iteration, carry, keys)
+    chunk = scan_chunk(loss, adam)
 
     held_out = jnp.asarray(sample_data(2000, config.seed * 1_000_003 + 37), dtype=jnp.float32)
     held_out_log_likelihood = jax.jit(lambda params: jnp.mean(flow_log_prob(flow, params, held_out)))

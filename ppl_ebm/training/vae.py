@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from ppl_ebm.nets.architectures import conv_critic, mlp
 from ppl_ebm.nets.registry import NetworkConfig, build_network
+from ppl_ebm.training.optax_scan import scan_chunk
 from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["TrainedVAE", "VAEConfig", "gaussian_elbo", "is_image_dataset", "train_image_vae", "train_vae"]
@@ -134,15 +135,7 @@ def train_vae(config: VAEConfig, sample_data: Callable[[int, int], np.ndarray], 
         return -jnp.mean(gaussian_elbo(noise_key, batch, encoder_fn, params[0], decoder_fn, params[1], params[2],
                                        config.latent_dim))
 
-    def iteration(carry, key):
-        params, state = carry
-        value, grads = jax.value_and_grad(loss)(params, key)
-        updates, state = adam.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), -value
-
-    @jax.jit
-    def chunk(carry, keys):
-        return jax.lax.scan(iteration, carry, keys)
+    chunk = scan_chunk(loss, adam)
 
     params = (encoder_params, decoder_params, jnp.asarray(-1.0))
     carry, key = (params, adam.init(params)), jax.random.key(config.seed)

@@ -21,7 +21,7 @@ from ppl_ebm.nets.registry import build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.flow import FlowConfig, train_flow
 from ppl_ebm.zoo.latent_build import (BASE_TYPE_KEY, _EVAL_SAMPLES, _command, _energy_config, _machine, _plot_curve,
-                                      _rows, _scores)
+                                      _rows, _scores, plot_point_panels)
 from ppl_ebm.zoo.store import save_model
 
 __all__ = ["train_flow_zoo_model", "write_flow_card"]
@@ -59,22 +59,7 @@ def train_flow_zoo_model(config: FlowConfig, name: str, output: Path, progress_b
 
 
 def _plot_flow(path: Path, data: np.ndarray, samples: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(7, 3.4), sharex=True, sharey=True)
-    for axis, points, title in zip(axes, (data, samples), ("data", "flow G(z), z ~ N(0, I)")):
-        axis.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4)
-        axis.set_title(title)
-    lo, hi = np.percentile(data, [0.5, 99.5], axis=0)
-    pad = 0.15 * (hi - lo)
-    axes[0].set_xlim(lo[0] - pad[0], hi[0] + pad[0])
-    axes[0].set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    plot_point_panels(path, data, {"data": data, "flow G(z), z ~ N(0, I)": samples})
 
 
 def _best(training: dict, history: dict) -> str:

@@ -321,15 +321,19 @@ def _plot_image_chains(path: Path, frames: np.ndarray) -> None:
 
 
 def _plot_samples(path: Path, data: np.ndarray, base: np.ndarray, tilted: np.ndarray, steps: int) -> None:
-    """The paper's Fig. 1 layout: data, base VAE samples, latent-EBM samples (same axes)."""
+    plot_point_panels(path, data, {"data": data, "base (prior draws)": base,
+                                   f"latent EBM (ULA, {steps} steps)": tilted})
+
+
+def plot_point_panels(path: Path, data: np.ndarray, panels: dict[str, np.ndarray]) -> None:
+    """2-D point sets side by side (titles -> points), on the data's axes (its 0.5-99.5 % range, padded)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 3, figsize=(10, 3.4), sharex=True, sharey=True)
-    for axis, points, title in zip(axes, (data, base, tilted),
-                                   ("data", "base (prior draws)", f"latent EBM (ULA, {steps} steps)")):
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) - 0.2, 3.4), sharex=True, sharey=True)
+    for axis, (title, points) in zip(axes, panels.items()):
         axis.scatter(points[:, 0], points[:, 1], s=1, alpha=0.4)
         axis.set_title(title)
     lo, hi = np.percentile(data, [0.5, 99.5], axis=0)
