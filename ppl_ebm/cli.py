@@ -763,7 +763,8 @@ def main(argv: list[str] | None = None) -> int:
     from ppl_ebm.cli_images import classifier_parser, run_train_classifier
 
     classifier_parser(subparsers)
-    from ppl_ebm.cli_latent import latent_parsers, run_train_flow, run_train_latent_ebm, run_train_vae
+    from ppl_ebm.cli_latent import (latent_parsers, run_train_flow, run_train_latent_ebm, run_train_pixel_ebm,
+                                   run_train_vae)
 
     latent_parsers(subparsers)
     args = parser.parse_args(argv)
@@ -776,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
               "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier,
               "egan-table": _run_egan_table, "egan-sample": _run_egan_sample, "egan-rank": _run_egan_rank,
               "train-vae": run_train_vae, "train-flow": run_train_flow,
-              "train-latent-ebm": run_train_latent_ebm}[args.command]
+              "train-latent-ebm": run_train_latent_ebm, "train-pixel-ebm": run_train_pixel_ebm}[args.command]
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

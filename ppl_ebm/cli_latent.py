@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["latent_parsers", "run_train_flow", "run_train_latent_ebm", "run_train_vae"]
+__all__ = ["latent_parsers", "run_train_flow", "run_train_latent_ebm", "run_train_pixel_ebm", "run_train_vae"]
 
 
 def latent_parsers(subparsers) -> None:
@@ -71,6 +71,30 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--energy-width", type=int, default=None,
                         help="toy: MLP width (default 128); image base: conv_critic base width (default 16)")
     parser.add_argument("--energy-depth", type=int, default=3)
+    _common(parser)
+
+    from ppl_ebm.training.pixel_ebm import PixelEBMTrainingConfig
+
+    pixel = PixelEBMTrainingConfig()
+    parser = subparsers.add_parser("train-pixel-ebm", help="train a pixel-space EBM baseline with a replay buffer",
+                                   description="Train an energy on image pixels by maximum likelihood with "
+                                   "persistent short-run Langevin from a replay buffer (Du & Mordatch 2019), "
+                                   "the baseline of the latent EBM; writes energy.safetensors, pixel_ebm.json "
+                                   "and a card scored as the latent EBM's.")
+    parser.add_argument("--dataset", default="digits", choices=["digits"])
+    parser.add_argument("--iterations", type=int, default=pixel.iterations)
+    parser.add_argument("--batch-size", type=int, default=pixel.batch_size)
+    parser.add_argument("--buffer-size", type=int, default=pixel.buffer_size)
+    parser.add_argument("--reinit", type=float, default=pixel.reinit, help="fraction of chains started from noise")
+    parser.add_argument("--step-size", type=float, default=pixel.step_size,
+                        help="ULA step (drift step/2 x grad E) on [-1, 1] pixels; 80 = Du & Mordatch's 10 on [0, 1]")
+    parser.add_argument("--noise-scale", type=float, default=pixel.noise_scale,
+                        help="ULA noise std on [-1, 1] pixels; 0.01 = Du & Mordatch's 0.005 on [0, 1]")
+    parser.add_argument("--train-steps", type=int, default=pixel.train_steps, help="Langevin steps per training step")
+    parser.add_argument("--energy-regularisation", type=float, default=pixel.energy_regularisation)
+    parser.add_argument("--learning-rate", type=float, default=pixel.learning_rate)
+    parser.add_argument("--clip-norm", type=float, default=pixel.clip_norm, help="global gradient-norm clip")
+    parser.add_argument("--energy-width", type=int, default=16, help="conv_critic base width")
     _common(parser)
 
 
@@ -151,5 +175,30 @@ def run_train_flow(args, parser) -> int:
         parser.error(str(error))
     folder = train_flow_zoo_model(config, args.name, args.output, not args.no_progress, _command(args),
                                   args.card_samples)
+    print(f"Wrote {folder}")
+    return 0
+
+
+def run_train_pixel_ebm(args, parser) -> int:
+    from ppl_ebm.training.pixel_ebm import PixelEBMTrainingConfig
+    from ppl_ebm.zoo.latent_build import _machine
+    from ppl_ebm.zoo.pixel_build import train_pixel_ebm_model
+
+    _check_card_samples(args, parser)
+    try:
+        config = PixelEBMTrainingConfig(
+            iterations=args.iterations, batch_size=args.batch_size, buffer_size=args.buffer_size,
+            reinit=args.reinit, step_size=args.step_size, noise_scale=args.noise_scale,
+            train_steps=args.train_steps, energy_regularisation=args.energy_regularisation,
+            learning_rate=args.learning_rate, clip_norm=args.clip_norm, seed=args.seed,
+        ).validate()
+        if config.buffer_size < config.batch_size:
+            raise ValueError(f"--buffer-size must be >= --batch-size, got {config.buffer_size} < {config.batch_size}.")
+        if args.energy_width < 1:
+            raise ValueError(f"--energy-width must be >= 1, got {args.energy_width}.")
+    except ValueError as error:
+        parser.error(str(error))
+    folder = train_pixel_ebm_model(args.dataset, args.name, args.output, config, args.energy_width,
+                                   not args.no_progress, _command(args), args.card_samples, _machine())
     print(f"Wrote {folder}")
     return 0
