@@ -319,8 +319,11 @@ def sample(
         ``max_leapfrog_steps`` (1024, NUTS's bound: at most that many leapfrog steps per
         iteration, a ``RuntimeWarning`` and ``stats["capped_iterations"]`` when it binds).
         ChEES: ``step_size`` (initial, 0.1), ``learning_rate`` (Adam's, 0.5),
-        ``target_accept_prob`` (0.651), ``max_leapfrog_steps`` (1000); MEADS: none
-        (:mod:`ppl_ebm.kernels.chees_jax`, :mod:`ppl_ebm.kernels.meads_jax`).
+        ``target_accept_prob`` (0.651), ``max_leapfrog_steps`` (1000); MEADS: none; MAMS:
+        ``target_accept_prob`` (0.9), ``tuning_chains`` (16: the chains BlackJAX's tuner runs on
+        before every chain is burned in with the pooled kernel)
+        (:mod:`ppl_ebm.kernels.chees_jax`, :mod:`ppl_ebm.kernels.meads_jax`,
+        :mod:`ppl_ebm.kernels.mams_jax`).
 
     Returns
     -------

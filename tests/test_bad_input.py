@@ -144,6 +144,7 @@ BLACKJAX = [
     (dict(sampler="meads", backend="jax", num_chains=6), ValueError, "num_chains"),
     (dict(sampler="mams", backend="torch"), ValueError, "backend 'jax' only"),
     (dict(sampler="mams", backend="jax", target_accept_prob=1.5), ValueError, "target_accept_prob"),
+    (dict(sampler="mams", backend="jax", tuning_chains=0), ValueError, "tuning_chains"),
 ]
 
 

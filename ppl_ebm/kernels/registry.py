@@ -265,6 +265,8 @@ register(SamplerSpec(
 register(SamplerSpec(
     "mams", "blackjax", "mams", "MAMS (BlackJAX): adjusted microcanonical Langevin, random trajectory lengths, "
     "tuned by BlackJAX's adjusted-MCLMC tuner",
-    (Option("target_accept_prob", 0.9, _probability, "0.9: the MAMS authors' target"),),
+    (Option("target_accept_prob", 0.9, _probability, "0.9: the MAMS authors' target"),
+     Option("tuning_chains", 16, lambda n: check_int("tuning_chains", n, 1),
+            "chains BlackJAX's tuner runs on (then all chains burn in with the pooled kernel)")),
     frozenset(), module="mams", backends=("jax",),
 ))

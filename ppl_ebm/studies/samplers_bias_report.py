@@ -31,7 +31,8 @@ TUNING = (
     "(0.8, diagonal mass in Stan's windows), chains vectorised; `chees`: BlackJAX's ChEES adaptation as shipped "
     "(harmonic-mean acceptance 0.651, Adam 0.5, Halton jitter); `meads`: BlackJAX's MEADS defaults (4 folds); "
     "`mams`: BlackJAX's adjusted-MCLMC tuner at the authors' settings (acceptance 0.9, fractions 0.1, diagonal "
-    "preconditioning, random trajectory lengths), run on every chain and pooled.")
+    "preconditioning, random trajectory lengths), run on 16 chains (`tuning_chains`) and pooled, then every "
+    "chain burned in for the warmup with the pooled kernel.")
 
 
 def _table(rows: list[dict]) -> str:
