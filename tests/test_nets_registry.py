@@ -23,6 +23,9 @@ CONFIGS = {
                                                  "spectral_norm": True}),
     "image_classifier": NetworkConfig("image_classifier", {"channels": 1, "image_size": 8, "base_width": 4,
                                                            "feature_width": 6, "num_classes": 10}),
+    # Pyro's affine autoregressive transforms (ppl_ebm.nets.flows), the flows' generator.
+    "affine_autoregressive_flow": NetworkConfig("affine_autoregressive_flow", {"data_dim": 2, "layers": 2,
+                                                                               "width": 8}),
 }
 
 
@@ -31,7 +34,7 @@ def _shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def test_every_builtin_architecture_is_registered():
-    assert set(network_names()) == set(CONFIGS) == set(architectures.__all__)
+    assert set(network_names()) == set(CONFIGS) == {*architectures.__all__, "affine_autoregressive_flow"}
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
