@@ -878,6 +878,9 @@ _MODULES: list[tuple[type[nn.Module], Callable[..., _ModuleTranslation]]] = [
     (nn.Unflatten, _stateless(lambda m: partial(_unflatten, dim=m.dim, sizes=tuple(m.unflattened_size)),
                               pointwise=False)),
 ]
+# register_module_translation puts registered types first (they win the isinstance lookup); the
+# error message lists the built-in ones first, in this order, whatever was imported before.
+_BUILTIN_MODULE_COUNT = len(_MODULES)
 
 
 def register_module_translation(module_type: type[nn.Module], translator: Callable[..., _ModuleTranslation]) -> None:
@@ -941,7 +944,10 @@ def _module_type_name(module: nn.Module) -> str:
 
 
 def _supported_summary() -> str:
-    modules = ", ".join(f"nn.{module_type.__name__}" for module_type, _ in _MODULES)
+    registered = _MODULES[: len(_MODULES) - _BUILTIN_MODULE_COUNT]
+    modules = ", ".join(f"nn.{module_type.__name__}" for module_type, _ in _MODULES[len(registered):])
+    if registered:
+        modules += "; registered modules: " + ", ".join(f"{t.__module__}.{t.__name__}" for t, _ in registered)
     functions = ", ".join(sorted({_public_name(function) for function in _FUNCTIONS}))
     methods = ", ".join(f"Tensor.{name}" for name in _METHODS)
     attributes = ", ".join(f"Tensor.{name}" for name in _ATTRIBUTES)

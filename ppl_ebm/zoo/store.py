@@ -16,6 +16,8 @@ image GAN) loads by name.
 
 from __future__ import annotations
 
+import copy
+
 import json
 import os
 from collections.abc import Mapping
@@ -352,7 +354,13 @@ def save_model(
 def save_calibrated_critic(directory: Path, critic: torch.nn.Module, calibration: dict[str, Any]) -> Path:
     """Add a fine-tuned critic and its calibration record to an existing model folder."""
     directory = model_dir(directory)
-    save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(directory / CALIBRATED_CRITIC_FILE))
+    # load_model rebuilds the calibrated critic with its parametrizations baked into plain
+    # weights (see there), so a critic that still carries them (spectral norm) is baked here, on
+    # a copy in eval mode: the stored weights are the eval-mode function the caller calibrated.
+    from ppl_ebm.nets.parametrizations import bake_parametrizations
+
+    plain = bake_parametrizations(copy.deepcopy(critic).eval())
+    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(directory / CALIBRATED_CRITIC_FILE))
     config = json.loads((directory / "config.json").read_text())
     config["calibration"] = calibration
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
