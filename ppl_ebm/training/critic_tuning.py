@@ -29,6 +29,7 @@ import optax
 import torch
 from tqdm.auto import tqdm
 
+from ppl_ebm.training.optax_scan import scan_chunk
 from ppl_ebm.validation import check_positive_ints
 
 __all__ = ["FineTuneConfig", "FineTunedCritic", "fine_tune_critic"]
@@ -133,15 +134,7 @@ def fine_tune_critic(
     # jitted scan with the rest of the step, as the networks train in JAX here.
     adam = optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2, eps=1e-8)
 
-    def step(carry, key):
-        params, state = carry
-        value, grads = jax.value_and_grad(loss)(params, key)
-        updates, state = adam.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state), value
-
-    @jax.jit
-    def chunk(carry, keys):
-        return jax.lax.scan(step, carry, keys)
+    chunk = scan_chunk(loss, adam)  # returns minus the loss per step
 
     carry = (critic_params, adam.init(critic_params))
     key = jax.random.key(config.seed)
@@ -156,7 +149,7 @@ def fine_tune_critic(
             done += count
             history["step"].append(done)
             # Two balanced BCE terms: 2 log 2 = 1.386 is chance, 0 is perfect separation.
-            history["bce"].append(float(jnp.mean(values)))
+            history["bce"].append(float(-jnp.mean(values)))
             bar.set_postfix(bce=f"{history['bce'][-1]:.4f}", refresh=False)
             bar.update(count)
     seconds = time.perf_counter() - start

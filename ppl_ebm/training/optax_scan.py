@@ -1,5 +1,6 @@
 """One compiled chunk of optimiser steps: ``lax.scan`` over keys of ``loss(params, key)`` and an
-optax update, for the JAX training loops that minimise one loss (the toy VAE, the flow).
+optax update, for the JAX training loops that minimise one loss (the toy VAE, the flow, the
+critic's fine-tuning).
 
 A chunk is one program call, so a loop of chunks can show progress and check a clock between
 calls without paying Python's overhead on every step."""

@@ -39,7 +39,6 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
     p0(z) exp(-c(G(z)))). The inference network of ``egan-ent-vi`` is saved beside it
     (``inference.safetensors``); loading the model does not need it."""
     import torch
-    from safetensors.torch import save_file
 
     config = config.validate()
     command = command or "ppl-ebm " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -56,23 +55,7 @@ def train_egan_zoo_model(config: EGANConfig, name: str, output: Path, progress_b
                    "points": _ENTROPY_POINTS}
     except ValueError:  # a collapsed generator repeats points: no entropy estimate, nothing else lost
         entropy = None
-    generator_config, critic_config = config.network_configs()
-    folder = save_model(
-        Path(output) / name, name, trained.generator, trained.critic, config, "energy",
-        generator_config=generator_config, critic_config=critic_config, data_dim=2,
-        extra={"training_seconds": trained.seconds, "command": command,
-               "final_losses": {"critic": trained.history["critic_loss"][-1],
-                                "generator": trained.history["generator_loss"][-1]},
-               "update_fractions": {"critic": float(np.mean(trained.history["critic_update_fraction"])),
-                                    "generator": float(np.mean(trained.history["generator_update_fraction"]))},
-               "kozachenko_leonenko_entropy": entropy,
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"},
-    )
-    if trained.inference is not None:
-        save_file({k: v.contiguous() for k, v in trained.inference.state_dict().items()},
-                  str(folder / "inference.safetensors"))
-    write_egan_card(folder)
-    return folder
+    return _save_egan(output, name, trained, config, command, {"kozachenko_leonenko_entropy": entropy}, data_dim=2)
 
 
 def _train_image_egan(config: EGANConfig, name: str, output: Path, progress_bar: bool, command: str) -> Path:
@@ -90,22 +73,28 @@ def _train_image_egan(config: EGANConfig, name: str, output: Path, progress_bar:
     floor = train[np.random.default_rng(0).permutation(len(train))[:n]]
     scores = score_against_held_out({"generator": generate_images(trained.generator, config.latent_dim, n),
                                      "data_floor": floor}, config.dataset)
-    generator_config, critic_config = config.network_configs()
-    folder = save_model(
-        Path(output) / name, name, trained.generator, trained.critic, config, "energy",
-        generator_config=generator_config, critic_config=critic_config,
-        extra={"kind": "image", "image_shape": list(train.shape[1:]), "generator_metrics": scores,
-               "classifier": classifier_name(config.dataset), "training_seconds": trained.seconds,
-               "command": command,
-               "final_losses": {"critic": trained.history["critic_loss"][-1],
-                                "generator": trained.history["generator_loss"][-1]},
-               "update_fractions": {"critic": float(np.mean(trained.history["critic_update_fraction"])),
-                                    "generator": float(np.mean(trained.history["generator_update_fraction"]))},
-               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"},
-    )
-    if trained.inference is not None:
-        from safetensors.torch import save_file
+    return _save_egan(output, name, trained, config, command,
+                      {"kind": "image", "image_shape": list(train.shape[1:]), "generator_metrics": scores,
+                       "classifier": classifier_name(config.dataset)})
 
+
+def _save_egan(output: Path, name: str, trained, config: EGANConfig, command: str, extra: dict[str, Any],
+               **save_options: Any) -> Path:
+    """Save a trained energy GAN (toy or image) with its training record, the inference network of
+    ``egan-ent-vi`` beside it, and its card."""
+    from safetensors.torch import save_file
+
+    history = trained.history
+    record = {**extra, "training_seconds": trained.seconds, "command": command,
+              "final_losses": {"critic": history["critic_loss"][-1], "generator": history["generator_loss"][-1]},
+              "update_fractions": {"critic": float(np.mean(history["critic_update_fraction"])),
+                                   "generator": float(np.mean(history["generator_update_fraction"]))},
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    generator_config, critic_config = config.network_configs()
+    folder = save_model(Path(output) / name, name, trained.generator, trained.critic, config, "energy",
+                        generator_config=generator_config, critic_config=critic_config, extra=record,
+                        **save_options)
+    if trained.inference is not None:
         save_file({k: v.contiguous() for k, v in trained.inference.state_dict().items()},
                   str(folder / "inference.safetensors"))
     write_egan_card(folder)

@@ -21,7 +21,7 @@ from ppl_ebm.nets.registry import build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.flow import FlowConfig, train_flow
 from ppl_ebm.zoo.latent_build import (BASE_TYPE_KEY, _EVAL_SAMPLES, _command, _energy_config, _machine, _plot_curve,
-                                      _rows, _scores, plot_point_panels)
+                                      _rows, _scores, card_closing, card_metrics_note, plot_point_panels)
 from ppl_ebm.zoo.store import save_model
 
 __all__ = ["train_flow_zoo_model", "write_flow_card"]
@@ -102,17 +102,6 @@ Learning curve: `learning_curve.png`; data and flow samples: `samples.png`.
 |---|---|
 {_rows(full['generator_metrics'])}
 
-{full['generator_metrics']['eval_samples']} samples (seed 0) against as many fresh data points (seed 10000);
-`emd`: exact W1; `w2sq_<n>_*`: the papers' EMD (W2^2, POT's default cost) at n points, 10 repeats;
-`data_floor_*`: a second fresh data sample, the floor at this size.
-"""
-    results = full.get("compare_results")
-    if results:
-        text += "\n" + results.rstrip() + "\n"
-    text += f"""
-## Files
-
-`generator.safetensors` (the flow), `critic.safetensors` (E = 0), `config.json`, the figures; load with
-`ppl_ebm.zoo.load_latent_ebm("{name}")` (safetensors, no pickle).
-"""
+""" + card_metrics_note(full)
+    text += card_closing(full, "`generator.safetensors` (the flow), `critic.safetensors` (E = 0), `config.json`, the figures")
     (folder / "MODEL_CARD.md").write_text(text)

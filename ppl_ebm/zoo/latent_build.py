@@ -451,21 +451,29 @@ Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['lear
 |---|---|
 {_rows(full['generator_metrics'])}
 """
-    text += f"""
-{full['generator_metrics']['eval_samples']} samples (seed 0) against as many fresh data points (seed 10000);
+    text += "\n" + card_metrics_note(full)
+    text += card_closing(full, "`generator.safetensors`, `critic.safetensors`, `config.json`, the figures")
+    (folder / "MODEL_CARD.md").write_text(text)
+
+
+def card_metrics_note(full: dict[str, Any]) -> str:
+    """What the toy cards' metric rows measure (shared by the VAE, latent-EBM and flow cards)."""
+    return f"""{full['generator_metrics']['eval_samples']} samples (seed 0) against as many fresh data points (seed 10000);
 `emd`: exact W1; `w2sq_<n>_*`: the papers' EMD (W2^2, POT's default cost) at n points, 10 repeats;
 `data_floor_*`: a second fresh data sample, the floor at this size.
 """
+
+
+def card_closing(full: dict[str, Any], files: str) -> str:
+    """A toy card's end: the sampler comparison when one was run, then its files and how to load them."""
     results = full.get("compare_results")
-    if results:
-        text += "\n" + results.rstrip() + "\n"
-    text += f"""
+    text = "\n" + results.rstrip() + "\n" if results else ""
+    return text + f"""
 ## Files
 
-`generator.safetensors`, `critic.safetensors`, `config.json`, the figures; load with
-`ppl_ebm.zoo.load_latent_ebm("{name}")` (safetensors, no pickle).
+{files}; load with
+`ppl_ebm.zoo.load_latent_ebm("{full['name']}")` (safetensors, no pickle).
 """
-    (folder / "MODEL_CARD.md").write_text(text)
 
 
 def _image_row(label: str, s: dict[str, Any]) -> str:
