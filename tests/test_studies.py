@@ -36,10 +36,12 @@ def test_mixing_command_writes_its_report(tmp_path, capsys):
 
 
 def test_samplers_command_writes_its_report(tmp_path, capsys):
+    # The time part only: the bias part at its default sizes is the full study (half an hour on
+    # 2 cores); its own test below runs it at --quick size.
     output = tmp_path / "samplers"
     code = main(["samplers", "--models", "swissroll-nsgan", "--methods", "pyro-nuts-1", "nuts/jax", "hmc/jax",
                  "ula/jax", "mala/torch", "mala-imh/jax", "--budget", "0.3", "--chains", "16", "--jax-hmc-chains", "4",
-                 "--torch-hmc-chains", "2", "--warmup", "10", "--output", str(output)])
+                 "--torch-hmc-chains", "2", "--warmup", "10", "--parts", "time", "--output", str(output)])
     assert code == 0
     study = json.loads((output / "samplers.json").read_text())
     rows = study["models"]["swissroll-nsgan"]["methods"]
