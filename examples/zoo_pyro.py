@@ -29,6 +29,8 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--mala-chains", type=int, default=256)
+    parser.add_argument("--max-tree-depth", type=int, default=10,
+                        help="NUTS's limit (Pyro's default 10): 2^depth - 1 gradients per draw at most")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -38,7 +40,7 @@ def main(argv=None):
 
     pyro.set_rng_seed(args.seed)
     start = time.perf_counter()
-    nuts = MCMC(NUTS(model), num_samples=args.samples, warmup_steps=args.warmup, disable_progbar=True)
+    nuts = MCMC(NUTS(model, max_tree_depth=args.max_tree_depth), num_samples=args.samples, warmup_steps=args.warmup, disable_progbar=True)
     nuts.run()
     draws = nuts.get_samples(group_by_chain=True)["z"].numpy()  # (1 chain, draws, dim)
     results["pyro NUTS (1 chain)"] = {"latents": draws, "wall_seconds": time.perf_counter() - start}
