@@ -71,6 +71,9 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--energy-width", type=int, default=None,
                         help="toy: MLP width (default 128); image base: conv_critic base width (default 16)")
     parser.add_argument("--energy-depth", type=int, default=3)
+    parser.add_argument("--energy-activation", default="relu",
+                        choices=["relu", "leaky_relu", "elu", "softplus", "tanh"],
+                        help="toy: the energy MLP's hidden activation (default relu; image bases: unused)")
     _common(parser)
 
     from ppl_ebm.training.pixel_ebm import PixelEBMTrainingConfig
@@ -155,7 +158,7 @@ def run_train_latent_ebm(args, parser) -> int:
     try:
         folder = train_latent_ebm_zoo_model(args.base, args.name, args.output, config, energy_width,
                                             args.energy_depth, not args.no_progress, _command(args),
-                                            args.card_samples)
+                                            args.card_samples, energy_activation=args.energy_activation)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     print(f"Wrote {folder}")

@@ -44,6 +44,33 @@ def test_latent_ebm_learns_the_known_tilt_of_a_shifted_gaussian():
     assert float(z.mean(0) @ MU) > 0.3 * float(MU @ MU)
 
 
+def test_step_zero_scores_the_initial_energy_that_early_stopping_keeps():
+    """Step 0 of the early stopping must score the initial energy's own ULA samples, the weights
+    kept when no later evaluation beats it (it once scored prior draws, so a random initial energy,
+    never scored, was shipped as "best at step 0"). E(x) = -3 x_1 tilts the samples to x_1 > 0."""
+    identity = mlp(2, [], 2)
+    with torch.no_grad():
+        identity[0].weight.copy_(torch.eye(2))
+        identity[0].bias.zero_()
+    energy = mlp(2, [], 1)
+    with torch.no_grad():
+        energy[0].weight.copy_(torch.tensor([[-3.0, 0.0]]))
+        energy[0].bias.zero_()
+    seen = []
+
+    def score(samples, _held_out):
+        seen.append(float(np.mean(samples[:, 0])))
+        return float(len(seen))  # every later evaluation is worse: step 0 stays the best
+
+    config = LatentEBMTrainingConfig(iterations=2, eval_every=1, eval_samples=500, patience=1)
+    trained = train_latent_ebm(identity, energy, 2, _shifted_normal, config, score=score, progress_bar=False)
+    assert trained.best_iteration == 0 and trained.stopped_early
+    # ULA (100 steps of 0.01) from N(0, I) towards N((3, 0), I): mean x_1 about 3 (1 - e^-0.5) = 1.2.
+    assert seen[0] > 0.8
+    for name, value in energy.state_dict().items():
+        assert torch.equal(trained.energy.state_dict()[name], value), name
+
+
 def test_vae_training_raises_the_elbo():
     from ppl_ebm import data
 

@@ -72,7 +72,7 @@ class TrainedEnergy(NamedTuple):
     energy: torch.nn.Module  # the best energy by held-out W1 (Sec. 5.3)
     config: LatentEBMTrainingConfig
     history: dict[str, list[float]]
-    best_iteration: int  # 0: the untilted base was never beaten
+    best_iteration: int  # 0: the initial energy (a zoo build's: E = 0, the base) was never beaten
     stopped_early: bool
     seconds: float
 
@@ -171,9 +171,11 @@ def train_latent_ebm(
                                                               config.step_size))
 
     eval_key = jax.random.key(config.seed + 7919)  # one key: every evaluation scores the same chains' noise
-    base = np.asarray(generator_fn(generator_params, jax.random.normal(eval_key, (config.eval_samples, latent_dim))))
+    # Step 0 scores the initial energy's own ULA samples, as every later evaluation, so the weights
+    # kept when nothing beats step 0 are the ones scored (with a zero energy: the untilted base).
+    initial = float(score(np.asarray(draw(energy_params, eval_key)), held_out))
     history: dict[str, list[float]] = {"iteration": [], "loss": [], "energy_gap": [], "eval_iteration": [0],
-                                       "held_out_score": [float(score(base, held_out))]}
+                                       "held_out_score": [initial]}
     best = (history["held_out_score"][0], 0, energy_params)
     params, state, key = energy_params, adam.init(energy_params), jax.random.key(config.seed)
     start, stale, stopped = time.perf_counter(), 0, False

@@ -45,21 +45,24 @@ _EVAL_SAMPLES = 5000
 BASE_TYPE_KEY = "base_model_type"  # config.json key marking the folders written here
 
 
-def _energy_config(width: int, depth: int, dataset: str | None = None) -> NetworkConfig:
+def _energy_config(width: int, depth: int, dataset: str | None = None, activation: str = "relu") -> NetworkConfig:
     """The energy's network: a toy MLP, or on an image set ``conv_critic`` (base width ``width``,
-    no spectral norm; ``depth`` unused)."""
+    no spectral norm; ``depth`` and ``activation`` unused)."""
     if dataset is not None and is_image_dataset(dataset):
         from ppl_ebm.data.images import image_spec
 
         channels, side, _ = image_spec(dataset).shape
         return NetworkConfig("conv_critic", {"channels": channels, "base_width": width, "image_size": side,
                                              "spectral_norm": False})
-    return NetworkConfig("toy_critic", {"data_dim": 2, "width": width, "depth": depth, "activation": "relu"})
+    return NetworkConfig("toy_critic", {"data_dim": 2, "width": width, "depth": depth, "activation": activation})
 
 
-def _zero_energy(energy_config: NetworkConfig) -> torch.nn.Module:
-    """``energy_config``'s network with its output layer zeroed (E = 0), the global torch RNG untouched."""
+def _zero_energy(energy_config: NetworkConfig, seed: int | None = None) -> torch.nn.Module:
+    """``energy_config``'s network with its output layer zeroed (E = 0), the hidden layers drawn
+    with torch seed ``seed`` (None: the global stream's next draws), the global torch RNG untouched."""
     with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
         energy = build_network(energy_config)
     with torch.no_grad():
         energy[-1].weight.zero_()
@@ -113,7 +116,7 @@ def train_vae_zoo_model(config: VAEConfig, name: str, output: Path, progress_bar
 def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
                                config: LatentEBMTrainingConfig = LatentEBMTrainingConfig(), energy_width: int = 128,
                                energy_depth: int = 3, progress_bar: bool = True, command: str | None = None,
-                               eval_samples: int = _EVAL_SAMPLES) -> Path:
+                               eval_samples: int = _EVAL_SAMPLES, energy_activation: str = "relu") -> Path:
     """Train an energy on ``base``'s generator (:func:`~ppl_ebm.training.latent_ebm.train_latent_ebm`),
     score base and latent-EBM samples (ULA as the paper samples: ``config.sample_steps`` steps of
     ``config.step_size`` from prior draws), write ``output/name`` with the learning curve and card."""
@@ -131,10 +134,10 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
         raise ValueError(f"base must be a toy 2-D zoo model (a VAE from ppl-ebm train-vae); {base_model.name!r} "
                          f"was trained on {dataset!r}.")
     latent_dim = int(base_model.config["training"]["latent_dim"])
-    energy_config = _energy_config(energy_width, energy_depth)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        energy = build_network(energy_config)
+    energy_config = _energy_config(energy_width, energy_depth, activation=energy_activation)
+    # Training starts from E = 0 (hidden layers seeded, output layer zero): step 0 of the early
+    # stopping is then the base model itself, and an energy that never beats it is E = 0.
+    energy = _zero_energy(energy_config, seed=config.seed)
     draw = lambda n, seed: datasets.sample_dataset(dataset, n, seed)  # noqa: E731
     trained = train_latent_ebm(base_model.generator, energy, latent_dim, draw, config, progress_bar=progress_bar)
     generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
@@ -398,15 +401,17 @@ def write_latent_card(folder: Path) -> None:
         return write_flow_card(folder)
     flow = full.get(BASE_TYPE_KEY) == "flow"
     if full.get("latent_ebm"):
+        net = full["critic"]["options"]
         text = f"""# {name}
 
 Latent EBM (Xiao, Yan & Amit 2020) p(z) ∝ N(z; 0, I) exp(-E(G(z))) on the frozen generator of
 `{training['base']}` (G: {"the flow's forward map" if flow else "the VAE decoder's mean"}), data `{training['dataset']}`. E is a toy MLP
-(`critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
+(2-{"-".join([str(net['width'])] * net['depth'])}-1, {net['activation']}; `critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
 short-run non-persistent ULA from p0: eps {training['step_size']}, {training['train_steps']} steps in training,
 {training['sample_steps']} to sample; energy regularisation {training['energy_regularisation']}; Adam lr
-{training['learning_rate']}, batch {training['batch_size']}; held-out W1 every {training['eval_every']} steps, best
-kept, stop after {training['patience']} evaluations without improvement (Sec. 5.3).
+{training['learning_rate']}, batch {training['batch_size']}; W1 of {training['eval_samples']} ULA samples against as many held-out
+points (their own seed, not the test data below) every {training['eval_every']} steps, best kept, stop after
+{training['patience']} evaluations without improvement (Sec. 5.3).
 
 ## Reproduce
 
