@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -115,3 +117,14 @@ def write_tiny_mnist(root, folder: str = "MNIST", n_train: int = 5, n_test: int 
         write_idx_ubyte(root / folder / "raw" / f"{split}-images-idx3-ubyte", pixels[split])
         write_idx_ubyte(root / folder / "raw" / f"{split}-labels-idx1-ubyte", labels[split])
     return pixels, labels
+
+
+def train_toy_latent_ebm_on(base_folder: Path, output: Path) -> Path:
+    """``ppl-ebm train-latent-ebm`` at toy size on a toy base folder (a VAE or a flow): 4 steps,
+    a 16-wide energy, 200 card samples. Returns the new folder ``output / "ebm"``."""
+    from ppl_ebm.cli import main
+
+    assert main(["train-latent-ebm", "--base", str(base_folder), "--iterations", "4", "--eval-every", "2",
+                 "--eval-samples", "100", "--energy-width", "16", "--energy-depth", "1", "--name", "ebm",
+                 "--output", str(output), "--card-samples", "200", "--no-progress"]) == 0
+    return output / "ebm"

@@ -104,6 +104,8 @@ def test_flow_config_names_a_bad_field():
 
 def test_flow_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     """train-flow, then train-latent-ebm on it; both load by folder, in torch and in JAX."""
+    from problems import train_toy_latent_ebm_on
+
     from ppl_ebm.cli import main
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
     from ppl_ebm.zoo import load_latent_ebm, load_model
@@ -115,10 +117,7 @@ def test_flow_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     card = (tmp_path / "flow" / "MODEL_CARD.md").read_text()
     assert "Normalizing flow" in card and "| emd |" in card
     assert load_model(tmp_path / "flow").config["base_model_type"] == "flow"
-    assert main(["train-latent-ebm", "--base", str(tmp_path / "flow"), "--iterations", "4", "--eval-every", "2",
-                 "--eval-samples", "100", "--energy-width", "16", "--energy-depth", "1", "--name", "ebm",
-                 "--output", str(tmp_path), "--card-samples", "200", "--no-progress"]) == 0
-    ebm = load_latent_ebm(tmp_path / "ebm")
+    ebm = load_latent_ebm(train_toy_latent_ebm_on(tmp_path / "flow", tmp_path))
     card = (tmp_path / "ebm" / "MODEL_CARD.md").read_text()
     assert "the flow's forward map" in card and "base flow" in card
     _check_jax_twin(ebm, LatentEBMJax)

@@ -95,6 +95,8 @@ def test_vae_config_names_a_bad_field():
 
 def test_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     """train-vae, then train-latent-ebm on it, then compare on the latent EBM: all by name."""
+    from problems import train_toy_latent_ebm_on
+
     from ppl_ebm.cli import main
     from ppl_ebm.studies.compare import CompareConfig, run_compare
     from ppl_ebm.zoo import load_latent_ebm
@@ -104,10 +106,7 @@ def test_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     base = load_latent_ebm(tmp_path / "vae")
     z = torch.randn(5, 2)
     assert torch.all(base.log_tilt(z) == 0)  # the base entry is the VAE itself: E = 0
-    assert main(["train-latent-ebm", "--base", str(tmp_path / "vae"), "--iterations", "4", "--eval-every", "2",
-                 "--eval-samples", "100", "--energy-width", "16", "--energy-depth", "1", "--name", "ebm",
-                 "--output", str(tmp_path), "--card-samples", "200", "--no-progress"]) == 0
-    ebm = load_latent_ebm(tmp_path / "ebm")
+    ebm = load_latent_ebm(train_toy_latent_ebm_on(tmp_path / "vae", tmp_path))
     assert ebm.critic_output == "energy" and ebm.latent_dim == 2
     card = (tmp_path / "ebm" / "MODEL_CARD.md").read_text()
     assert "latent EBM" in card
