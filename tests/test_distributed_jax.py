@@ -1,14 +1,18 @@
 """Two JAX processes (``jax.distributed``, CPU collectives through gloo) started by the README's
-``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit."""
+``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit;
+a run one of whose processes is killed mid-way is resumed by the same command to the same draws."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import ppl_ebm
@@ -21,19 +25,49 @@ def model():
 """
 
 
+# The README's command, run through a script that SIGKILLs its process after its KILL_AFTER-th
+# checkpoint when that variable is set: a process dying at a known chunk, as in the torch test.
+_PROCESS = """
+import os, signal, sys
+from ppl_ebm import cli
+from ppl_ebm.drivers import zarr_store
+
+if os.environ.get("KILL_AFTER"):
+    original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
+
+    def checkpoint(self, state, progress):
+        original(self, state, progress)
+        calls["n"] += 1
+        if calls["n"] == int(os.environ["KILL_AFTER"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    zarr_store.ZarrDrawStore.checkpoint = checkpoint
+raise SystemExit(cli.main(sys.argv[1:]))
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         return probe.getsockname()[1]
 
 
-def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
+@pytest.fixture(scope="module")
+def single() -> ppl_ebm.SampleResult:
+    """One uninterrupted process's run of the command's settings: what the store must hold."""
+    namespace: dict = {}
+    exec(MODEL, namespace)
+    return ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=200, seed=0,
+                          progress_bar=False)
+
+
+def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
     (tmp_path / "model.py").write_text(MODEL)
     store = tmp_path / "run.zarr"
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, "-m", "ppl_ebm.cli", "sample", "--model", str(tmp_path / "model.py"), "--backend", "jax",
-               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "20", "--output", str(store),
+               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
                "--coordinator", f"localhost:{port}", "--num-processes", "2", "--no-progress"]
     processes = [subprocess.Popen(command + ["--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env) for i in range(2)]
@@ -41,12 +75,65 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert "process 1 of 2: chains 4:8" in outputs[1][0]
-    namespace: dict = {}
-    exec(MODEL, namespace)
-    single = ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=20, seed=0,
-                            progress_bar=False)
     posterior = xr.open_zarr(store, group="posterior")
     np.testing.assert_array_equal(posterior["u"].values, single.latents)
     # Each process wrote its block of the model's site beside the draws, after sampling.
     assert posterior["x"].dims == ("chain", "draw", "x_dim_0")
+    np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
+
+
+def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single):
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "process.py").write_text(_PROCESS)
+    store = tmp_path / "run.zarr"
+    # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws).
+    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
+                 "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
+                 "--num-processes", "2", "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
+
+    def launch(session: str, kill_after: dict[int, int]) -> list[subprocess.Popen]:
+        port, processes = _free_port(), []
+        for i in range(2):
+            with (tmp_path / f"{session}{i}.out").open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    env={**env, "KILL_AFTER": str(kill_after.get(i, ""))}))
+        return processes
+
+    # Process 1 dies after its warmup and one chunk of draws; process 0 samples on (no collective
+    # in MALA's per-chain loop) and prints its line, then waits for process 1 at shutdown
+    # forever: it is killed, as a cluster kills the other tasks of a failed job.
+    killed = launch("killed", {1: 2})
+    try:
+        assert killed[1].wait(timeout=120) == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while "process 0 of 2" not in (tmp_path / "killed0.out").read_text() and killed[0].poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        for process in killed:
+            process.kill()
+            process.wait()
+    assert "resumed at step 0" in (tmp_path / "killed0.out").read_text()
+    # Process 1's first chunk of draws is stored, its second never was (NaN).
+    stored = xr.open_zarr(store, group="posterior")["u"].values
+    np.testing.assert_array_equal(stored[4:, :100], single.latents[4:, :100])
+    assert np.isnan(stored[4:, 100:]).all()
+
+    # The same command again: process 1 resumes after its chunk; process 0 finds its chains done.
+    resumed = launch("resumed", {})
+    try:
+        codes = [process.wait(timeout=120) for process in resumed]
+    finally:
+        for process in resumed:
+            process.kill()
+            process.wait()
+    outputs = [(tmp_path / f"resumed{i}.out").read_text() for i in range(2)]
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "process 1 of 2: chains 4:8" in outputs[1] and "(resumed at step 120," in outputs[1], outputs[1][-3000:]
+    assert "(resumed at step 220," in outputs[0], outputs[0][-3000:]
+    posterior = xr.open_zarr(store, group="posterior")
+    np.testing.assert_array_equal(posterior["u"].values, single.latents)
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
