@@ -27,19 +27,22 @@ def model():
 
 
 # The README's command, run through a script that SIGKILLs its process after its KILL_AFTER-th
-# checkpoint when that variable is set: a process dying at a known chunk, as in the torch test.
+# checkpoint (or before writing its KILL_BEFORE-th) when that variable is set: a process dying at a
+# known chunk, as in the torch test.
 _PROCESS = """
 import os, signal, sys
 from ppl_ebm import cli
 from ppl_ebm.drivers import zarr_store
 
-if os.environ.get("KILL_AFTER"):
+if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
     original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
 
     def checkpoint(self, state, progress):
-        original(self, state, progress)
         calls["n"] += 1
-        if calls["n"] == int(os.environ["KILL_AFTER"]):
+        if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(self, state, progress)
+        if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
             os.kill(os.getpid(), signal.SIGKILL)
 
     zarr_store.ZarrDrawStore.checkpoint = checkpoint
@@ -145,3 +148,60 @@ def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single
     posterior = xr.open_zarr(store, group="posterior")
     np.testing.assert_array_equal(posterior["u"].values, single.latents)
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
+
+
+def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_process(tmp_path):
+    """With 32 chains or more, warmup pools one mass matrix over all processes' chains (a
+    collective): a process that died after a warmup chunk but before its checkpoint resumes a
+    chunk behind the other, and would wait for it forever. Both processes refuse the resume
+    instead, with the steps named, and exit. (With fewer chains each keeps its own matrix, and
+    such a resume is valid: the test above resumes processes at different sampling steps.)"""
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "process.py").write_text(_PROCESS)
+    store = tmp_path / "run.zarr"
+    # Warmup checkpoints at steps 100, 200 and 250.
+    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
+                 "--chains", "32", "--warmup", "250", "--samples", "20", "--output", str(store),
+                 "--num-processes", "2", "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+    def launch(session: str, kill_before: str) -> list[subprocess.Popen]:
+        port, processes = _free_port(), []
+        for i in range(2):
+            with (tmp_path / f"{session}{i}.out").open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    env={**env, "KILL_BEFORE": kill_before if i == 1 else ""}))
+        return processes
+
+    def steps_done(index: int) -> int:
+        saved = load_checkpoint(store / "_checkpoints" / f"process{index}.npz")
+        return 0 if saved is None else int(saved[1]["iteration"])
+
+    killed = launch("killed", "2")  # process 1 dies after its second warmup chunk, unsaved
+    try:
+        assert killed[1].wait(timeout=120) == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while steps_done(0) < 200 and killed[0].poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        for process in killed:
+            process.kill()
+            process.wait()
+    behind, ahead = steps_done(1), steps_done(0)
+    assert behind == 100 and ahead >= 200
+
+    resumed = launch("resumed", "")
+    try:
+        codes = [process.wait(timeout=120) for process in resumed]
+    finally:
+        for process in resumed:
+            process.kill()
+            process.wait()
+    for i in range(2):
+        output = (tmp_path / f"resumed{i}.out").read_text()
+        assert codes[i] != 0 and f"different steps [{ahead}, {behind}]" in output, output[-3000:]
+        assert "warmup (250 steps) is unfinished on some: its mass matrix pools" in output
