@@ -1,17 +1,22 @@
 """Two JAX processes (``jax.distributed``, CPU collectives through gloo) started by the README's
-``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit."""
+``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit;
+a run one of whose processes is killed mid-way is resumed by the same command to the same draws."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 import xarray as xr
 
 import ppl_ebm
+from ppl_ebm.drivers.draw_store import load_checkpoint
 
 MODEL = """
 import jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -21,19 +26,52 @@ def model():
 """
 
 
+# The README's command, run through a script that SIGKILLs its process after its KILL_AFTER-th
+# checkpoint (or before writing its KILL_BEFORE-th) when that variable is set: a process dying at a
+# known chunk, as in the torch test.
+_PROCESS = """
+import os, signal, sys
+from ppl_ebm import cli
+from ppl_ebm.drivers import zarr_store
+
+if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
+    original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
+
+    def checkpoint(self, state, progress):
+        calls["n"] += 1
+        if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(self, state, progress)
+        if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    zarr_store.ZarrDrawStore.checkpoint = checkpoint
+raise SystemExit(cli.main(sys.argv[1:]))
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         return probe.getsockname()[1]
 
 
-def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
+@pytest.fixture(scope="module")
+def single() -> ppl_ebm.SampleResult:
+    """One uninterrupted process's run of the command's settings: what the store must hold."""
+    namespace: dict = {}
+    exec(MODEL, namespace)
+    return ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=200, seed=0,
+                          progress_bar=False)
+
+
+def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
     (tmp_path / "model.py").write_text(MODEL)
     store = tmp_path / "run.zarr"
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     command = [sys.executable, "-m", "ppl_ebm.cli", "sample", "--model", str(tmp_path / "model.py"), "--backend", "jax",
-               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "20", "--output", str(store),
+               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
                "--coordinator", f"localhost:{port}", "--num-processes", "2", "--no-progress"]
     processes = [subprocess.Popen(command + ["--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True, env=env) for i in range(2)]
@@ -41,12 +79,129 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path):
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert "process 1 of 2: chains 4:8" in outputs[1][0]
-    namespace: dict = {}
-    exec(MODEL, namespace)
-    single = ppl_ebm.sample(namespace["model"], "mala", "jax", num_chains=8, num_warmup=20, num_samples=20, seed=0,
-                            progress_bar=False)
     posterior = xr.open_zarr(store, group="posterior")
     np.testing.assert_array_equal(posterior["u"].values, single.latents)
     # Each process wrote its block of the model's site beside the draws, after sampling.
     assert posterior["x"].dims == ("chain", "draw", "x_dim_0")
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
+
+
+def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single):
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "process.py").write_text(_PROCESS)
+    store = tmp_path / "run.zarr"
+    # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws).
+    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
+                 "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
+                 "--num-processes", "2", "--no-progress"]
+    # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+    def launch(session: str, kill_after: dict[int, int]) -> list[subprocess.Popen]:
+        port, processes = _free_port(), []
+        for i in range(2):
+            with (tmp_path / f"{session}{i}.out").open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    env={**env, "KILL_AFTER": str(kill_after.get(i, ""))}))
+        return processes
+
+    # Process 1 dies after its warmup and one chunk of draws; process 0 samples on (no collective
+    # in MALA's per-chain loop) to its last checkpoint, then would wait for process 1 (at
+    # shutdown) forever: it is killed, as a cluster kills the other tasks of a failed job.
+    killed = launch("killed", {1: 2})
+
+    def steps_done(index: int) -> int:
+        saved = load_checkpoint(store / "_checkpoints" / f"process{index}.npz")
+        return 0 if saved is None else int(saved[1]["iteration"])
+
+    try:
+        assert killed[1].wait(timeout=120) == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while steps_done(0) < 220 and killed[0].poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        for process in killed:
+            process.kill()
+            process.wait()
+    assert (steps_done(0), steps_done(1)) == (220, 120)
+    # Process 1's first chunk of draws is stored, its second never was (NaN).
+    stored = xr.open_zarr(store, group="posterior")["u"].values
+    np.testing.assert_array_equal(stored[4:, :100], single.latents[4:, :100])
+    assert np.isnan(stored[4:, 100:]).all()
+
+    # The same command again: process 1 resumes after its chunk; process 0 finds its chains done.
+    resumed = launch("resumed", {})
+    try:
+        codes = [process.wait(timeout=120) for process in resumed]
+    finally:
+        for process in resumed:
+            process.kill()
+            process.wait()
+    outputs = [(tmp_path / f"resumed{i}.out").read_text() for i in range(2)]
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "process 1 of 2: chains 4:8" in outputs[1] and "(resumed at step 120," in outputs[1], outputs[1][-3000:]
+    assert "(resumed at step 220," in outputs[0], outputs[0][-3000:]
+    posterior = xr.open_zarr(store, group="posterior")
+    np.testing.assert_array_equal(posterior["u"].values, single.latents)
+    np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
+
+
+def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_process(tmp_path):
+    """With 32 chains or more, warmup pools one mass matrix over all processes' chains (a
+    collective): a process that died after a warmup chunk but before its checkpoint resumes a
+    chunk behind the other, and would wait for it forever. Both processes refuse the resume
+    instead, with the steps named, and exit. (With fewer chains each keeps its own matrix, and
+    such a resume is valid: the test above resumes processes at different sampling steps.)"""
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "process.py").write_text(_PROCESS)
+    store = tmp_path / "run.zarr"
+    # Warmup checkpoints at steps 100, 200 and 250.
+    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
+                 "--chains", "32", "--warmup", "250", "--samples", "20", "--output", str(store),
+                 "--num-processes", "2", "--no-progress"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+    def launch(session: str, kill_before: str) -> list[subprocess.Popen]:
+        port, processes = _free_port(), []
+        for i in range(2):
+            with (tmp_path / f"{session}{i}.out").open("w") as out:
+                processes.append(subprocess.Popen(
+                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
+                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
+                    env={**env, "KILL_BEFORE": kill_before if i == 1 else ""}))
+        return processes
+
+    def steps_done(index: int) -> int:
+        saved = load_checkpoint(store / "_checkpoints" / f"process{index}.npz")
+        return 0 if saved is None else int(saved[1]["iteration"])
+
+    killed = launch("killed", "2")  # process 1 dies after its second warmup chunk, unsaved
+    try:
+        assert killed[1].wait(timeout=120) == -signal.SIGKILL
+        deadline = time.monotonic() + 60
+        while steps_done(0) < 200 and killed[0].poll() is None:
+            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        for process in killed:
+            process.kill()
+            process.wait()
+    behind, ahead = steps_done(1), steps_done(0)
+    assert behind == 100 and ahead >= 200
+
+    resumed = launch("resumed", "")
+    try:
+        codes = [process.wait(timeout=120) for process in resumed]
+    finally:
+        for process in resumed:
+            process.kill()
+            process.wait()
+    for i in range(2):
+        output = (tmp_path / f"resumed{i}.out").read_text()
+        assert codes[i] != 0 and f"different steps [{ahead}, {behind}]" in output, output[-3000:]
+        assert "warmup (250 steps) is unfinished on some: its mass matrix pools" in output

@@ -81,6 +81,8 @@ def run_chunks(
     sink = MemoryDraws(num_chains, num_draws, dim) if sink is None else sink
     chain, previous = resume(chain, sink, advance.restore_state)
     done = advance.iteration(chain)
+    if hasattr(advance, "check_resumed"):  # JAX across processes (run_jax._Advance.check_resumed)
+        advance.check_resumed(chain, done, num_warmup)
     resumed_at = done
     per_chunk = chunk_draws(thinning, num_chains, dim)
     compile_before = advance.compile_seconds

@@ -165,6 +165,27 @@ class _Advance:
             return stop - start, dim
         return num_chains, dim
 
+    def check_resumed(self, chain: ChainState, done: int, num_warmup: int) -> None:
+        """Across processes, refuse checkpoints at different steps while warmup is unfinished on
+        one of them *and* warmup pools a mass matrix over all chains (>= 32 chains): its estimate
+        is a collective, so the process behind would wait forever for the one ahead. Every process
+        gathers the same steps, so all of them raise and none hangs. Per-chain adaptation (step
+        sizes; the mass matrices of fewer chains) and sampling chunks need no collective: processes
+        resumed at different steps there catch up on their own."""
+        if jax.process_count() == 1:
+            return
+        mass = chain.state.mass
+        if mass is None or mass.welford.mean.shape[0] != 1 or chain.state.langevin.position.shape[0] == 1:
+            return  # no mass matrix, or one per chain: no collective in warmup
+        from jax.experimental import multihost_utils
+
+        steps = [int(s) for s in np.asarray(multihost_utils.process_allgather(np.array([done]))).reshape(-1)]
+        if len(set(steps)) > 1 and min(steps) < num_warmup:
+            raise ValueError(
+                f"The processes' checkpoints are at different steps {steps} (process order) and warmup "
+                f"({num_warmup} steps) is unfinished on some: its mass matrix pools all processes' chains, so "
+                "this run cannot resume. Start it again into a new output (or delete the store).")
+
     def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
         """The state's leaves as numpy arrays (typed PRNG keys as their key data); across
         processes, this process's chains of each per-chain leaf (its checkpoint)."""

@@ -94,13 +94,20 @@ def local_rows(array, axis: int = 0) -> np.ndarray:
 
 def place_local_rows(template, local, mesh: Mesh, num_chains: int):
     """Inverse of :func:`local_rows` for a resumed checkpoint: global arrays shaped like
-    ``template`` (a placed tree) from this process's rows ``local`` (same tree of numpy)."""
+    ``template`` (a placed tree) from this process's rows ``local`` (same tree of numpy).
+
+    A replicated leaf (the iteration, the PRNG key) is built from this process's own saved copy,
+    not ``device_put``, which requires equal values on every process: a process killed a chunk
+    earlier than another resumes an iteration behind it, and its chains, computed from its rows
+    only, catch up on their own (a run with no collective in its chunks, as per-chain kernels)."""
     def one(leaf, values):
         if leaf is None:
             return None
         sharding = leaf.sharding
-        if jax.process_count() == 1 or leaf.is_fully_replicated:
+        if jax.process_count() == 1:
             return jax.device_put(values, sharding)
+        if leaf.is_fully_replicated:
+            return jax.make_array_from_callback(leaf.shape, sharding, lambda index: values[index])
         offset = min(index[0].start or 0 for index in sharding.addressable_devices_indices_map(leaf.shape).values())
         return jax.make_array_from_callback(
             leaf.shape, sharding,
