@@ -86,66 +86,84 @@ def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
 
 
-def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single):
-    (tmp_path / "model.py").write_text(MODEL)
-    (tmp_path / "process.py").write_text(_PROCESS)
-    store = tmp_path / "run.zarr"
-    # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws).
-    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
-                 "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
-                 "--num-processes", "2", "--no-progress"]
-    # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
-           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+class _KilledRun:
+    """README's multi-process command for one store under ``tmp_path``, launched through the
+    ``_PROCESS`` script: a process dies at a known checkpoint, the other is stopped, the same
+    command runs again."""
 
-    def launch(session: str, kill_after: dict[int, int]) -> list[subprocess.Popen]:
+    def __init__(self, tmp_path, chains: int, warmup: int, samples: int):
+        (tmp_path / "model.py").write_text(MODEL)
+        (tmp_path / "process.py").write_text(_PROCESS)
+        self.folder, self.store = tmp_path, tmp_path / "run.zarr"
+        self.arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
+                          "--chains", str(chains), "--warmup", str(warmup), "--samples", str(samples),
+                          "--output", str(self.store), "--num-processes", "2", "--no-progress"]
+        # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
+        self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
+                    "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
+                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+
+    def launch(self, session: str, kill: dict[str, str]) -> list[subprocess.Popen]:
+        """Both processes; ``kill`` (KILL_AFTER / KILL_BEFORE) is process 1's."""
         port, processes = _free_port(), []
         for i in range(2):
-            with (tmp_path / f"{session}{i}.out").open("w") as out:
+            with (self.folder / f"{session}{i}.out").open("w") as out:
                 processes.append(subprocess.Popen(
-                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
-                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
-                    env={**env, "KILL_AFTER": str(kill_after.get(i, ""))}))
+                    [sys.executable, str(self.folder / "process.py"), *self.arguments,
+                     "--coordinator", f"localhost:{port}", "--process-id", str(i)],
+                    stdout=out, stderr=subprocess.STDOUT, env={**self.env, **(kill if i == 1 else {})}))
         return processes
 
-    # Process 1 dies after its warmup and one chunk of draws; process 0 samples on (no collective
-    # in MALA's per-chain loop) to its last checkpoint, then would wait for process 1 (at
-    # shutdown) forever: it is killed, as a cluster kills the other tasks of a failed job.
-    killed = launch("killed", {1: 2})
-
-    def steps_done(index: int) -> int:
-        saved = load_checkpoint(store / "_checkpoints" / f"process{index}.npz")
+    def steps_done(self, index: int) -> int:
+        saved = load_checkpoint(self.store / "_checkpoints" / f"process{index}.npz")
         return 0 if saved is None else int(saved[1]["iteration"])
 
-    try:
-        assert killed[1].wait(timeout=120) == -signal.SIGKILL
-        deadline = time.monotonic() + 60
-        while steps_done(0) < 220 and killed[0].poll() is None:
-            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
-            time.sleep(0.2)
-    finally:
-        for process in killed:
-            process.kill()
-            process.wait()
-    assert (steps_done(0), steps_done(1)) == (220, 120)
+    def kill_process_1(self, kill: dict[str, str], process_0_reaches: int) -> None:
+        """Process 1 SIGKILLs itself; process 0 runs until its checkpoint reaches
+        ``process_0_reaches`` (then it would wait for process 1 forever) and is killed, as a
+        cluster kills the other tasks of a failed job."""
+        killed = self.launch("killed", kill)
+        try:
+            assert killed[1].wait(timeout=120) == -signal.SIGKILL
+            deadline = time.monotonic() + 60
+            while self.steps_done(0) < process_0_reaches and killed[0].poll() is None:
+                assert time.monotonic() < deadline, (self.folder / "killed0.out").read_text()[-3000:]
+                time.sleep(0.2)
+        finally:
+            for process in killed:
+                process.kill()
+                process.wait()
+
+    def rerun(self) -> tuple[list[int], list[str]]:
+        """The same command again: both exit codes and outputs."""
+        resumed = self.launch("resumed", {})
+        try:
+            codes = [process.wait(timeout=120) for process in resumed]
+        finally:
+            for process in resumed:
+                process.kill()
+                process.wait()
+        return codes, [(self.folder / f"resumed{i}.out").read_text() for i in range(2)]
+
+
+def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single):
+    # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws). Process 1 dies after
+    # its warmup and one chunk of draws; process 0 samples on (no collective in MALA's per-chain
+    # loop) to its last checkpoint.
+    run = _KilledRun(tmp_path, chains=8, warmup=20, samples=200)
+    run.kill_process_1({"KILL_AFTER": "2"}, process_0_reaches=220)
+    assert (run.steps_done(0), run.steps_done(1)) == (220, 120)
     # Process 1's first chunk of draws is stored, its second never was (NaN).
-    stored = xr.open_zarr(store, group="posterior")["u"].values
+    stored = xr.open_zarr(run.store, group="posterior")["u"].values
     np.testing.assert_array_equal(stored[4:, :100], single.latents[4:, :100])
     assert np.isnan(stored[4:, 100:]).all()
 
     # The same command again: process 1 resumes after its chunk; process 0 finds its chains done.
-    resumed = launch("resumed", {})
-    try:
-        codes = [process.wait(timeout=120) for process in resumed]
-    finally:
-        for process in resumed:
-            process.kill()
-            process.wait()
-    outputs = [(tmp_path / f"resumed{i}.out").read_text() for i in range(2)]
+    codes, outputs = run.rerun()
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     assert "process 1 of 2: chains 4:8" in outputs[1] and "(resumed at step 120," in outputs[1], outputs[1][-3000:]
     assert "(resumed at step 220," in outputs[0], outputs[0][-3000:]
-    posterior = xr.open_zarr(store, group="posterior")
+    posterior = xr.open_zarr(run.store, group="posterior")
     np.testing.assert_array_equal(posterior["u"].values, single.latents)
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
 
@@ -156,52 +174,13 @@ def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_p
     chunk behind the other, and would wait for it forever. Both processes refuse the resume
     instead, with the steps named, and exit. (With fewer chains each keeps its own matrix, and
     such a resume is valid: the test above resumes processes at different sampling steps.)"""
-    (tmp_path / "model.py").write_text(MODEL)
-    (tmp_path / "process.py").write_text(_PROCESS)
-    store = tmp_path / "run.zarr"
-    # Warmup checkpoints at steps 100, 200 and 250.
-    arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
-                 "--chains", "32", "--warmup", "250", "--samples", "20", "--output", str(store),
-                 "--num-processes", "2", "--no-progress"]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
-           "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-
-    def launch(session: str, kill_before: str) -> list[subprocess.Popen]:
-        port, processes = _free_port(), []
-        for i in range(2):
-            with (tmp_path / f"{session}{i}.out").open("w") as out:
-                processes.append(subprocess.Popen(
-                    [sys.executable, str(tmp_path / "process.py"), *arguments, "--coordinator", f"localhost:{port}",
-                     "--process-id", str(i)], stdout=out, stderr=subprocess.STDOUT,
-                    env={**env, "KILL_BEFORE": kill_before if i == 1 else ""}))
-        return processes
-
-    def steps_done(index: int) -> int:
-        saved = load_checkpoint(store / "_checkpoints" / f"process{index}.npz")
-        return 0 if saved is None else int(saved[1]["iteration"])
-
-    killed = launch("killed", "2")  # process 1 dies after its second warmup chunk, unsaved
-    try:
-        assert killed[1].wait(timeout=120) == -signal.SIGKILL
-        deadline = time.monotonic() + 60
-        while steps_done(0) < 200 and killed[0].poll() is None:
-            assert time.monotonic() < deadline, (tmp_path / "killed0.out").read_text()[-3000:]
-            time.sleep(0.2)
-    finally:
-        for process in killed:
-            process.kill()
-            process.wait()
-    behind, ahead = steps_done(1), steps_done(0)
+    # Warmup checkpoints at steps 100, 200 and 250; process 1 dies after its second warmup chunk,
+    # before writing that chunk's checkpoint.
+    run = _KilledRun(tmp_path, chains=32, warmup=250, samples=20)
+    run.kill_process_1({"KILL_BEFORE": "2"}, process_0_reaches=200)
+    behind, ahead = run.steps_done(1), run.steps_done(0)
     assert behind == 100 and ahead >= 200
-
-    resumed = launch("resumed", "")
-    try:
-        codes = [process.wait(timeout=120) for process in resumed]
-    finally:
-        for process in resumed:
-            process.kill()
-            process.wait()
-    for i in range(2):
-        output = (tmp_path / f"resumed{i}.out").read_text()
-        assert codes[i] != 0 and f"different steps [{ahead}, {behind}]" in output, output[-3000:]
+    codes, outputs = run.rerun()
+    for code, output in zip(codes, outputs):
+        assert code != 0 and f"different steps [{ahead}, {behind}]" in output, output[-3000:]
         assert "warmup (250 steps) is unfinished on some: its mass matrix pools" in output
