@@ -71,8 +71,9 @@ def latent_parsers(subparsers) -> None:
     parser.add_argument("--energy-width", type=int, default=None,
                         help="toy: MLP width (default 128); image base: conv_critic base width (default 16)")
     parser.add_argument("--energy-depth", type=int, default=3)
-    parser.add_argument("--energy-activation", default="relu",
-                        choices=["relu", "leaky_relu", "elu", "softplus", "tanh"],
+    from ppl_ebm.nets.architectures import ACTIVATION_NAMES
+
+    parser.add_argument("--energy-activation", default="relu", choices=ACTIVATION_NAMES,
                         help="toy: the energy MLP's hidden activation (default relu; image bases: unused)")
     _common(parser)
 

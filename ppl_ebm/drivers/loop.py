@@ -47,6 +47,10 @@ class Advance(Protocol):
 
     def restore_state(self, template: Any, arrays: dict[str, np.ndarray]) -> Any: ...
 
+    def check_resumed(self, chain: Any, done: int, num_warmup: int) -> None:
+        """Raise (on every process) if the resumed state cannot continue, e.g. processes
+        resumed at different steps of a warmup that pools across them."""
+
     def logging(self, chain: Any) -> dict[str, str]: ...
 
     def chain_stats(self, chain: Any) -> dict[str, np.ndarray]:
@@ -81,8 +85,7 @@ def run_chunks(
     sink = MemoryDraws(num_chains, num_draws, dim) if sink is None else sink
     chain, previous = resume(chain, sink, advance.restore_state)
     done = advance.iteration(chain)
-    if hasattr(advance, "check_resumed"):  # JAX across processes (run_jax._Advance.check_resumed)
-        advance.check_resumed(chain, done, num_warmup)
+    advance.check_resumed(chain, done, num_warmup)
     resumed_at = done
     per_chunk = chunk_draws(thinning, num_chains, dim)
     compile_before = advance.compile_seconds

@@ -114,6 +114,11 @@ class _Advance:
 
         return build(template, "state")
 
+    def check_resumed(self, chain: ChainState, done: int, num_warmup: int) -> None:
+        """Nothing checked yet. Across torchrun ranks a pooled warmup all-reduces its moments, so
+        ranks resumed at different warmup steps could block in it (measured for JAX's processes,
+        which run_jax refuses; not for torch's ranks, whose test resumes past warmup only)."""
+
     def logging(self, chain: ChainState) -> dict[str, str]:
         return {"step": f"{float(chain.state.step_size.mean()):.2e}",
                 "acc": f"{float(chain.state.mean_acceptance.mean()):.2f}"}

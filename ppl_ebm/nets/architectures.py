@@ -13,8 +13,8 @@ from functools import partial
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator", "conv_critic",
-           "image_classifier"]
+__all__ = ["ACTIVATION_NAMES", "mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator",
+           "conv_critic", "image_classifier"]
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -24,6 +24,7 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "softplus": nn.Softplus,
 }
+ACTIVATION_NAMES = tuple(sorted(_ACTIVATIONS))  # the ``activation`` options, for command-line choices
 
 
 def _activation(name: str) -> nn.Module:

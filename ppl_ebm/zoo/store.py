@@ -17,7 +17,6 @@ image GAN) loads by name.
 from __future__ import annotations
 
 import copy
-
 import json
 import os
 from collections.abc import Mapping
