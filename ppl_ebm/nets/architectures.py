@@ -13,8 +13,8 @@ from functools import partial
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-__all__ = ["ACTIVATION_NAMES", "mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator",
-           "conv_critic", "image_classifier"]
+__all__ = ["mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator", "conv_critic",
+           "image_classifier"]  # the builders (the registry's architectures); ACTIVATION_NAMES is public too
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
