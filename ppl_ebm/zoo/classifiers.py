@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ppl_ebm.nets.registry import NetworkConfig, build_network
+from ppl_ebm.zoo.store import save_weights
 
 __all__ = ["DIGITS_CLASSIFIER", "LoadedClassifier", "list_classifiers", "load_classifier", "save_classifier",
            "train_zoo_classifier"]
@@ -77,7 +78,7 @@ def save_classifier(directory: Path, name: str, classifier: torch.nn.Module, net
     """Write ``directory`` (weights, config.json, MODEL_CARD.md); returns it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in classifier.state_dict().items()}, str(directory / _WEIGHTS))
+    save_weights(classifier, directory / _WEIGHTS)
     config = {"name": name, "classifier": network.to_dict(), **extra}
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     _write_card(directory, config)

@@ -15,7 +15,7 @@ import numpy as np
 from ppl_ebm import data as datasets
 from ppl_ebm.training.egan import EGAN_LOSSES, EGANConfig, train_egan
 from ppl_ebm.training.entropy import knn_entropy
-from ppl_ebm.zoo.store import save_model
+from ppl_ebm.zoo.store import save_model, save_weights
 
 __all__ = [
     "egan_model_names", "is_egan_config", "record_egan_rank_in_card", "record_egan_sampling_in_card",
@@ -82,8 +82,6 @@ def _save_egan(output: Path, name: str, trained, config: EGANConfig, command: st
                **save_options: Any) -> Path:
     """Save a trained energy GAN (toy or image) with its training record, the inference network of
     ``egan-ent-vi`` beside it, and its card."""
-    from safetensors.torch import save_file
-
     history = trained.history
     record = {**extra, "training_seconds": trained.seconds, "command": command,
               "final_losses": {"critic": history["critic_loss"][-1], "generator": history["generator_loss"][-1]},
@@ -95,8 +93,7 @@ def _save_egan(output: Path, name: str, trained, config: EGANConfig, command: st
                         generator_config=generator_config, critic_config=critic_config, extra=record,
                         **save_options)
     if trained.inference is not None:
-        save_file({k: v.contiguous() for k, v in trained.inference.state_dict().items()},
-                  str(folder / "inference.safetensors"))
+        save_weights(trained.inference, folder / "inference.safetensors")
     write_egan_card(folder)
     return folder
 

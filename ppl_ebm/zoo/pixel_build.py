@@ -21,6 +21,7 @@ import torch
 
 from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.training.pixel_ebm import PixelEBMTrainingConfig, pixel_langevin, train_pixel_ebm
+from ppl_ebm.zoo.store import save_weights
 
 __all__ = ["load_pixel_ebm", "train_pixel_ebm_model"]
 
@@ -50,7 +51,6 @@ def load_pixel_ebm(folder: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]
 def train_pixel_ebm_model(dataset: str, name: str, output: Path, config: PixelEBMTrainingConfig, width: int,
                           progress_bar: bool, command: str, eval_samples: int, machine: str) -> Path:
     import jax
-    from safetensors.torch import save_file
 
     from ppl_ebm.data.images import load_images
     from ppl_ebm.nets.torch_to_jax import torch_to_jax
@@ -76,7 +76,7 @@ def train_pixel_ebm_model(dataset: str, name: str, output: Path, config: PixelEB
 
     folder = Path(output) / name
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in trained.energy.state_dict().items()}, str(folder / WEIGHTS_FILE))
+    save_weights(trained.energy, folder / WEIGHTS_FILE)
     iterations = config.iterations
     full = {"name": name, "dataset": dataset, "image_shape": list(train.shape[1:]),
             "energy": {"architecture": network.architecture, "options": network.options},

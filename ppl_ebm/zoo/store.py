@@ -41,6 +41,7 @@ __all__ = [
     "model_kind",
     "save_calibrated_critic",
     "save_model",
+    "save_weights",
 ]
 
 DEFAULT_MODEL = "25gaussians-wgan-gp"
@@ -148,6 +149,11 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: \"critic_output\" must be one of {CRITIC_OUTPUTS}, got "
                          f"{config.get('critic_output')!r}; it says how the critic's output is read.")
     return config
+
+
+def save_weights(module: torch.nn.Module, path: Path | str) -> None:
+    """``module``'s state as a safetensors file (detached and contiguous, as safetensors requires)."""
+    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(path))
 
 
 def _load_weights(module: torch.nn.Module, path: Path) -> None:
@@ -335,8 +341,8 @@ def save_model(
     _check_fits(generator, generator_config, "generator")
     _check_fits(critic, critic_config, "critic")
     directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(directory / "generator.safetensors"))
-    save_file({k: v.contiguous() for k, v in critic.state_dict().items()}, str(directory / "critic.safetensors"))
+    save_weights(generator, directory / "generator.safetensors")
+    save_weights(critic, directory / "critic.safetensors")
     config: dict[str, Any] = {"name": name, "critic_output": critic_output}
     if data_dim is not None:
         config["data_dim"] = data_dim
@@ -359,7 +365,7 @@ def save_calibrated_critic(directory: Path, critic: torch.nn.Module, calibration
     from ppl_ebm.nets.parametrizations import bake_parametrizations
 
     plain = bake_parametrizations(copy.deepcopy(critic).eval())
-    save_file({k: v.contiguous() for k, v in plain.state_dict().items()}, str(directory / CALIBRATED_CRITIC_FILE))
+    save_weights(plain, directory / CALIBRATED_CRITIC_FILE)
     config = json.loads((directory / "config.json").read_text())
     config["calibration"] = calibration
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
