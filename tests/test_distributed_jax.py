@@ -65,31 +65,10 @@ def single() -> ppl_ebm.SampleResult:
                           progress_bar=False)
 
 
-def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
-    (tmp_path / "model.py").write_text(MODEL)
-    store = tmp_path / "run.zarr"
-    port = _free_port()
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    command = [sys.executable, "-m", "ppl_ebm.cli", "sample", "--model", str(tmp_path / "model.py"), "--backend", "jax",
-               "--sampler", "mala", "--chains", "8", "--warmup", "20", "--samples", "200", "--output", str(store),
-               "--coordinator", f"localhost:{port}", "--num-processes", "2", "--no-progress"]
-    processes = [subprocess.Popen(command + ["--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env) for i in range(2)]
-    outputs = [process.communicate(timeout=300) for process in processes]
-    for process, (out, err) in zip(processes, outputs):
-        assert process.returncode == 0, err[-3000:]
-    assert "process 1 of 2: chains 4:8" in outputs[1][0]
-    posterior = xr.open_zarr(store, group="posterior")
-    np.testing.assert_array_equal(posterior["u"].values, single.latents)
-    # Each process wrote its block of the model's site beside the draws, after sampling.
-    assert posterior["x"].dims == ("chain", "draw", "x_dim_0")
-    np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
-
-
-class _KilledRun:
+class _TwoProcessRun:
     """README's multi-process command for one store under ``tmp_path``, launched through the
-    ``_PROCESS`` script: a process dies at a known checkpoint, the other is stopped, the same
-    command runs again."""
+    ``_PROCESS`` script (the command itself unless a kill is asked): run to the end, or a process
+    dies at a known checkpoint, the other is stopped, and the same command runs again."""
 
     def __init__(self, tmp_path, chains: int, warmup: int, samples: int):
         (tmp_path / "model.py").write_text(MODEL)
@@ -134,23 +113,39 @@ class _KilledRun:
                 process.kill()
                 process.wait()
 
-    def rerun(self) -> tuple[list[int], list[str]]:
-        """The same command again: both exit codes and outputs."""
-        resumed = self.launch("resumed", {})
+    def finish(self, session: str, timeout: float = 120) -> tuple[list[int], list[str]]:
+        """Both processes, no kill, to the end: exit codes and outputs (stdout and stderr)."""
+        processes = self.launch(session, {})
         try:
-            codes = [process.wait(timeout=120) for process in resumed]
+            codes = [process.wait(timeout=timeout) for process in processes]
         finally:
-            for process in resumed:
+            for process in processes:
                 process.kill()
                 process.wait()
-        return codes, [(self.folder / f"resumed{i}.out").read_text() for i in range(2)]
+        return codes, [(self.folder / f"{session}{i}.out").read_text() for i in range(2)]
+
+    def rerun(self) -> tuple[list[int], list[str]]:
+        """The same command again after a kill: both exit codes and outputs."""
+        return self.finish("resumed")
+
+
+def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
+    run = _TwoProcessRun(tmp_path, chains=8, warmup=20, samples=200)
+    codes, outputs = run.finish("run", timeout=300)
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "process 1 of 2: chains 4:8" in outputs[1]
+    posterior = xr.open_zarr(run.store, group="posterior")
+    np.testing.assert_array_equal(posterior["u"].values, single.latents)
+    # Each process wrote its block of the model's site beside the draws, after sampling.
+    assert posterior["x"].dims == ("chain", "draw", "x_dim_0")
+    np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
 
 
 def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single):
     # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws). Process 1 dies after
     # its warmup and one chunk of draws; process 0 samples on (no collective in MALA's per-chain
     # loop) to its last checkpoint.
-    run = _KilledRun(tmp_path, chains=8, warmup=20, samples=200)
+    run = _TwoProcessRun(tmp_path, chains=8, warmup=20, samples=200)
     run.kill_process_1({"KILL_AFTER": "2"}, process_0_reaches=220)
     assert (run.steps_done(0), run.steps_done(1)) == (220, 120)
     # Process 1's first chunk of draws is stored, its second never was (NaN).
@@ -176,7 +171,7 @@ def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_p
     such a resume is valid: the test above resumes processes at different sampling steps.)"""
     # Warmup checkpoints at steps 100, 200 and 250; process 1 dies after its second warmup chunk,
     # before writing that chunk's checkpoint.
-    run = _KilledRun(tmp_path, chains=32, warmup=250, samples=20)
+    run = _TwoProcessRun(tmp_path, chains=32, warmup=250, samples=20)
     run.kill_process_1({"KILL_BEFORE": "2"}, process_0_reaches=200)
     behind, ahead = run.steps_done(1), run.steps_done(0)
     assert behind == 100 and ahead >= 200
