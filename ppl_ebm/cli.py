@@ -52,6 +52,9 @@ def _compare_parser(subparsers) -> None:
                         help="zoo runs: ULA step sizes of the W1 sweep (give none to skip it)")
     parser.add_argument("--paper-steps", type=int, default=None,
                         help="image models: steps of the paper's ULA (ula-paper; default 1000, DDLS App. B.2)")
+    parser.add_argument("--trace-samplers", action="store_true",
+                        help="image models: also the FD every 10 steps along MALA's, i-SIR's and Ex2MCMC's draws "
+                        "(after their warmup, the first half of --steps): FID against steps as in ex2mcmc")
     parser.add_argument("--sweep-chains", type=int, default=None, help="chains of the sweep (default 1000; images 250)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="image models of MNIST / Fashion-MNIST / CIFAR-10: the folder holding the data set")

@@ -96,8 +96,8 @@ def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
     # DRS and DOT run through the same baseline dispatch as MH-GAN; left out here for time (DRS's
     # 10,000-draw pilot, DOT's Lipschitz estimate), tested on the toys in test_baselines.py.
     methods = ["generator", "mh_gan", "ula-paper/torch", "ula/jax", "mala/torch", "isir/torch", "ex2mcmc/torch"]
-    assert main(["compare", "--model", str(copy), "--methods", *methods, "--num-samples", "16", "--steps", "4",
-                 "--paper-steps", "30", "--sweep", "--step-size", "0.01", "--mh-gan-chain-length", "4",
+    assert main(["compare", "--model", str(copy), "--methods", *methods, "--num-samples", "16", "--steps", "40",
+                 "--paper-steps", "30", "--trace-samplers", "--sweep", "--step-size", "0.01", "--mh-gan-chain-length", "4",
                  "--output", str(output), "--record-in-card", "--no-progress"]) == 0
     result = json.loads((output / "metrics.json").read_text())
     assert result["kind"] == "image" and list(result["methods"]) == ["data", *methods]
@@ -114,6 +114,14 @@ def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
     assert trace["step"] == [0, 10, 20, 30] and len(trace["fd"]) == 4
     # Step 0 of the trace is the generator's draws with the run's seed: the generator row's FD.
     assert trace["fd"][0] == pytest.approx(result["methods"]["generator"]["fd"])
+    # --trace-samplers: the exact samplers' draws after their 20 warmup steps, every 10 steps; the
+    # last point is the row's own sample.
+    assert set(result["traces"]) == {"ula-paper/torch", "mala/torch", "isir/torch", "ex2mcmc/torch"}
+    for method in ("mala/torch", "isir/torch", "ex2mcmc/torch"):
+        trace = result["traces"][method]
+        assert trace["step"] == [0, 30, 40], method
+        assert trace["fd"][0] == pytest.approx(result["methods"]["generator"]["fd"])
+        assert trace["fd"][-1] == pytest.approx(result["methods"][method]["fd"])
     # DDLS Fig. 3: the paper's chains from their starts; Fig. 4 on MALA's samples.
     assert result["chain_figure"] == {"steps": [0, 10, 20, 30], "method": "ula-paper/torch"}
     nearest = result["nearest_train"]

@@ -19,7 +19,9 @@ figures are in ``metrics.json`` and the report, so a bad step shows as a worse F
 - ``mala/<backend>``: ``langevin_steps`` steps, the first half warmup adapting the step (dual
   averaging, per chain) and a diagonal mass matrix.
 - ``isir/<backend>``, ``ex2mcmc/<backend>`` (Samsonov et al. 2022): the registry's samplers, the
-  same ``langevin_steps`` steps split as MALA's.
+  same ``langevin_steps`` steps split as MALA's. With ``trace_samplers`` (``--trace-samplers``) the
+  FD every ``trace_every`` steps of these exact samplers' draws is kept too, beside their starts'
+  (the ex2mcmc paper's FID against steps; warmup states are not kept, so not traced).
 - ``drs``, ``mh_gan``, ``dot``: the latent-space baselines of :mod:`ppl_ebm.baselines`, as the toy
   compare runs them (:func:`ppl_ebm.studies.compare.run_baseline`).
 
@@ -79,6 +81,10 @@ class ImageCompareConfig:
     langevin_steps: int = 100
     paper_steps: int = 1000
     trace_every: int = 10
+    # Also the FD every trace_every steps along the exact samplers' draws (MALA, i-SIR, Ex2MCMC):
+    # the ex2mcmc paper's FID-against-steps curve. Their first half of the steps is warmup, whose
+    # states are not kept, so such a trace has step 0 (the starts) and then the draws.
+    trace_samplers: bool = False
     ula_step_size: float | None = None
     sweep_steps: tuple[float, ...] = IMAGE_SWEEP_STEPS
     sweep_chains: int = 250
@@ -175,6 +181,16 @@ def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, s
                       thinning=config.langevin_steps, **common)
     warmup = config.langevin_steps // 2  # MALA, i-SIR, Ex2MCMC
     return sample(ebm, sampler, backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
+
+
+def _fd_trace(features, reference: np.ndarray, starts: np.ndarray, latents: np.ndarray,
+              kept: dict[int, int]) -> dict[str, list]:
+    """FD against ``reference`` at step 0 (the chains' ``starts``) and at every step of ``kept``
+    (step -> index of ``latents``' draw axis holding the state after that step)."""
+    steps = [0, *kept]
+    fds = [frechet_distance(features(starts), reference)]
+    fds += [frechet_distance(features(latents[:, index]), reference) for index in kept.values()]
+    return {"step": steps, "fd": fds}
 
 
 def _sweep(ebm, validation: np.ndarray, classifier, config: ImageCompareConfig, log) -> dict[str, Any]:
@@ -283,13 +299,17 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
             if method.startswith("ula-paper/"):
                 row["step_size"], row["final_step_size"] = PAPER_ULA["step_size"], row["step_size"]
                 # DDLS Fig. 5: FD of the chains' states every trace_every steps from their starts.
-                steps = [0] + [config.trace_every * (i + 1) for i in range(result.latents.shape[1])]
-                fds = [frechet_distance(classifier_outputs(classifier, _images(ebm, starts)).features,
-                                        held_out_features)]
-                fds += [frechet_distance(classifier_outputs(classifier, _images(ebm, result.latents[:, i])).features,
-                                         held_out_features) for i in range(result.latents.shape[1])]
-                traces[method] = {"step": steps, "fd": fds}
-                row["best_trace_step"] = steps[int(np.argmin(fds))]
+                kept = {config.trace_every * (i + 1): i for i in range(result.latents.shape[1])}
+            elif config.trace_samplers and not method.startswith("ula/"):
+                first = config.langevin_steps // 2 + 1  # the step after which the first draw is kept
+                kept = {first + i: i for i in range(result.latents.shape[1]) if (first + i) % config.trace_every == 0}
+            else:
+                kept = {}
+            if kept:
+                traces[method] = _fd_trace(lambda z: classifier_outputs(classifier, _images(ebm, z)).features,
+                                           held_out_features, starts, result.latents, kept)
+                row["best_trace_step"] = traces[method]["step"][int(np.argmin(traces[method]["fd"]))]
+            if method.startswith("ula-paper/"):
                 if "chains" not in figures:  # DDLS Fig. 3
                     figures["chains"] = chain_frames(
                         lambda z: _images(ebm, z), starts, result.latents, config.trace_every, config.figure_chains)

@@ -1,6 +1,7 @@
 """Table, figures and Markdown report of a :func:`ppl_ebm.studies.image_compare.run_image_compare` run:
 ``metrics.json``, ``report.md``, ``samples.png`` (64 samples per method), ``sweep.png`` (FD against the
-ULA step, seed 002), ``trace.png`` (FD every 10 steps of the paper's ULA, DDLS Fig. 5) and
+ULA step, seed 002), ``trace.png`` (FD every 10 steps of the paper's ULA, DDLS Fig. 5, and with ``trace_samplers`` along
+the exact samplers' draws, the ex2mcmc paper's FID curve) and
 ``pixels.png`` (pixel-intensity histograms against the data's: seed 002's over-saturation check),
 ``chains.png`` (the paper's chains every k steps from prior draws, DDLS Fig. 3) and ``nearest.png``
 (nearest train images of DDLS samples in the classifier's feature space, DDLS Fig. 4)."""
@@ -141,20 +142,26 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
                  f"{sweep['data']}: " + ", ".join(f"{s:g}: {f:.3f}" for s, f in zip(sweep["step_sizes"], sweep["fd"]))
                  + f". Best {sweep['best_step_size']:g}; the generator {sweep['generator_fd']:.3f}; MALA adapted "
                  f"(step {sweep['mala_adapted_step_size']:.3g}) {sweep['mala_adapted_fd']:.3f}.\n\n![sweep](sweep.png)\n")
-    for method, trace in output.traces.items():
+    if output.traces:  # one figure for every traced method, so none overwrites another's
         paths["trace"] = folder / "trace.png"
         figure = Figure(figsize=(5, 3.5))
         axis = figure.add_subplot()
-        axis.plot(trace["step"], trace["fd"], ".-")
+        for method, trace in output.traces.items():
+            axis.plot(trace["step"], trace["fd"], ".-", label=method)
         axis.set_xlabel("Langevin step")
         axis.set_ylabel("FD (held out)")
-        axis.set_title(f"{method}: step 0.01 x0.1 every 200 steps (DDLS App. B.2)", fontsize=8)
+        axis.set_title("FD against steps; ula-paper: step 0.01 x0.1 every 200 steps (DDLS App. B.2)", fontsize=8)
+        axis.legend(fontsize=7)
         figure.savefig(paths["trace"], dpi=120, bbox_inches="tight")
-        best = int(np.argmin(trace["fd"]))
-        text += (f"\n## FD along the paper's chains (DDLS Fig. 5)\n\n`{method}`: FD every "
-                 f"{trace['step'][1] - trace['step'][0]} steps; lowest {trace['fd'][best]:.3f} at step "
-                 f"{trace['step'][best]}, {trace['fd'][-1]:.3f} at the end (step 0: the generator, "
-                 f"{trace['fd'][0]:.3f}).\n\n![trace](trace.png)\n")
+        text += "\n## FD along the chains (DDLS Fig. 5; the ex2mcmc paper's FID against steps)\n\n"
+        for method, trace in output.traces.items():
+            best = int(np.argmin(trace["fd"]))
+            gap = trace["step"][2] - trace["step"][1] if len(trace["step"]) > 2 else trace["step"][-1]
+            kept = ("every" if method.startswith("ula-paper/") else "after warmup (its first half), every")
+            text += (f"- `{method}`: FD {kept} {gap} steps; lowest {trace['fd'][best]:.3f} at step "
+                     f"{trace['step'][best]}, {trace['fd'][-1]:.3f} at the end (step {trace['step'][-1]}; step 0: "
+                     f"the generator, {trace['fd'][0]:.3f}).\n")
+        text += "\n![trace](trace.png)\n"
     text += _figure_sections(output.figures, folder, paths)
     paths["report"].write_text(text)
     return paths
