@@ -49,6 +49,11 @@ class TorchProblem(NamedTuple):
 
 
 
+# What a warmup step may all-reduce across ranks (kernels/cross_chain_torch.py), in the
+# resume check's words.
+_WARMUP_COLLECTIVES = ("mass matrix", "shared step size")
+
+
 class _Advance:
     """Steps in a Python loop; the kept positions go to one preallocated buffer per chunk."""
 
@@ -128,11 +133,15 @@ class _Advance:
         if not cross_chain_torch.distributed():
             return
         # Gathered from every rank, not decided here alone: a rank that skipped the gather would
-        # leave the others waiting in it.
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, (done, self._warmup_collectives(chain)))
-        steps = [step for step, _ in gathered]
-        collectives = sorted({name for _, names in gathered for name in names})
+        # leave the others waiting in it. A tensor on the chains' device, as the kernels'
+        # all-reduces (NCCL gathers CUDA tensors only).
+        mine = self._warmup_collectives(chain)
+        row = torch.tensor([done, *(name in mine for name in _WARMUP_COLLECTIVES)], dtype=torch.int64,
+                           device=chain.state.langevin.position.device)
+        gathered = [torch.empty_like(row) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, row)
+        steps = [int(rank[0]) for rank in gathered]
+        collectives = [name for i, name in enumerate(_WARMUP_COLLECTIVES, 1) if any(rank[i] for rank in gathered)]
         if len(set(steps)) > 1 and min(steps) < num_warmup and collectives:
             raise ValueError(
                 f"The ranks' checkpoints are at different steps {steps} (rank order) and warmup "
