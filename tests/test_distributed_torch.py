@@ -4,15 +4,20 @@ resumed by the same torchrun command. Real processes, real collectives, no mocks
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 import xarray as xr
 
 import ppl_ebm
+from ppl_ebm.drivers.draw_store import load_checkpoint
 
 RUN = dict(num_warmup=100, num_samples=60, seed=2, progress_bar=False)
 # name: (sampler, chains, options); "pooled": 64 MALA chains pool one mass matrix (all-reduced).
@@ -52,8 +57,6 @@ _RANK = textwrap.dedent(
 
 
 def _torchrun(tmp_path, cases: dict, kill: bool = False) -> subprocess.CompletedProcess:
-    import json
-
     script = tmp_path / "rank.py"
     script.write_text(_RANK)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
@@ -93,3 +96,152 @@ def test_a_killed_two_rank_run_resumes_to_the_same_draws(ebm, tmp_path, one_torc
     assert "1 mala 160" in resumed.stdout, resumed.stdout
     single = ppl_ebm.sample(ebm, "mala", "torch", num_chains=8, **RUN)
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "mala.zarr", group="posterior")["z"].values, single.latents)
+
+
+# One run per launch; rank 1 SIGKILLs itself after its KILL_AFTER-th checkpoint or before writing its
+# KILL_BEFORE-th (as in tests/test_distributed_jax.py).
+_KILLED_RANK = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import torch, torch.distributed as dist
+    import ppl_ebm
+    from ppl_ebm.drivers import zarr_store
+
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    store, chains, warmup, samples, options = sys.argv[1], *map(int, sys.argv[2:5]), json.loads(sys.argv[5])
+    if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
+        original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
+
+        def checkpoint(self, state, progress):
+            calls["n"] += 1
+            if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
+                os.kill(os.getpid(), signal.SIGKILL)
+            original(self, state, progress)
+            if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        zarr_store.ZarrDrawStore.checkpoint = checkpoint
+    ebm = ppl_ebm.linear_gaussian_problem(latent_dim=3, data_dim=4, seed=0).ebm
+    result = ppl_ebm.sample(ebm, "mala", "torch", num_chains=chains, num_warmup=warmup, num_samples=samples, seed=2,
+                            progress_bar=False, draws_dir=store, **options)
+    print(dist.get_rank(), "resumed at", result.stats["resumed_at_iteration"], flush=True)
+    dist.destroy_process_group()
+    """
+)
+
+
+class _KilledRanks:
+    """Two ranks of one run into ``tmp_path/run.zarr``, started with the environment torchrun gives
+    them (not torchrun itself: its agent stops every rank once one fails, which would hide whether
+    each rank refuses on its own); the same command runs again after rank 1 is killed."""
+
+    def __init__(self, tmp_path, chains: int, warmup: int, samples: int, options: dict | None = None):
+        (tmp_path / "rank.py").write_text(_KILLED_RANK)
+        self.folder, self.store = tmp_path, tmp_path / "run.zarr"
+        self.arguments = [str(self.store), str(chains), str(warmup), str(samples), json.dumps(options or {})]
+
+    def launch(self, session: str, kill: dict[str, str]) -> list[subprocess.Popen]:
+        """Both ranks; ``kill`` (KILL_AFTER / KILL_BEFORE) is rank 1's."""
+        with socket.socket() as probe:
+            probe.bind(("localhost", 0))
+            port = probe.getsockname()[1]
+        processes = []
+        for rank in range(2):
+            env = {**os.environ, "MASTER_ADDR": "localhost", "MASTER_PORT": str(port), "RANK": str(rank),
+                   "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "PYTHONUNBUFFERED": "1", **(kill if rank == 1 else {})}
+            with (self.folder / f"{session}{rank}.out").open("w") as out:
+                processes.append(subprocess.Popen([sys.executable, str(self.folder / "rank.py"), *self.arguments],
+                                                  stdout=out, stderr=subprocess.STDOUT, env=env))
+        return processes
+
+    def steps_done(self, rank: int) -> int:
+        saved = load_checkpoint(self.store / "_checkpoints" / f"process{rank}.npz")
+        return 0 if saved is None else int(saved[1]["iteration"])
+
+    def kill_rank_1(self, kill: dict[str, str]) -> None:
+        """Rank 1 SIGKILLs itself; rank 0 runs on until it exits (it fails in its next collective,
+        the peer gone, or finishes its chains when none is left)."""
+        self.wait(self.launch("killed", kill), timeout=120)
+
+    def rerun(self, timeout: float = 60) -> tuple[list[int | None], list[str]]:
+        """The same command again: both exit codes (None: still running at ``timeout``, then
+        killed) and outputs."""
+        codes = self.wait(self.launch("resumed", {}), timeout)
+        return codes, [(self.folder / f"resumed{rank}.out").read_text() for rank in range(2)]
+
+    @staticmethod
+    def wait(processes: list[subprocess.Popen], timeout: float) -> list[int | None]:
+        deadline, codes = time.monotonic() + timeout, []
+        try:
+            for process in processes:
+                try:
+                    codes.append(process.wait(timeout=max(0.1, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:  # blocked in a collective: a hang
+                    codes.append(None)
+        finally:
+            for process in processes:
+                process.kill()
+                process.wait()
+        return codes
+
+
+def test_a_resume_with_ranks_at_different_warmup_steps_is_refused_by_every_rank(tmp_path, one_torch_thread):
+    """64 chains pool one mass matrix, its moments all-reduced at every step of an adaptation
+    window (steps 76-350 of 400). Rank 1 dies after its second warmup chunk, before that chunk's
+    checkpoint; rank 0 checkpoints step 200 and fails in its next all-reduce. Resumed as they
+    were, rank 1's sums would pair with sums of other steps of rank 0 (its pooled matrix mixing
+    windows), then rank 1 would wait for sums rank 0 never sends. Both ranks refuse instead."""
+    run = _KilledRanks(tmp_path, chains=64, warmup=400, samples=20)
+    run.kill_rank_1({"KILL_BEFORE": "2"})
+    assert (run.steps_done(0), run.steps_done(1)) == (200, 100)
+    codes, outputs = run.rerun()
+    for code, output in zip(codes, outputs):
+        assert code not in (0, None), output[-3000:]
+        assert "different steps [200, 100] (rank order) and warmup (400 steps) is unfinished on some: its mass " \
+               "matrix pools" in output, output[-3000:]
+
+
+def test_ranks_resumed_at_different_sampling_steps_finish_the_pooled_run(ebm, tmp_path, one_torch_thread):
+    """Past warmup nothing is all-reduced (the pooled mass matrix is fixed, a shared step size no
+    longer adapts): rank 1, killed before its chunk of draws' checkpoint, resumes at the end of
+    warmup and rank 0 finds its chains done. (The shared step's mean acceptance used to be
+    all-reduced in sampling too: rank 1 then waited for sums rank 0, done, never sent, and failed
+    when rank 0 exited.)"""
+    options = {"per_chain_step_size": False}
+    run = _KilledRanks(tmp_path, chains=64, warmup=100, samples=100, options=options)
+    run.kill_rank_1({"KILL_BEFORE": "2"})
+    assert (run.steps_done(0), run.steps_done(1)) == (200, 100)
+    codes, outputs = run.rerun()
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    assert "0 resumed at 200" in outputs[0] and "1 resumed at 100" in outputs[1], outputs
+    single = ppl_ebm.sample(ebm, "mala", "torch", num_chains=64, num_warmup=100, num_samples=100, seed=2,
+                            progress_bar=False, **options)
+    # The pooled sums round rank by rank (see the first test): equal to rounding, amplified by accepts.
+    np.testing.assert_allclose(xr.open_zarr(run.store, group="posterior")["z"].values, single.latents, atol=0.05)
+
+
+@pytest.mark.parametrize("sampler, chains, options, expected", [
+    ("mala", 64, {}, ("mass matrix",)),
+    ("mala", 8, {}, ()),  # one matrix per chain
+    ("mala", 8, {"per_chain_step_size": False}, ("shared step size",)),
+    ("mala", 8, {"per_chain_step_size": False, "adapt_step_size": False}, ()),  # a fixed step: nothing to share
+    ("ula", 64, {"mass_matrix": "diag"}, ("mass matrix",)),  # no acceptance, so no shared step
+    ("isir", 64, {}, ()),
+    ("ex2mcmc", 8, {"per_chain_step_size": False}, ("shared step size",)),
+])
+def test_what_a_ranks_warmup_all_reduces(sampler, chains, options, expected):
+    """The collectives the resume check looks for, read from the sampler and its state: they are
+    the ones :mod:`ppl_ebm.kernels.cross_chain_torch` all-reduces under torchrun."""
+    import torch
+
+    from ppl_ebm.drivers import run_torch
+    from ppl_ebm.kernels.registry import get_sampler
+    from ppl_ebm.kernels.samplers_torch import langevin_params
+
+    spec = get_sampler(sampler)
+    resolved = spec.validate(options, "torch")
+    kernel, params = spec.build("torch", resolved), langevin_params(resolved, 100)
+    problem = run_torch.TorchProblem(lambda z: 0.5 * (z * z).sum(-1))
+    chain = run_torch.init_chain(kernel, params, problem, torch.zeros(chains, 2), torch.Generator().manual_seed(0))
+    assert run_torch._Advance(kernel, params, problem)._warmup_collectives(chain) == expected

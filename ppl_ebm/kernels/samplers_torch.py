@@ -166,7 +166,12 @@ class LangevinSampler(NamedTuple):
         langevin, info = mala_step(rng_key, state.langevin, potential_and_grad_fn, state.step_size,
                                    _preconditioner(state))
         acceptance = info.acceptance_probability
-        shared = acceptance if self.per_chain_step_size else cross_chain_torch.mean_acceptance(acceptance)
+        # A shared step's mean acceptance is an all-reduce across ranks, read only by warmup's
+        # adaptation: skipped otherwise, so ranks resumed at different sampling steps (or with a
+        # fixed step) wait on no collective.
+        adapting = self.step_size_adaptation is not None and state.iteration < params.num_warmup
+        shared = cross_chain_torch.mean_acceptance(acceptance) if adapting and not self.per_chain_step_size \
+            else acceptance
         adaptation, step_size = _warmup_adapt(self.adaptation(params), state, params, shared)
         mala_count, _ = cycle.phase_counts(state.iteration, params.num_warmup, self.independence_every)
         return state._replace(
