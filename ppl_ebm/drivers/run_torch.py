@@ -154,8 +154,8 @@ class _Advance:
         size when MALA steps adapt one (ULA has no adaptation, i-SIR alone no MALA step)."""
         mass, sampler = chain.state.mass, self.sampler
         names = ["mass matrix"] if mass is not None and mass.welford.mean.shape[0] == 1 else []
-        mala = getattr(sampler, "mala_steps", 0) is not None
-        if mala and getattr(sampler, "step_size_adaptation", None) is not None \
+        isir_alone = getattr(sampler, "mala_steps", 0) is None  # ISIRSampler without MALA steps
+        if not isir_alone and getattr(sampler, "step_size_adaptation", None) is not None \
                 and not getattr(sampler, "per_chain_step_size", True):
             names.append("shared step size")
         return tuple(names)
