@@ -157,8 +157,9 @@ def _flow_moments(backend: str, state, width: int = 32, layers: int = 4) -> tupl
             torch.Generator().manual_seed(9), (4000, 2), torch.float32, "cpu").numpy()
     else:
         template = flex2mcmc_jax._template(2, layers, width)
-        draws = np.asarray(flex2mcmc_jax.flow_proposal(template, state.flow.params).sample(
+        draw = jax.jit(lambda params: flex2mcmc_jax.flow_proposal(template, params).sample(
             jax.random.key(9), (4000, 2), jnp.float32))
+        draws = np.asarray(draw(state.flow.params))
     return draws.mean(0), draws.std(0)
 
 
