@@ -267,3 +267,15 @@ def test_flex2mcmc_in_numpyro_mcmc(problem):
     draws = np.asarray(mcmc.get_samples()["z"]).swapaxes(0, 1)
     assert draws.shape == (128, 400, 2)
     assert_moments(draws, problem.mean, problem.covariance, "numpyro MCMC(flex2mcmc)")
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_until_converged_continues_the_chains(problem):
+    # until="converged" passes the final state back in: the flow (a module in torch's state)
+    # goes with it, past warmup, so it is not trained again.
+    result = ppl_ebm.sample(problem.ebm, "flex2mcmc", "torch", num_chains=16, num_warmup=50, num_samples=50, seed=0,
+                            progress_bar=False, until="converged", max_samples=400)
+    assert result.latents.shape[0] == 16 and result.latents.shape[1] > 50
+    # A gradient a step and 9 particles an i-SIR step, as Ex2MCMC's: the evaluations of one long run.
+    steps = 50 + result.latents.shape[1]
+    np.testing.assert_array_equal(result.stats["potential_evals"], 1 + steps + steps // 4 * 9)
