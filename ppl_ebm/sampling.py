@@ -247,6 +247,7 @@ def sample(
         ``"ula"`` (DDLS Alg. 1), ``"mala"`` (adapted step size), ``"mala-imh"`` (MALA with an
         independence step from the prior every 2nd step), ``"isir"`` (iterated
         sampling-importance resampling from the prior), ``"ex2mcmc"`` (i-SIR then MALA steps),
+        ``"flex2mcmc"`` (Ex2MCMC proposing from a flow trained in warmup),
         ``"nuts"`` or ``"hmc"`` (the PPL's own), and on JAX only ``"chees"`` (ChEES-HMC) and
         ``"meads"`` (MEADS), BlackJAX's many-chain samplers with their own warmup.
     backend

@@ -50,6 +50,9 @@ def runs(problem):
     return get
 
 
+# Small tensors: torch's intra-op threads only wait on each other (flex2mcmc's flow, many small
+# ops a step, ran 82 s with 2 threads on 2 busy cores).
+@pytest.mark.usefixtures("one_torch_thread")
 @pytest.mark.parametrize("sampler, backend", EXACT_RUNS)
 def test_exact_samplers_match_closed_form(problem, runs, sampler, backend):
     result = runs(sampler, backend)

@@ -44,7 +44,7 @@ from ppl_ebm.kernels.langevin_jax import (
 )
 from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState, _warmup_adapt
 
-__all__ = ["ISIRSampler", "build", "isir_init", "isir_step", "potential_only"]
+__all__ = ["ISIRSampler", "build", "draw", "isir_init", "isir_step", "potential_only"]
 
 
 def potential_only(potential_and_grad_fn: PotentialAndGrad):
@@ -53,6 +53,18 @@ def potential_only(potential_and_grad_fn: PotentialAndGrad):
     of ``potential_and_grad_fn`` (under ``jit`` the unused gradient is compiled away)."""
     potential = getattr(potential_and_grad_fn, "potential", None)
     return potential if potential is not None else (lambda position: potential_and_grad_fn(position)[0])
+
+
+def draw(proposal: Proposal, rng_key: jax.Array, shape: tuple[int, ...], dtype) -> tuple[jax.Array, jax.Array]:
+    """Draws from ``proposal`` and its potential at them. A proposal with
+    ``sample_with_potential`` gives both from one pass (a flow's density at its own draws is a
+    by-product of drawing them, while scoring any other point inverts it:
+    :mod:`ppl_ebm.kernels.flex2mcmc_jax`); otherwise ``potential`` scores the draws."""
+    both = getattr(proposal, "sample_with_potential", None)
+    if both is not None:
+        return both(rng_key, shape, dtype)
+    fresh = proposal.sample(rng_key, shape, dtype)
+    return fresh, proposal.potential(fresh)
 
 
 def isir_init(position: jax.Array, potential_fn) -> LangevinState:
@@ -82,9 +94,9 @@ def isir_step(
     proposal = standard_normal_proposal() if proposal is None else proposal
     proposal_key, choice_key = jax.random.split(rng_key)
     chains, dim = state.position.shape
-    fresh = proposal.sample(proposal_key, (chains * (num_particles - 1), dim), state.position.dtype)
+    fresh, fresh_proposal = draw(proposal, proposal_key, (chains * (num_particles - 1), dim), state.position.dtype)
     fresh_potential = potential_fn(fresh)
-    log_weight = proposal.potential(fresh) - fresh_potential
+    log_weight = fresh_proposal - fresh_potential
     log_weight = jnp.where(jnp.isfinite(log_weight), log_weight, -jnp.inf)
     current = proposal.potential(state.position) - state.potential
     current = jnp.where(jnp.isfinite(current), current, -jnp.inf)

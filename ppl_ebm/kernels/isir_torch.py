@@ -18,7 +18,7 @@ from ppl_ebm.kernels.langevin_torch import (
 )
 from ppl_ebm.kernels.samplers_torch import LangevinParams, LangevinSampler, SamplerState, _warmup_adapt
 
-__all__ = ["ISIRSampler", "build", "isir_init", "isir_step", "potential_only"]
+__all__ = ["ISIRSampler", "build", "draw", "isir_init", "isir_step", "potential_only"]
 
 
 def potential_only(potential_and_grad_fn: PotentialAndGrad):
@@ -26,6 +26,15 @@ def potential_only(potential_and_grad_fn: PotentialAndGrad):
     gradient it throws away (nothing compiles it out), so pass a function with ``.potential``."""
     potential = getattr(potential_and_grad_fn, "potential", None)
     return potential if potential is not None else (lambda position: potential_and_grad_fn(position)[0])
+
+
+def draw(proposal: Proposal, rng, shape: tuple[int, ...], dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """See :func:`ppl_ebm.kernels.isir_jax.draw`."""
+    both = getattr(proposal, "sample_with_potential", None)
+    if both is not None:
+        return both(rng, shape, dtype, device)
+    fresh = proposal.sample(rng, shape, dtype, device)
+    return fresh, proposal.potential(fresh)
 
 
 def isir_init(position: torch.Tensor, potential_fn) -> LangevinState:
@@ -47,10 +56,11 @@ def isir_step(
     """See :func:`ppl_ebm.kernels.isir_jax.isir_step`."""
     proposal = standard_normal_proposal() if proposal is None else proposal
     chains, dim = state.position.shape
-    fresh = proposal.sample(rng, (chains * (num_particles - 1), dim), state.position.dtype, state.position.device)
+    fresh, fresh_proposal = draw(proposal, rng, (chains * (num_particles - 1), dim), state.position.dtype,
+                                 state.position.device)
     with torch.no_grad():
         fresh_potential = potential_fn(fresh)
-    log_weight = proposal.potential(fresh) - fresh_potential
+    log_weight = fresh_proposal - fresh_potential
     log_weight = torch.where(torch.isfinite(log_weight), log_weight, torch.full_like(log_weight, -torch.inf))
     current = proposal.potential(state.position) - state.potential
     current = torch.where(torch.isfinite(current), current, torch.full_like(current, -torch.inf))

@@ -244,10 +244,24 @@ register(SamplerSpec(
     "isir", "langevin", "isir", "iterated SIR: the state and N - 1 prior draws, one kept by its weight",
     (_PARTICLES,), _GLOBAL, module="isir",
 ))
+_MALA_STEPS = Option("mala_steps", 3, lambda k: check_int("mala_steps", k, 1), "k MALA steps per i-SIR step")
 register(SamplerSpec(
     "ex2mcmc", "langevin", "ex2mcmc", "Ex2MCMC: every i-SIR step followed by mala_steps MALA steps",
-    (_PARTICLES, Option("mala_steps", 3, lambda k: check_int("mala_steps", k, 1), "k MALA steps per i-SIR step"),
-     *_mala_options(None)[:-1]), _GLOBAL, module="isir",
+    (_PARTICLES, _MALA_STEPS, *_mala_options(None)[:-1]), _GLOBAL, module="isir",
+))
+# FlEx2MCMC (kernels/flex2mcmc_*.py): Ex2MCMC proposing from a flow trained in warmup. No
+# checkpoints: torch's state holds the flow module and its optimiser, not arrays alone.
+register(SamplerSpec(
+    "flex2mcmc", "langevin", "flex2mcmc", "FlEx2MCMC: Ex2MCMC whose i-SIR proposal is a normalizing flow trained "
+    "in warmup (maximum likelihood on the chains), then frozen",
+    (_PARTICLES, _MALA_STEPS, *_mala_options(None)[:-1],
+     Option("flow_layers", 4, lambda n: check_int("flow_layers", n, 1), "affine autoregressive (IAF) layers"),
+     Option("flow_width", 32, lambda n: check_int("flow_width", n, 1),
+            "MADE hidden width (raised to the latent dimension if smaller)"),
+     Option("flow_learning_rate", 1e-3, _positive_float("flow_learning_rate"), "Adam's learning rate"),
+     Option("flow_train_steps", 5, lambda n: check_int("flow_train_steps", n, 0),
+            "Adam steps per i-SIR step in warmup (0: the flow stays the prior)")),
+    frozenset({"until", "max_seconds"}), module="flex2mcmc",
 ))
 # Many-chain baselines through BlackJAX (JAX only; kernels/chees_jax.py, meads_jax.py, mams_jax.py).
 register(SamplerSpec(
