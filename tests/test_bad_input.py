@@ -164,6 +164,17 @@ def test_a_draws_dir_that_is_a_file_is_refused(problem, tmp_path):
         ppl_ebm.sample(problem.ebm, "ula", **RUN, draws_dir=tmp_path / "taken" / "run")
 
 
+@pytest.mark.parametrize("sampler, backend", [("flex2mcmc", "jax"), ("nuts", "torch"), ("chees", "jax")])
+def test_a_run_over_processes_refuses_samplers_that_cannot_split(problem, monkeypatch, sampler, backend):
+    # As if this process were one of two (torchrun / jax.distributed): only the streaming samplers
+    # split their chains; FlEx2MCMC would train one flow per process, the others have no split.
+    from ppl_ebm.drivers import distributed
+
+    monkeypatch.setattr(distributed, "process_count", lambda backend: 2)
+    with pytest.raises(ValueError, match=f"one of 2 .*sampler='{sampler}'"):
+        ppl_ebm.sample(problem.ebm, sampler, backend, **RUN)
+
+
 # -- targets: LatentEBM -------------------------------------------------------------------------
 def _linear(n_in=2, n_out=3, dtype=torch.float32):
     return torch.nn.Linear(n_in, n_out).to(dtype)
