@@ -98,6 +98,102 @@ def test_a_killed_two_rank_run_resumes_to_the_same_draws(ebm, tmp_path, one_torc
     np.testing.assert_array_equal(xr.open_zarr(tmp_path / "mala.zarr", group="posterior")["z"].values, single.latents)
 
 
+def test_a_rank_holding_one_chain_of_per_chain_matrices_adapts_it_alone(ebm, tmp_path, one_torch_thread):
+    """3 MALA chains (one mass matrix per chain) on 2 ranks: rank 1's block is one chain, so it holds
+    one matrix, which used to be taken for the pooled one (its moments all-reduced alone; it failed
+    when rank 0 exited). Per-chain arithmetic everywhere: rank 0's 2 chains are the single
+    process's bit for bit; rank 1's one chain to float rounding only, amplified by MALA's accept
+    steps: the model's gradient of a batch of one row rounds differently from a row of a batch of
+    three (5.96e-08 at the first step, the same with ``mass_matrix="none"``)."""
+    launched = _torchrun(tmp_path, {"three": ("mala", 3, {})})
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    single = ppl_ebm.sample(ebm, "mala", "torch", num_chains=3, **RUN)
+    stored = xr.open_zarr(tmp_path / "three.zarr", group="posterior")["z"].values
+    np.testing.assert_array_equal(stored[:2], single.latents[:2])
+    np.testing.assert_allclose(stored[2], single.latents[2], atol=0.05)
+    mass = single.stats["inverse_mass_matrix"]  # (3, 3): one diagonal per chain
+    np.testing.assert_array_equal(np.load(tmp_path / "three.mass0.npy"), mass[:2])
+    np.testing.assert_allclose(np.load(tmp_path / "three.mass1.npy"), mass[2], rtol=1e-2)  # reported as (3,)
+
+
+def test_forty_chains_on_two_ranks_pool_one_mass_matrix_as_one_process(ebm, tmp_path, one_torch_thread):
+    """40 chains, 20 a rank (fewer than the 32 that pool): the run pools one matrix on every rank,
+    equal to one process's to float rounding (the moments are summed rank by rank)."""
+    launched = _torchrun(tmp_path, {"forty": ("mala", 40, {})})
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    single = ppl_ebm.sample(ebm, "mala", "torch", num_chains=40, **RUN)
+    for rank in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"forty.mass{rank}.npy"), single.stats["inverse_mass_matrix"],
+                                   rtol=1e-5)
+
+
+_KERNEL_RANK = textwrap.dedent(
+    """
+    import sys
+    import numpy as np, torch, torch.distributed as dist
+    from ppl_ebm.drivers.zarr_store import chain_blocks
+    sys.path.insert(0, sys.argv[2])
+    from test_distributed_torch import _kernel_mass
+
+    dist.init_process_group("gloo")
+    torch.set_num_threads(1)
+    chains, rank = 40, dist.get_rank()
+    start, stop = chain_blocks(chains, dist.get_world_size())[rank]
+    np.save(f"{sys.argv[1]}/mass{rank}.npy", _kernel_mass(chains, start, stop))
+    try:  # not told the run's chain count, a rank cannot tell whether its 20 chains pool with the others
+        _kernel_mass(None, start, stop)
+    except ValueError as error:
+        print(rank, "refused:", error, flush=True)
+    dist.destroy_process_group()
+    """
+)
+
+
+def _kernel_mass(chains: int, start: int, stop: int):
+    """MALA's adapted diagonal inverse mass matrix from the torch kernel alone (no ``sample()``),
+    started on chains ``start:stop`` of ``chains`` (a torchrun rank's block: the run's generator,
+    its rows of every draw; the sampler told the run's chain count, unless ``chains`` is None)."""
+    import torch
+
+    from ppl_ebm.drivers import run_torch
+    from ppl_ebm.kernels.random_torch import ChainBlockGenerator
+    from ppl_ebm.kernels.registry import get_sampler
+    from ppl_ebm.kernels.samplers_torch import langevin_params
+
+    spec = get_sampler("mala")
+    options = spec.validate({}, "torch")
+    sampler, params = spec.build("torch", options)._replace(num_chains=chains), langevin_params(options, 40)
+    problem = run_torch.TorchProblem(lambda z: 0.5 * (z * z / torch.tensor([1.0, 4.0, 0.25])).sum(-1))
+    total = 40 if chains is None else chains
+    position = torch.randn(total, 3, generator=torch.Generator().manual_seed(0))[start:stop]
+    rng = torch.Generator().manual_seed(2)
+    if (start, stop) != (0, total):
+        rng = ChainBlockGenerator(rng, start, stop, total)
+    chain = run_torch.init_chain(sampler, params, problem, position, rng)
+    _, _, stats = run_torch.run_langevin(sampler, params, problem, chain, 1, progress_bar=False)
+    return stats.inverse_mass_matrix
+
+
+def test_ranks_that_start_the_kernel_on_their_own_blocks_pool_as_one_process(tmp_path, one_torch_thread):
+    """The same 40 chains with each rank starting the torch kernel from its own block of 20 (the
+    kernel's use under torchrun without ``sample()``): told the run's chain count
+    (``num_chains``), both ranks pool one matrix as one process does (they used to keep one per
+    chain, deciding from their 20); not told, both refuse to guess. Warmup 40: one adaptation
+    window (steps 7-36)."""
+    script = tmp_path / "rank.py"
+    script.write_text(_KERNEL_RANK)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script),
+               str(tmp_path), os.path.dirname(__file__)]
+    launched = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert "0 refused: Under torchrun" in launched.stdout and "1 refused: Under torchrun" in launched.stdout, \
+        launched.stdout
+    single = _kernel_mass(40, 0, 40)
+    assert single.shape == (3,)  # one pooled diagonal
+    for rank in (0, 1):
+        np.testing.assert_allclose(np.load(tmp_path / f"mass{rank}.npy"), single, rtol=1e-5)
+
+
 # One run per launch; rank 1 SIGKILLs itself after its KILL_AFTER-th checkpoint or before writing its
 # KILL_BEFORE-th (as in tests/test_distributed_jax.py).
 _KILLED_RANK = textwrap.dedent(

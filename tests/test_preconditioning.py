@@ -96,7 +96,7 @@ def test_welford_matches_numpy(pooled, dense):
     mean = torch.zeros(groups, dim, dtype=torch.float64)
     state = welford_init(mean, torch.zeros(groups, dim, dim, dtype=torch.float64) if dense else mean.clone())
     for step in draws:
-        state = welford_update(state, torch.from_numpy(step))
+        state = welford_update(state, torch.from_numpy(step), pooled)
     count = steps * chains if pooled else steps
     identity = torch.eye(dim, dtype=torch.float64) if dense else torch.ones(dim, dtype=torch.float64)
     estimate = regularised_covariance(state, identity).numpy()

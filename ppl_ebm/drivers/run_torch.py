@@ -150,10 +150,12 @@ class _Advance:
 
     def _warmup_collectives(self, chain: ChainState) -> tuple[str, ...]:
         """What this rank's warmup all-reduces (:mod:`~ppl_ebm.kernels.cross_chain_torch`): the
-        mass matrix when it holds one group (``pooled_welford_update``'s test), the shared step
-        size when MALA steps adapt one (ULA has no adaptation, i-SIR alone no MALA step)."""
+        mass matrix when the run pools it (the sampler's ``pooled_mass``, from the run's chain
+        count: what the kernel hands ``pooled_welford_update``), the shared step size when MALA
+        steps adapt one (ULA has no adaptation, i-SIR alone no MALA step)."""
         mass, sampler = chain.state.mass, self.sampler
-        names = ["mass matrix"] if mass is not None and mass.welford.mean.shape[0] == 1 else []
+        pooled = mass is not None and sampler.pooled_mass(chain.state.langevin.position.shape[0])
+        names = ["mass matrix"] if pooled else []
         isir_alone = getattr(sampler, "mala_steps", 0) is None  # ISIRSampler without MALA steps
         if not isir_alone and getattr(sampler, "step_size_adaptation", None) is not None \
                 and not getattr(sampler, "per_chain_step_size", True):
@@ -189,7 +191,9 @@ def chain_block(chain: ChainState, start: int, stop: int) -> ChainState:
     """The state of chains ``start:stop`` only, for a ``torchrun`` rank: every per-chain tensor
     (leading axis = the chains) cut to the block; what all chains share (a pooled mass matrix,
     a shared step size, the iteration, the generator) kept whole. Every rank starts from the
-    whole run's initial state, so a pooled estimate starts as the single process's."""
+    whole run's initial state, so a pooled estimate starts as the single process's. Whether the
+    mass matrix is pooled is the sampler's (``num_chains``, the run's total), not read from the
+    cut state's shapes: a block of one chain of per-chain matrices holds one group too."""
     num_chains = chain.state.langevin.position.shape[0]
 
     def cut(value):

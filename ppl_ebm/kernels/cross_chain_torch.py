@@ -33,10 +33,13 @@ def _all_reduce(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def pooled_welford_update(state: WelfordState, position: torch.Tensor) -> WelfordState:
-    """:func:`~ppl_ebm.kernels.adaptation.mass_matrix.welford_update` over every rank's chains."""
-    if not distributed() or state.mean.shape[0] != 1:  # one process, or one estimate per chain
-        return welford_update(state, position)
+def pooled_welford_update(state: WelfordState, position: torch.Tensor, pooled: bool) -> WelfordState:
+    """:func:`~ppl_ebm.kernels.adaptation.mass_matrix.welford_update` over every rank's chains.
+    ``pooled`` is the run's decision from all its chains (the sampler's ``pooled_mass``), not
+    this rank's shape: a rank whose block is one chain of per-chain matrices holds one group too,
+    and a rank's block of a pooled run may be fewer than 32 chains."""
+    if not pooled or not distributed():  # one estimate per chain, or one process
+        return welford_update(state, position, pooled)
     dense = state.m2.ndim == state.mean.ndim + 1
     batch = _all_reduce(torch.tensor(float(position.shape[0]), dtype=position.dtype, device=position.device))
     batch_mean = _all_reduce(position.sum(0))[None] / batch

@@ -137,6 +137,7 @@ class ISIRSampler(NamedTuple):
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
     mass_matrix: str = "none"  # Ex2MCMC's MALA steps' preconditioning; i-SIR's proposal keeps its law
+    num_chains: int | None = None  # the run's, for the MALA steps' mass matrix (LangevinSampler's)
 
     @property
     def every(self) -> int | None:
@@ -147,7 +148,12 @@ class ISIRSampler(NamedTuple):
         """Ex2MCMC's MALA: the package's, on the cycle of period ``k + 1`` (its running means
         and warmup gating count the MALA steps of that cycle)."""
         return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size,
-                               self.mass_matrix)
+                               self.mass_matrix, self.num_chains)
+
+    def pooled_mass(self, chains: int) -> bool:
+        """Whether the MALA steps' mass matrix pools every chain of the run
+        (:meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.pooled_mass`)."""
+        return self.local().pooled_mass(chains)
 
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """``(gradients, potentials)`` per chain after ``iteration`` steps, the start included.

@@ -100,6 +100,7 @@ class ISIRSampler(NamedTuple):
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
     mass_matrix: str = "none"  # Ex2MCMC's MALA steps' preconditioning; i-SIR's proposal keeps its law
+    num_chains: int | None = None  # the run's, for the MALA steps' mass matrix (LangevinSampler's)
 
     @property
     def every(self) -> int | None:
@@ -108,7 +109,11 @@ class ISIRSampler(NamedTuple):
     def local(self) -> LangevinSampler:
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.local`."""
         return LangevinSampler("mala", self.every, self.step_size_adaptation, self.per_chain_step_size,
-                               self.mass_matrix)
+                               self.mass_matrix, self.num_chains)
+
+    def pooled_mass(self, chains: int) -> bool:
+        """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.pooled_mass`."""
+        return self.local().pooled_mass(chains)
 
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.evaluations`."""

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from ppl_ebm.kernels import cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import (
-    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, welford_update, window_flags,
+    MassState, WelfordState, pooled, regularised_covariance, welford_init, welford_update, window_flags,
 )
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_jax import (
@@ -90,7 +90,11 @@ class LangevinSampler(NamedTuple):
     (:data:`ppl_ebm.kernels.adaptation.step_size.ADAPTATIONS`; None: a fixed step);
     per_chain_step_size: one adapted step per chain, or one shared by all chains;
     mass_matrix: ``"none"``, ``"diag"`` or ``"dense"``, the inverse mass matrix of preconditioned
-    moves adapted in warmup (:mod:`ppl_ebm.kernels.adaptation.mass_matrix`).
+    moves adapted in warmup (:mod:`ppl_ebm.kernels.adaptation.mass_matrix`);
+    num_chains: the run's number of chains, which decides whether that matrix is pooled over
+    chains (:meth:`pooled_mass`); None: as many as the positions ``init`` and ``step`` are given
+    (here always: the chains array is global, sharded over processes; torch's ranks each hold a
+    block, see :class:`ppl_ebm.kernels.samplers_torch.LangevinSampler`).
     A name, not the functions: this tuple is the key of compiled programs.
     """
 
@@ -99,6 +103,7 @@ class LangevinSampler(NamedTuple):
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
     mass_matrix: str = "none"
+    num_chains: int | None = None
 
     def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
         """The ``(init, update, final)`` triple for ``params``; None for ULA or a fixed step."""
@@ -121,15 +126,22 @@ class LangevinSampler(NamedTuple):
     def mass_init(self, position: jax.Array) -> MassState | None:
         """The identity as the first inverse mass matrix and an empty window; None for
         ``mass_matrix="none"``. One matrix shared by all chains when they are many enough to pool
-        (:func:`~ppl_ebm.kernels.adaptation.mass_matrix.pooled_groups`), else one per chain."""
+        (:meth:`pooled_mass`), else one per chain."""
         if self.mass_matrix == "none":
             return None
-        groups, dim = pooled_groups(position.shape[0]), position.shape[1]
+        dim = position.shape[1]
+        groups = 1 if self.pooled_mass(position.shape[0]) else position.shape[0]
         zeros = jnp.zeros((groups, dim), dtype=position.dtype)
         if self.mass_matrix == "diag":
             return MassState(preconditioner(jnp.ones_like(zeros)), welford_init(zeros, zeros))
         eye = jnp.broadcast_to(jnp.eye(dim, dtype=position.dtype), (groups, dim, dim))
         return MassState(preconditioner(eye), welford_init(zeros, jnp.zeros_like(eye)))
+
+    def pooled_mass(self, chains: int) -> bool:
+        """Whether the mass matrix pools every chain of the run
+        (:func:`~ppl_ebm.kernels.adaptation.mass_matrix.pooled`): of ``num_chains`` chains, or of
+        ``chains`` (the positions' count) when it is None. A Python bool, read at trace time."""
+        return pooled(chains if self.num_chains is None else self.num_chains)
 
     def step(
         self,
@@ -165,7 +177,8 @@ class LangevinSampler(NamedTuple):
         collecting, closing = window_flags(state.iteration, params.num_warmup)
 
         def collect(current: SamplerState) -> SamplerState:
-            welford = welford_update(current.mass.welford, current.langevin.position)
+            position = current.langevin.position
+            welford = welford_update(current.mass.welford, position, self.pooled_mass(position.shape[0]))
             return current._replace(mass=current.mass._replace(welford=welford))
 
         def close(current: SamplerState) -> SamplerState:

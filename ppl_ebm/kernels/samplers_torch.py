@@ -15,7 +15,7 @@ import torch
 
 from ppl_ebm.kernels import cross_chain_torch, cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import (
-    MassState, WelfordState, pooled_groups, regularised_covariance, welford_init, window_flags,
+    MassState, WelfordState, pooled, regularised_covariance, welford_init, window_flags,
 )
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_torch import (
@@ -68,13 +68,25 @@ class SamplerState(NamedTuple):
 
 
 class LangevinSampler(NamedTuple):
-    """See :class:`ppl_ebm.kernels.samplers_jax.LangevinSampler`."""
+    """See :class:`ppl_ebm.kernels.samplers_jax.LangevinSampler`.
+
+    ``num_chains`` matters here: under ``torchrun`` each rank steps its own block of the chains,
+    so the positions it is given do not say whether the run pools one mass matrix (a block of 20
+    of 40 chains, or a block of one chain of 3, which holds one group as the pooled matrix does).
+    A multi-rank run must give the run's total (``sample()`` does); :meth:`mass_init` refuses to
+    guess. Carried by the sampler, not the state nor a collective: the decision is structure, as
+    in JAX (a Python bool, the same on every rank with no all-reduce; the checkpointed state is
+    unchanged), and ``init`` may be given the whole run's positions (``sample()`` cuts the
+    initial state into blocks, :func:`ppl_ebm.drivers.run_torch.chain_block`) or a rank's
+    block, so counting chains there, even all-reduced, would not give the total both ways.
+    """
 
     name: str
     independence_every: int | None = None
     step_size_adaptation: str | None = "dual_averaging"
     per_chain_step_size: bool = True
     mass_matrix: str = "none"
+    num_chains: int | None = None
 
     def adaptation(self, params: LangevinParams) -> StepSizeAdaptation | None:
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.adaptation`."""
@@ -99,12 +111,21 @@ class LangevinSampler(NamedTuple):
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.mass_init`."""
         if self.mass_matrix == "none":
             return None
-        groups, dim = pooled_groups(position.shape[0]), position.shape[1]
+        if self.num_chains is None and cross_chain_torch.distributed():
+            raise ValueError("Under torchrun, a sampler with a mass matrix needs the run's number of chains over "
+                             "all ranks (LangevinSampler.num_chains) to decide whether the matrix is pooled; "
+                             "sample() sets it.")
+        dim = position.shape[1]
+        groups = 1 if self.pooled_mass(position.shape[0]) else position.shape[0]
         zeros = position.new_zeros((groups, dim))
         if self.mass_matrix == "diag":
             return MassState(preconditioner(torch.ones_like(zeros)), welford_init(zeros, zeros.clone()))
         eye = torch.eye(dim, dtype=position.dtype, device=position.device).expand(groups, dim, dim).clone()
         return MassState(preconditioner(eye), welford_init(zeros, torch.zeros_like(eye)))
+
+    def pooled_mass(self, chains: int) -> bool:
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.pooled_mass`."""
+        return pooled(chains if self.num_chains is None else self.num_chains)
 
     def step(
         self,
@@ -136,7 +157,9 @@ class LangevinSampler(NamedTuple):
         collecting, closing = window_flags(state.iteration, params.num_warmup)
         if not collecting:
             return state
-        welford = cross_chain_torch.pooled_welford_update(state.mass.welford, state.langevin.position)
+        position = state.langevin.position
+        welford = cross_chain_torch.pooled_welford_update(state.mass.welford, position,
+                                                          self.pooled_mass(position.shape[0]))
         if not closing:
             return state._replace(mass=state.mass._replace(welford=welford))
         diagonal = welford.m2.ndim == 2

@@ -25,6 +25,10 @@ and regularised towards the identity as Stan does: ``n/(n+5) C + 1e-3 * 5/(n+5) 
 
 Shapes: ``"diag"`` stores ``(groups, dim)``, ``"dense"`` ``(groups, dim, dim)``; ``groups`` is 1
 (pooled) or ``chains``; both broadcast against ``(chains, dim)`` positions.
+
+Pooled or not is decided from the *run's* number of chains (:func:`pooled`) and handed to
+:func:`welford_update` explicitly, never read back from the shape: a torchrun rank holds a
+block of the chains, and a block of one chain of per-chain matrices holds one group too.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 __all__ = [
-    "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled_groups", "regularised_covariance",
+    "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled", "pooled_groups", "regularised_covariance",
     "welford_merge",
     "reported_inverse_mass", "welford_init", "welford_update", "window_flags",
 ]
@@ -63,9 +67,14 @@ class MassState(NamedTuple):
     welford: WelfordState
 
 
+def pooled(num_chains: int) -> bool:
+    """Whether a run of ``num_chains`` chains (all of them, over every process) pools one estimate."""
+    return num_chains >= CROSS_CHAIN_MIN_CHAINS
+
+
 def pooled_groups(num_chains: int) -> int:
     """1 (every chain pools into one estimate) or ``num_chains`` (one per chain)."""
-    return 1 if num_chains >= CROSS_CHAIN_MIN_CHAINS else num_chains
+    return 1 if pooled(num_chains) else num_chains
 
 
 def welford_init(mean_zeros: Any, m2_zeros: Any) -> WelfordState:
@@ -77,11 +86,13 @@ def _outer(vector: Any, dense: bool) -> Any:
     return vector[..., :, None] * vector[..., None, :] if dense else vector * vector
 
 
-def welford_update(state: WelfordState, position: Any) -> WelfordState:
-    """Add one step's positions ``(chains, dim)``: to the one pooled group as ``chains`` draws, or
-    one draw to each chain's group (Chan, Golub & LeVeque's merge of two batches' moments)."""
+def welford_update(state: WelfordState, position: Any, pooled: bool) -> WelfordState:
+    """Add one step's positions ``(chains, dim)``: to the one pooled group as ``chains`` draws
+    (``pooled``), or one draw to each chain's group (Chan, Golub & LeVeque's merge of two
+    batches' moments). ``pooled`` is the run's decision (:func:`pooled` of all its chains), a
+    Python bool: the two cases differ in structure, not in values."""
     dense = state.m2.ndim == state.mean.ndim + 1
-    if state.mean.shape[0] == 1 and position.shape[0] > 1:
+    if pooled:
         batch = position.shape[0]
         batch_mean = position.sum(0)[None] / batch
         batch_m2 = _outer(position - batch_mean, dense).sum(0)[None]
