@@ -512,7 +512,7 @@ def _run_langevin(spec, backend, prepared, position, options, num_warmup, num_sa
         rng_key = torch.Generator(device=position.device).manual_seed(int(seed))
         block, _ = _process_block(position.shape[0], backend)
         # The run's chain count decides a pooled mass matrix; a torchrun rank steps only its block.
-        sampler = sampler._replace(num_chains=position.shape[0])
+        sampler = sampler.with_num_chains(position.shape[0])
         if block.count > 1:  # a torchrun rank: the run's generator, this rank's rows of every draw
             from ppl_ebm.kernels.random_torch import ChainBlockGenerator
 

@@ -176,6 +176,14 @@ class Flex2MCMCSampler(NamedTuple):
     def name(self) -> str:
         return "flex2mcmc"
 
+    def pooled_mass(self, chains: int) -> bool:
+        """Its MALA steps' (:meth:`~ppl_ebm.kernels.isir_jax.ISIRSampler.pooled_mass`)."""
+        return self.ex2mcmc.pooled_mass(chains)
+
+    def with_num_chains(self, num_chains: int) -> "Flex2MCMCSampler":
+        """This sampler for a run of ``num_chains`` chains (its Ex2MCMC sampler's)."""
+        return self._replace(ex2mcmc=self.ex2mcmc.with_num_chains(num_chains))
+
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """Ex2MCMC's (:meth:`~ppl_ebm.kernels.isir_jax.ISIRSampler.evaluations`): training the
         flow evaluates no potential, drawing from it neither."""

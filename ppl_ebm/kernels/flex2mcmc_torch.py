@@ -139,6 +139,14 @@ class Flex2MCMCSampler(NamedTuple):
     def name(self) -> str:
         return "flex2mcmc"
 
+    def pooled_mass(self, chains: int) -> bool:
+        """See :meth:`ppl_ebm.kernels.flex2mcmc_jax.Flex2MCMCSampler.pooled_mass`."""
+        return self.ex2mcmc.pooled_mass(chains)
+
+    def with_num_chains(self, num_chains: int) -> "Flex2MCMCSampler":
+        """See :meth:`ppl_ebm.kernels.flex2mcmc_jax.Flex2MCMCSampler.with_num_chains`."""
+        return self._replace(ex2mcmc=self.ex2mcmc.with_num_chains(num_chains))
+
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """See :meth:`ppl_ebm.kernels.flex2mcmc_jax.Flex2MCMCSampler.evaluations`."""
         return self.ex2mcmc.evaluations(iteration)

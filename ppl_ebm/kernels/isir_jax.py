@@ -155,6 +155,10 @@ class ISIRSampler(NamedTuple):
         (:meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.pooled_mass`)."""
         return self.local().pooled_mass(chains)
 
+    def with_num_chains(self, num_chains: int) -> "ISIRSampler":
+        """This sampler for a run of ``num_chains`` chains (its MALA steps' mass matrix reads it)."""
+        return self._replace(num_chains=num_chains)
+
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """``(gradients, potentials)`` per chain after ``iteration`` steps, the start included.
         i-SIR: no gradient, ``1 + iteration (N - 1)`` potentials. Ex2MCMC: a gradient (with its

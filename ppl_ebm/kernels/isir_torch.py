@@ -115,6 +115,10 @@ class ISIRSampler(NamedTuple):
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.pooled_mass`."""
         return self.local().pooled_mass(chains)
 
+    def with_num_chains(self, num_chains: int) -> "ISIRSampler":
+        """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.with_num_chains`."""
+        return self._replace(num_chains=num_chains)
+
     def evaluations(self, iteration: int) -> tuple[int, int]:
         """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.evaluations`."""
         extra = self.num_particles - 1

@@ -143,6 +143,10 @@ class LangevinSampler(NamedTuple):
         ``chains`` (the positions' count) when it is None. A Python bool, read at trace time."""
         return pooled(chains if self.num_chains is None else self.num_chains)
 
+    def with_num_chains(self, num_chains: int) -> "LangevinSampler":
+        """This sampler for a run of ``num_chains`` chains (:meth:`pooled_mass` reads it)."""
+        return self._replace(num_chains=num_chains)
+
     def step(
         self,
         rng_key: jax.Array,

@@ -127,6 +127,10 @@ class LangevinSampler(NamedTuple):
         """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.pooled_mass`."""
         return pooled(chains if self.num_chains is None else self.num_chains)
 
+    def with_num_chains(self, num_chains: int) -> "LangevinSampler":
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler.with_num_chains`."""
+        return self._replace(num_chains=num_chains)
+
     def step(
         self,
         rng_key: torch.Generator | None,
