@@ -17,6 +17,26 @@ from ppl_ebm.targets.latent_ebm import LatentEBM
 Z_THRESHOLD = 4.5
 
 
+# Source for a test's process script (which imports os, signal and ppl_ebm.drivers.zarr_store):
+# SIGKILL the process after its KILL_AFTER-th checkpoint, or before writing its KILL_BEFORE-th,
+# when that variable is set: a process dying at a known chunk (the kill-and-resume tests of both
+# backends' multi-process runs).
+KILL_AT_CHECKPOINT = """
+if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
+    original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
+
+    def checkpoint(self, state, progress):
+        calls["n"] += 1
+        if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(self, state, progress)
+        if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    zarr_store.ZarrDrawStore.checkpoint = checkpoint
+"""
+
+
 def ula_stationary_covariance(covariance: np.ndarray, step_size: float, noise_scale: float) -> np.ndarray:
     """Exact stationary covariance of ULA ``x' = x - step/2 P x + noise_scale n`` on N(m, P^-1).
 

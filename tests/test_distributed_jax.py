@@ -17,6 +17,7 @@ import xarray as xr
 
 import ppl_ebm
 from ppl_ebm.drivers.draw_store import load_checkpoint
+from problems import KILL_AT_CHECKPOINT
 
 MODEL = """
 import jax.numpy as jnp, numpyro, numpyro.distributions as dist
@@ -33,19 +34,7 @@ _PROCESS = """
 import os, signal, sys
 from ppl_ebm import cli
 from ppl_ebm.drivers import zarr_store
-
-if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
-    original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
-
-    def checkpoint(self, state, progress):
-        calls["n"] += 1
-        if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
-            os.kill(os.getpid(), signal.SIGKILL)
-        original(self, state, progress)
-        if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    zarr_store.ZarrDrawStore.checkpoint = checkpoint
+""" + KILL_AT_CHECKPOINT + """
 raise SystemExit(cli.main(sys.argv[1:]))
 """
 

@@ -18,6 +18,7 @@ import xarray as xr
 
 import ppl_ebm
 from ppl_ebm.drivers.draw_store import load_checkpoint
+from problems import KILL_AT_CHECKPOINT
 
 RUN = dict(num_warmup=100, num_samples=60, seed=2, progress_bar=False)
 # name: (sampler, chains, options); "pooled": 64 MALA chains pool one mass matrix (all-reduced).
@@ -195,7 +196,7 @@ def test_ranks_that_start_the_kernel_on_their_own_blocks_pool_as_one_process(tmp
 
 
 # One run per launch; rank 1 SIGKILLs itself after its KILL_AFTER-th checkpoint or before writing its
-# KILL_BEFORE-th (as in tests/test_distributed_jax.py).
+# KILL_BEFORE-th (tests/problems.py: KILL_AT_CHECKPOINT, shared with tests/test_distributed_jax.py).
 _KILLED_RANK = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -206,18 +207,9 @@ _KILLED_RANK = textwrap.dedent(
     dist.init_process_group("gloo")
     torch.set_num_threads(1)
     store, chains, warmup, samples, options = sys.argv[1], *map(int, sys.argv[2:5]), json.loads(sys.argv[5])
-    if os.environ.get("KILL_AFTER") or os.environ.get("KILL_BEFORE"):
-        original, calls = zarr_store.ZarrDrawStore.checkpoint, {"n": 0}
-
-        def checkpoint(self, state, progress):
-            calls["n"] += 1
-            if calls["n"] == int(os.environ.get("KILL_BEFORE") or 0):  # the chunk ran, its checkpoint never written
-                os.kill(os.getpid(), signal.SIGKILL)
-            original(self, state, progress)
-            if calls["n"] == int(os.environ.get("KILL_AFTER") or 0):
-                os.kill(os.getpid(), signal.SIGKILL)
-
-        zarr_store.ZarrDrawStore.checkpoint = checkpoint
+    """
+) + KILL_AT_CHECKPOINT + textwrap.dedent(
+    """
     ebm = ppl_ebm.linear_gaussian_problem(latent_dim=3, data_dim=4, seed=0).ebm
     result = ppl_ebm.sample(ebm, "mala", "torch", num_chains=chains, num_warmup=warmup, num_samples=samples, seed=2,
                             progress_bar=False, draws_dir=store, **options)
