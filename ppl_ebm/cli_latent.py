@@ -75,6 +75,12 @@ def latent_parsers(subparsers) -> None:
 
     parser.add_argument("--energy-activation", default="relu", choices=ACTIVATION_NAMES,
                         help="toy: the energy MLP's hidden activation (default relu; image bases: unused)")
+    parser.add_argument("--energy-fourier-features", type=int, default=0, metavar="M",
+                        help="toy: feed the energy MLP [x, sin 2πBx, cos 2πBx] with a fixed random B of M "
+                        "frequencies (Tancik et al. 2020; default 0: raw x)")
+    parser.add_argument("--energy-fourier-scale", type=float, default=None, metavar="S",
+                        help="toy: std of B's entries in data units (a frequency b has period 1/|b|); needs "
+                        "--energy-fourier-features (default 1)")
     _common(parser)
 
     from ppl_ebm.training.pixel_ebm import PixelEBMTrainingConfig
@@ -117,6 +123,20 @@ def _check_card_samples(args, parser) -> None:
         parser.error(f"--card-samples must be >= 2, got {args.card_samples}")
 
 
+def _check_fourier(args, parser) -> None:
+    import math
+
+    if args.energy_fourier_features < 0:
+        parser.error(f"--energy-fourier-features must be >= 0 (0: no Fourier features), got "
+                     f"{args.energy_fourier_features}")
+    if args.energy_fourier_scale is None:
+        return
+    if not args.energy_fourier_features:
+        parser.error("--energy-fourier-scale needs --energy-fourier-features M > 0 (the scale of its M frequencies)")
+    if not (math.isfinite(args.energy_fourier_scale) and args.energy_fourier_scale > 0):
+        parser.error(f"--energy-fourier-scale must be a finite number > 0, got {args.energy_fourier_scale}")
+
+
 def _command(args) -> str:
     import shlex
 
@@ -146,6 +166,7 @@ def run_train_latent_ebm(args, parser) -> int:
     from ppl_ebm.cli_images import is_image_model
 
     _check_card_samples(args, parser)
+    _check_fourier(args, parser)
     energy_width = args.energy_width or (16 if is_image_model(args.base) else 128)
     try:
         config = LatentEBMTrainingConfig(
@@ -159,7 +180,9 @@ def run_train_latent_ebm(args, parser) -> int:
     try:
         folder = train_latent_ebm_zoo_model(args.base, args.name, args.output, config, energy_width,
                                             args.energy_depth, not args.no_progress, _command(args),
-                                            args.card_samples, energy_activation=args.energy_activation)
+                                            args.card_samples, energy_activation=args.energy_activation,
+                                            energy_fourier_features=args.energy_fourier_features,
+                                            energy_fourier_scale=args.energy_fourier_scale or 1.0)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     print(f"Wrote {folder}")

@@ -118,6 +118,68 @@ def test_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     assert np.isfinite(out.metrics["ula/jax"]["emd"])
 
 
+def test_training_moves_the_weights_but_never_a_buffer():
+    """Buffers (a Fourier energy's B) enter the JAX params like weights; Adam must leave them as they were."""
+    identity = mlp(2, [], 2)
+    with torch.no_grad():
+        identity[0].weight.copy_(torch.eye(2))
+        identity[0].bias.zero_()
+    torch.manual_seed(0)
+    energy = toy_critic(2, 16, 1, fourier_features=8, fourier_scale=1.0)
+    seen = []
+
+    def score(_samples, _held_out):
+        seen.append(None)
+        return -float(len(seen))  # every evaluation improves: the last weights are kept
+
+    config = LatentEBMTrainingConfig(iterations=5, eval_every=5, eval_samples=100, learning_rate=1e-2)
+    trained = train_latent_ebm(identity, energy, 2, _shifted_normal, config, score=score, progress_bar=False)
+    assert trained.best_iteration == 5
+    assert torch.equal(trained.energy[0].frequencies, energy[0].frequencies)
+    assert not torch.equal(trained.energy[1].weight, energy[1].weight)
+
+
+def test_a_fourier_energy_round_trips_the_zoo(tmp_path):
+    """--energy-fourier-features: the saved B is the seeded initial one, the config names the
+    option, and the loaded energy is the same function in torch and in JAX."""
+    from ppl_ebm.cli import main
+    from ppl_ebm.nets.registry import NetworkConfig
+    from ppl_ebm.nets.torch_to_jax import torch_to_jax
+    from ppl_ebm.zoo.latent_build import _zero_energy
+    from ppl_ebm.zoo.store import load_model
+
+    assert main(["train-latent-ebm", "--base", "swissroll-vae", "--iterations", "4", "--eval-every", "2",
+                 "--eval-samples", "100", "--energy-width", "16", "--energy-depth", "1", "--energy-fourier-features",
+                 "8", "--energy-fourier-scale", "2", "--name", "ebm", "--output", str(tmp_path), "--card-samples",
+                 "200", "--no-progress"]) == 0
+    model = load_model(tmp_path / "ebm")
+    config = model.network_config("critic")
+    assert config.options["fourier_features"] == 8 and config.options["fourier_scale"] == 2.0
+    initial = _zero_energy(NetworkConfig.from_dict(config.to_dict()), seed=0)
+    assert torch.equal(model.critic[0].frequencies, initial[0].frequencies)
+    x = torch.randn(64, 2) * 2
+    energy_fn, params = torch_to_jax(model.critic, torch.zeros(2, 2))
+    with torch.no_grad():
+        expected = model.critic(x).numpy()
+    np.testing.assert_allclose(np.asarray(energy_fn(params, x.numpy())), expected, rtol=1e-4, atol=1e-5)
+    assert "Fourier features" in (tmp_path / "ebm" / "MODEL_CARD.md").read_text()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--energy-fourier-scale", "1"], "needs --energy-fourier-features"),
+    (["--energy-fourier-features", "-2"], "must be >= 0"),
+    (["--energy-fourier-features", "4", "--energy-fourier-scale", "0"], "finite number > 0"),
+    (["--energy-fourier-features", "4", "--energy-fourier-scale", "nan"], "finite number > 0"),
+])
+def test_bad_fourier_flags_stop_train_latent_ebm_with_a_message(tmp_path, capsys, flags, message):
+    from ppl_ebm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-latent-ebm", "--base", "swissroll-vae", "--name", "x", "--output", str(tmp_path), *flags])
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_train_latent_ebm_refuses_a_missing_base(tmp_path):
     from ppl_ebm.cli import main
 

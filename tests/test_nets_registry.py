@@ -63,6 +63,31 @@ def test_built_modules_match_the_builders_and_map_the_right_shapes():
         assert build_network(CONFIGS["mlp"])(torch.zeros(4, 3)).shape == (4, 2)
 
 
+def test_fourier_toy_critic_reads_x_and_sinusoids_of_a_seeded_fixed_buffer():
+    config = NetworkConfig("toy_critic", {"data_dim": 2, "width": 8, "depth": 1, "fourier_features": 500,
+                                          "fourier_scale": 2.0})
+    torch.manual_seed(3)
+    critic = build_network(config)
+    torch.manual_seed(3)
+    again = build_network(config)
+    features = critic[0]
+    assert isinstance(features, architectures.FourierFeatures) and isinstance(critic[-1], torch.nn.Linear)
+    # B is a buffer (saved in the state dict, never a parameter) drawn from the seeded global stream.
+    assert "0.frequencies" in critic.state_dict() and "0.frequencies" not in dict(critic.named_parameters())
+    assert torch.equal(features.frequencies, again[0].frequencies) and features.frequencies.shape == (500, 2)
+    assert abs(float(features.frequencies.std()) - 2.0) < 0.15
+    assert critic[1].in_features == 2 + 2 * 500
+    x = torch.randn(3, 2)
+    projection = 2 * torch.pi * x @ features.frequencies.T
+    torch.testing.assert_close(features(x), torch.cat([x, projection.sin(), projection.cos()], dim=1))
+    # Without the option the network is the plain MLP it always was (same draws, same weights).
+    torch.manual_seed(3)
+    plain = build_network(NetworkConfig("toy_critic", {"data_dim": 2, "width": 8, "depth": 1}))
+    torch.manual_seed(3)
+    direct = architectures.mlp(2, [8], 1)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), direct.state_dict().values()))
+
+
 def test_tuples_are_stored_as_lists():
     # JSON has no tuples: storing lists keeps config == from_json(to_json(config)).
     assert CONFIGS["mlp"].options["hidden"] == [5, 6]
@@ -87,6 +112,10 @@ def test_tuples_are_stored_as_lists():
         (NetworkConfig("conv_generator", {"image_size": 12}), r"image_size must be 4 \* 2\*\*k"),
         (NetworkConfig("mlp", {"in_features": 2, "out_features": 1, "hidden": [4, 0]}),
          r"hidden\[1\] must be an int >= 1"),
+        (NetworkConfig("toy_critic", {"fourier_features": -1}), r"fourier_features must be an int >= 0, got -1"),
+        (NetworkConfig("toy_critic", {"fourier_features": 4, "fourier_scale": 0.0}),
+         r"fourier_scale must be a finite number > 0, got 0.0"),
+        (NetworkConfig("toy_critic", {"fourier_scale": "wide"}), r"option 'fourier_scale' .* must be a number"),
     ],
 )
 def test_bad_configs_raise_value_errors_naming_the_argument(config, message):

@@ -120,6 +120,8 @@ CASES: dict[str, Case] = {
     "toy_generator": Case(toy_generator, (2,)),
     "toy_critic_relu": Case(lambda: toy_critic(activation="relu"), (2,)),
     "toy_critic_leaky_relu": Case(lambda: toy_critic(activation="leaky_relu"), (2,)),
+    # Fourier features: a float buffer B (get_attr), F.linear on it, torch.sin / torch.cos, cat.
+    "toy_critic_fourier": Case(lambda: toy_critic(width=64, fourier_features=16, fourier_scale=2.0), (2,)),
     "conv_generator": Case(_warmed_conv_generator, (16,)),
     "conv_critic_spectral_norm": Case(_warmed_conv_critic, (3, 16, 16)),
     "residual_module": Case(Residual, (3,)),

@@ -7,14 +7,18 @@ SN-GAN paper (Miyato et al., 2018), a CIFAR-10 architecture both papers build on
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 __all__ = ["mlp", "toy_generator", "toy_critic", "batchnorm_generator", "conv_generator", "conv_critic",
-           "image_classifier"]  # the builders (the registry's architectures); ACTIVATION_NAMES is public too
+           "image_classifier"]  # the builders (the registry's architectures); ACTIVATION_NAMES and
+# FourierFeatures (toy_critic's input layer) are public too
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -106,12 +110,45 @@ def toy_generator(
     return mlp(latent_dim, [width] * depth, data_dim, activation)
 
 
+class FourierFeatures(nn.Module):
+    """``x -> [x, sin(2 pi B x), cos(2 pi B x)]`` with a fixed random ``B`` (Tancik et al. 2020).
+
+    A ReLU MLP on raw 2-D points learns structure finer than its input's scale slowly (the
+    spectral bias Tancik et al. describe); sinusoids of random frequencies hand it that
+    structure as input features. ``B`` (``num_features x in_features``, entries N(0, scale^2),
+    drawn from torch's global stream, so a seeded build draws the same ``B``) is a buffer, not a
+    parameter: it is saved with the weights, so a loaded network is exactly the trained
+    function, and training leaves it fixed. ``scale`` is in the data's units: a frequency ``b``
+    has period ``1 / |b|``.
+    """
+
+    def __init__(self, in_features: int, num_features: int, scale: float) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(num_features, in_features) * scale)
+
+    def extra_repr(self) -> str:
+        num_features, in_features = self.frequencies.shape
+        return f"in_features={in_features}, num_features={num_features}"
+
+    @property
+    def out_features(self) -> int:
+        num_features, in_features = self.frequencies.shape
+        return in_features + 2 * num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.linear is x @ B^T; the raw x is kept so the low-frequency trend needs no sinusoid.
+        projection = F.linear(x, self.frequencies) * (2 * math.pi)
+        return torch.cat([x, torch.sin(projection), torch.cos(projection)], dim=-1)
+
+
 def toy_critic(
     data_dim: int = 2,
     width: int = 512,
     depth: int = 3,
     activation: str = "relu",
     image_shape: Sequence[int] | None = None,
+    fourier_features: int = 0,
+    fourier_scale: float = 1.0,
 ) -> nn.Sequential:
     """Toy critic ``data_dim -> width x depth -> 1`` (DOT/DDLS 2-D experiments).
 
@@ -126,20 +163,35 @@ def toy_critic(
     image_shape
         ``(channels, side, side)``: the critic takes images of this shape and flattens them
         first (``data_dim`` must be their size); None takes flat points.
+    fourier_features
+        ``m`` > 0: the MLP reads :class:`FourierFeatures` of its input (``data_dim + 2 m``
+        values: x, sin and cos of ``m`` random projections); 0: the raw input.
+    fourier_scale
+        Standard deviation of the random frequencies (data units; used when ``m`` > 0).
 
     Returns
     -------
     torch.nn.Sequential
         Maps ``(batch, data_dim)`` (or ``(batch, *image_shape)``) to ``(batch, 1)``; the
         trailing axis is kept so the critic has the same output shape as the convolutional one.
+        The last module is always the output Linear (a zero energy zeroes it).
     """
     _check_sizes(width=width)
-    _check_sizes(minimum=0, depth=depth)
-    network = mlp(data_dim, [width] * depth, 1, activation)
-    if image_shape is None:
-        return network
-    _check_image_shape(image_shape, data_dim)
-    return nn.Sequential(nn.Flatten(), *network)
+    _check_sizes(minimum=0, depth=depth, fourier_features=fourier_features)
+    if isinstance(fourier_scale, bool) or not isinstance(fourier_scale, (int, float)) \
+            or not math.isfinite(fourier_scale) or fourier_scale <= 0:
+        raise ValueError(f"fourier_scale must be a finite number > 0, got {fourier_scale!r}.")
+    front: list[nn.Module] = []
+    if image_shape is not None:
+        _check_image_shape(image_shape, data_dim)
+        front.append(nn.Flatten())
+    in_features = data_dim
+    if fourier_features:
+        features = FourierFeatures(data_dim, fourier_features, float(fourier_scale))
+        front.append(features)
+        in_features = features.out_features
+    network = mlp(in_features, [width] * depth, 1, activation)
+    return nn.Sequential(*front, *network) if front else network
 
 
 def _check_image_shape(image_shape: Sequence[int], data_dim: int) -> tuple[int, ...]:

@@ -421,6 +421,14 @@ def _log(input: Array) -> Array:
     return jnp.log(input)
 
 
+def _sin(input: Array) -> Array:
+    return jnp.sin(input)
+
+
+def _cos(input: Array) -> Array:
+    return jnp.cos(input)
+
+
 def _sqrt(input: Array) -> Array:
     return jnp.sqrt(input)
 
@@ -544,6 +552,8 @@ _FUNCTIONS: dict[Callable[..., Any], Callable[..., Any]] = {
     torch.relu: _relu,
     torch.exp: _exp,
     torch.log: _log,
+    torch.sin: _sin,  # Fourier features (architectures.FourierFeatures)
+    torch.cos: _cos,
     torch.sqrt: _sqrt,
     torch.abs: _abs,
     torch.clamp: _clamp,
@@ -591,6 +601,8 @@ _METHODS: dict[str, Callable[..., Any]] = {
     "relu": _relu,
     "exp": _exp,
     "log": _log,
+    "sin": _sin,
+    "cos": _cos,
     "sqrt": _sqrt,
     "abs": _abs,
     "clamp": _clamp,
@@ -650,7 +662,8 @@ for _table, _names in (
             *(operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv),
             *(operator.neg, operator.pow),
             *(torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.pow, torch.tanh, torch.sigmoid),
-            *(torch.relu, torch.exp, torch.log, torch.sqrt, torch.abs, torch.clamp, torch.clip),
+            *(torch.relu, torch.exp, torch.log, torch.sin, torch.cos, torch.sqrt, torch.abs, torch.clamp),
+            torch.clip,
             *(F.relu, F.leaky_relu, F.elu, F.gelu, F.silu, F.softplus, F.sigmoid, F.tanh),
         ],
     ),
@@ -658,7 +671,7 @@ for _table, _names in (
         _METHODS,
         [
             *("add", "sub", "mul", "div", "neg", "pow", "tanh", "sigmoid", "relu", "exp", "log"),
-            *("sqrt", "abs", "clamp", "clip"),
+            *("sin", "cos", "sqrt", "abs", "clamp", "clip"),
         ],
     ),
 ):

@@ -147,7 +147,13 @@ def train_latent_ebm(
     pool, held_out = jnp.asarray(pool, dtype=jnp.float32), np.asarray(held_out)
     adam = optax.adam(config.learning_rate, b1=config.beta1, b2=config.beta2)
 
+    # Buffers (a Fourier-feature energy's frequencies B, batch-norm statistics) are translated
+    # into params like the weights, but torch never trains them: stop their gradient, so Adam's
+    # update of them is exactly zero and B stays the one saved with the energy.
+    buffers = frozenset(name for name, _ in energy.named_buffers())
+
     def loss(params, positive, negative):
+        params = {k: jax.lax.stop_gradient(v) if k in buffers else v for k, v in params.items()}
         e_pos, e_neg = energy_fn(params, positive).reshape(-1), energy_fn(params, negative).reshape(-1)
         regulariser = jnp.mean(e_pos**2) + jnp.mean(e_neg**2)
         return jnp.mean(e_pos) - jnp.mean(e_neg) + config.energy_regularisation * regulariser, (e_pos, e_neg)

@@ -45,16 +45,20 @@ _EVAL_SAMPLES = 5000
 BASE_TYPE_KEY = "base_model_type"  # config.json key marking the folders written here
 
 
-def _energy_config(width: int, depth: int, dataset: str | None = None, activation: str = "relu") -> NetworkConfig:
-    """The energy's network: a toy MLP, or on an image set ``conv_critic`` (base width ``width``,
-    no spectral norm; ``depth`` and ``activation`` unused)."""
+def _energy_config(width: int, depth: int, dataset: str | None = None, activation: str = "relu",
+                   fourier_features: int = 0, fourier_scale: float = 1.0) -> NetworkConfig:
+    """The energy's network: a toy MLP (on ``fourier_features`` Fourier features of x when > 0), or
+    on an image set ``conv_critic`` (base width ``width``, no spectral norm; the other options unused)."""
     if dataset is not None and is_image_dataset(dataset):
         from ppl_ebm.data.images import image_spec
 
         channels, side, _ = image_spec(dataset).shape
         return NetworkConfig("conv_critic", {"channels": channels, "base_width": width, "image_size": side,
                                              "spectral_norm": False})
-    return NetworkConfig("toy_critic", {"data_dim": 2, "width": width, "depth": depth, "activation": activation})
+    options = {"data_dim": 2, "width": width, "depth": depth, "activation": activation}
+    if fourier_features:  # only then: the plain energies' config.json stays as it was
+        options.update(fourier_features=fourier_features, fourier_scale=float(fourier_scale))
+    return NetworkConfig("toy_critic", options)
 
 
 def _zero_energy(energy_config: NetworkConfig, seed: int | None = None) -> torch.nn.Module:
@@ -116,7 +120,8 @@ def train_vae_zoo_model(config: VAEConfig, name: str, output: Path, progress_bar
 def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
                                config: LatentEBMTrainingConfig = LatentEBMTrainingConfig(), energy_width: int = 128,
                                energy_depth: int = 3, progress_bar: bool = True, command: str | None = None,
-                               eval_samples: int = _EVAL_SAMPLES, energy_activation: str = "relu") -> Path:
+                               eval_samples: int = _EVAL_SAMPLES, energy_activation: str = "relu",
+                               energy_fourier_features: int = 0, energy_fourier_scale: float = 1.0) -> Path:
     """Train an energy on ``base``'s generator (:func:`~ppl_ebm.training.latent_ebm.train_latent_ebm`),
     score base and latent-EBM samples (ULA as the paper samples: ``config.sample_steps`` steps of
     ``config.step_size`` from prior draws), write ``output/name`` with the learning curve and card."""
@@ -128,13 +133,17 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     base_model = load_model(base)
     dataset = base_model.dataset
     if base_model.kind == "image":
+        if energy_fourier_features:
+            raise ValueError("Fourier features are an option of the toy MLP energy; an image base's energy is "
+                             "conv_critic: drop --energy-fourier-features.")
         return _train_image_latent_ebm_zoo_model(base_model, name, output, config, energy_width, progress_bar,
                                                  command, eval_samples)
     if dataset is None or datasets.dataset_spec(dataset).kind != "toy2d":
         raise ValueError(f"base must be a toy 2-D zoo model (a VAE from ppl-ebm train-vae); {base_model.name!r} "
                          f"was trained on {dataset!r}.")
     latent_dim = int(base_model.config["training"]["latent_dim"])
-    energy_config = _energy_config(energy_width, energy_depth, activation=energy_activation)
+    energy_config = _energy_config(energy_width, energy_depth, activation=energy_activation,
+                                   fourier_features=energy_fourier_features, fourier_scale=energy_fourier_scale)
     # Training starts from E = 0 (hidden layers seeded, output layer zero): step 0 of the early
     # stopping is then the base model itself, and an energy that never beats it is E = 0.
     energy = _zero_energy(energy_config, seed=config.seed)
@@ -406,7 +415,7 @@ def write_latent_card(folder: Path) -> None:
 
 Latent EBM (Xiao, Yan & Amit 2020) p(z) ∝ N(z; 0, I) exp(-E(G(z))) on the frozen generator of
 `{training['base']}` (G: {"the flow's forward map" if flow else "the VAE decoder's mean"}), data `{training['dataset']}`. E is a toy MLP
-(2-{"-".join([str(net['width'])] * net['depth'])}-1, {net['activation']}; `critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
+({_energy_layers(net)}; `critic.safetensors`, `critic_output="energy"`), trained by maximum likelihood (eq. 6) with
 short-run non-persistent ULA from p0: eps {training['step_size']}, {training['train_steps']} steps in training,
 {training['sample_steps']} to sample; energy regularisation {training['energy_regularisation']}; Adam lr
 {training['learning_rate']}, batch {training['batch_size']}; W1 of {training['eval_samples']} ULA samples against as many held-out
@@ -459,6 +468,17 @@ Seed {training['seed']}; {training['iterations']} Adam steps (lr {training['lear
     text += "\n" + card_metrics_note(full)
     text += card_closing(full, "`generator.safetensors`, `critic.safetensors`, `config.json`, the figures")
     (folder / "MODEL_CARD.md").write_text(text)
+
+
+def _energy_layers(net: dict[str, Any]) -> str:
+    """The toy energy MLP's layers for the card: ``2-256-256-256-1, relu``, or with Fourier features
+    their width and what they are."""
+    m = net.get("fourier_features", 0)
+    layers = f"{2 + 2 * m}-{'-'.join([str(net['width'])] * net['depth'])}-1, {net['activation']}"
+    if not m:
+        return layers
+    return (f"{layers}, on the Fourier features [x, sin 2πBx, cos 2πBx] of x: B {m} x 2, fixed random entries "
+            f"N(0, {net['fourier_scale']}^2), saved with the weights")
 
 
 def card_metrics_note(full: dict[str, Any]) -> str:
