@@ -45,7 +45,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ppl_ebm.kernels import cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import MassState
 from ppl_ebm.kernels.isir_jax import ISIRSampler
 from ppl_ebm.kernels.langevin_jax import LangevinInfo, LangevinState, PotentialAndGrad, Proposal
@@ -204,15 +203,8 @@ class Flex2MCMCSampler(NamedTuple):
     ) -> tuple[FlexState, LangevinInfo]:
         """One transition of every chain: Ex2MCMC's cycle, its i-SIR step proposing from the
         flow (trained first while in warmup). ``proposal`` (the target's prior) is not used."""
-        local = self.ex2mcmc.local()
-        kernel = cycle.cycle_kernel(
-            jax.lax.cond,
-            self.ex2mcmc.every,
-            lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
-            lambda s: self._global(rng_key, s, potential_and_grad_fn, params),
-        )
-        state, info = kernel(state.iteration, state)
-        return local.adapt_mass(state, params), info
+        return self.ex2mcmc.cycle_step(rng_key, state, potential_and_grad_fn, params,
+                                       lambda s: self._global(rng_key, s, potential_and_grad_fn, params))
 
     def _global(self, rng_key, state, potential_and_grad_fn, params):
         position = state.langevin.position

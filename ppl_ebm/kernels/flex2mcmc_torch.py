@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ppl_ebm.kernels import cycle, random_torch
+from ppl_ebm.kernels import random_torch
 from ppl_ebm.kernels.adaptation.mass_matrix import MassState
 from ppl_ebm.kernels.isir_torch import ISIRSampler
 from ppl_ebm.kernels.langevin_torch import LangevinInfo, LangevinState, PotentialAndGrad, Proposal
@@ -166,15 +166,8 @@ class Flex2MCMCSampler(NamedTuple):
         proposal: Proposal | None = None,
     ) -> tuple[FlexState, LangevinInfo]:
         """See :meth:`ppl_ebm.kernels.flex2mcmc_jax.Flex2MCMCSampler.step`."""
-        local = self.ex2mcmc.local()
-        kernel = cycle.cycle_kernel(
-            cycle.python_cond,
-            self.ex2mcmc.every,
-            lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
-            lambda s: self._global(rng_key, s, potential_and_grad_fn, params),
-        )
-        state, info = kernel(state.iteration, state)
-        return local.adapt_mass(state, params), info
+        return self.ex2mcmc.cycle_step(rng_key, state, potential_and_grad_fn, params,
+                                       lambda s: self._global(rng_key, s, potential_and_grad_fn, params))
 
     def _global(self, rng_key, state, potential_and_grad_fn, params):
         if state.iteration < params.num_warmup:

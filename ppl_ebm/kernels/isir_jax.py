@@ -190,12 +190,18 @@ class ISIRSampler(NamedTuple):
         proposal = standard_normal_proposal() if proposal is None else proposal
         if self.mala_steps is None:
             return self._isir(rng_key, state, potential_and_grad_fn, params, proposal)
+        return self.cycle_step(rng_key, state, potential_and_grad_fn, params,
+                               lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal))
+
+    def cycle_step(self, rng_key, state, potential_and_grad_fn, params, global_step):
+        """Ex2MCMC's transition: the cycle's MALA step or ``global_step(state) -> (state, info)``
+        (the i-SIR step; FlEx2MCMC's proposes from its flow), then the mass-matrix windows."""
         local = self.local()
         kernel = cycle.cycle_kernel(
             jax.lax.cond,
             self.every,
             lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
-            lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal),
+            global_step,
         )
         state, info = kernel(state.iteration, state)
         return local.adapt_mass(state, params), info

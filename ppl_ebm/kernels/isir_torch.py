@@ -148,12 +148,17 @@ class ISIRSampler(NamedTuple):
         proposal = standard_normal_proposal() if proposal is None else proposal
         if self.mala_steps is None:
             return self._isir(rng_key, state, potential_and_grad_fn, params, proposal)
+        return self.cycle_step(rng_key, state, potential_and_grad_fn, params,
+                               lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal))
+
+    def cycle_step(self, rng_key, state, potential_and_grad_fn, params, global_step):
+        """See :meth:`ppl_ebm.kernels.isir_jax.ISIRSampler.cycle_step`."""
         local = self.local()
         kernel = cycle.cycle_kernel(
             cycle.python_cond,
             self.every,
             lambda s: local._mala(rng_key, s, potential_and_grad_fn, params),
-            lambda s: self._global(rng_key, s, potential_and_grad_fn, params, proposal),
+            global_step,
         )
         state, info = kernel(state.iteration, state)
         return local.adapt_mass(state, params), info
