@@ -174,8 +174,7 @@ class _Advance:
         resumed at different steps there catch up on their own."""
         if jax.process_count() == 1:
             return
-        mass = chain.state.mass
-        if mass is None or mass.welford.mean.shape[0] != 1 or chain.state.langevin.position.shape[0] == 1:
+        if chain.state.mass is None or not self.sampler.pooled_mass(chain.state.langevin.position.shape[0]):
             return  # no mass matrix, or one per chain: no collective in warmup
         from jax.experimental import multihost_utils
 

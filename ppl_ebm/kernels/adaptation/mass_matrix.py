@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 __all__ = [
-    "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled", "pooled_groups", "regularised_covariance",
+    "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled", "regularised_covariance",
     "welford_merge",
     "reported_inverse_mass", "welford_init", "welford_update", "window_flags",
 ]
@@ -70,11 +70,6 @@ class MassState(NamedTuple):
 def pooled(num_chains: int) -> bool:
     """Whether a run of ``num_chains`` chains (all of them, over every process) pools one estimate."""
     return num_chains >= CROSS_CHAIN_MIN_CHAINS
-
-
-def pooled_groups(num_chains: int) -> int:
-    """1 (every chain pools into one estimate) or ``num_chains`` (one per chain)."""
-    return 1 if pooled(num_chains) else num_chains
 
 
 def welford_init(mean_zeros: Any, m2_zeros: Any) -> WelfordState:
