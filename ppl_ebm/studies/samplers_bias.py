@@ -80,7 +80,7 @@ def warm_target(model, chains: int, seed: int) -> float:
     for the 2-D banana on a quiet machine, 0.04 s at the next call; a latent EBM: its translation
     to JAX). Every row's clock counts its call's set-up, so without this the sampler that happens
     to run first on a target is charged that one-time cost (in a standard-set run at load, MALA,
-    first on every target, was charged 20-30 s of it: its ESS/s without compile is over a run of
+    first on every target, was charged 20-40 s of it: its ESS/s without compile is over a run of
     well under a second).
     """
     from ppl_ebm.sampling import _jax_target  # the front door's own preparation, not a copy of it
