@@ -59,13 +59,15 @@ class _TwoProcessRun:
     ``_PROCESS`` script (the command itself unless a kill is asked): run to the end, or a process
     dies at a known checkpoint, the other is stopped, and the same command runs again."""
 
-    def __init__(self, tmp_path, chains: int, warmup: int, samples: int):
+    def __init__(self, tmp_path, chains: int, warmup: int, samples: int, options: tuple[str, ...] = ()):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         (tmp_path / "model.py").write_text(MODEL)
         (tmp_path / "process.py").write_text(_PROCESS)
         self.folder, self.store = tmp_path, tmp_path / "run.zarr"
         self.arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
                           "--chains", str(chains), "--warmup", str(warmup), "--samples", str(samples),
-                          "--output", str(self.store), "--num-processes", "2", "--no-progress"]
+                          "--output", str(self.store), "--num-processes", "2", "--no-progress",
+                          *(argument for option in options for argument in ("--option", option))]
         # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
         self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
                     "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
@@ -152,19 +154,46 @@ def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single
     np.testing.assert_array_equal(posterior["x"].values, single.posterior["x"])
 
 
-def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_process(tmp_path):
-    """With 32 chains or more, warmup pools one mass matrix over all processes' chains (a
-    collective): a process that died after a warmup chunk but before its checkpoint resumes a
+@pytest.mark.parametrize("chains, options, pooled", [
+    (32, (), "mass matrix"),  # >= 32 chains: one mass matrix over all processes' chains
+    (8, ("per_chain_step_size=false",), "shared step size"),  # one step from all chains' mean acceptance
+])
+def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_process(
+        tmp_path, chains, options, pooled):
+    """Warmup that reduces over all processes' chains (a pooled mass matrix; a shared step size) is
+    a collective: a process that died after a warmup chunk but before its checkpoint resumes a
     chunk behind the other, and would wait for it forever. Both processes refuse the resume
-    instead, with the steps named, and exit. (With fewer chains each keeps its own matrix, and
-    such a resume is valid: the test above resumes processes at different sampling steps.)"""
+    instead, with the steps named, and exit. (With fewer chains and per-chain steps each keeps its
+    own adaptation, and such a resume is valid: the test above resumes processes at different
+    sampling steps.) Before the shared step was checked, process 0 of such a resume finished with
+    exit code 0 on sums paired with other steps' and process 1 hung."""
     # Warmup checkpoints at steps 100, 200 and 250; process 1 dies after its second warmup chunk,
     # before writing that chunk's checkpoint.
-    run = _TwoProcessRun(tmp_path, chains=32, warmup=250, samples=20)
+    run = _TwoProcessRun(tmp_path, chains=chains, warmup=250, samples=20, options=options)
     run.kill_process_1({"KILL_BEFORE": "2"}, process_0_reaches=200)
     behind, ahead = run.steps_done(1), run.steps_done(0)
     assert behind == 100 and ahead >= 200
     codes, outputs = run.rerun()
     for code, output in zip(codes, outputs):
         assert code != 0 and f"different steps [{ahead}, {behind}]" in output, output[-3000:]
-        assert "warmup (250 steps) is unfinished on some: its mass matrix pools" in output
+        assert f"warmup (250 steps) is unfinished on some: its {pooled} pools" in output
+
+
+def test_a_shared_step_run_resumed_at_different_sampling_steps_draws_what_it_would_have(tmp_path):
+    """A shared step size's mean acceptance is a collective in warmup only: a process whose peer
+    died samples on alone, and processes resumed at different sampling steps finish with the draws
+    of the uninterrupted run. (Before, the mean was taken at every step: process 0 waited for the
+    dead process at step 120.) Compared with the uninterrupted *two-process* run: the mean over
+    both processes' chains rounds differently from one process's (step 14.80202 against
+    14.802027 here), and the chains' accept decisions amplify that."""
+    options = ("per_chain_step_size=false",)
+    whole = _TwoProcessRun(tmp_path / "whole", chains=8, warmup=20, samples=200, options=options)
+    codes, outputs = whole.finish("run", timeout=300)
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    run = _TwoProcessRun(tmp_path / "killed", chains=8, warmup=20, samples=200, options=options)
+    run.kill_process_1({"KILL_AFTER": "2"}, process_0_reaches=220)
+    assert (run.steps_done(0), run.steps_done(1)) == (220, 120)
+    codes, outputs = run.rerun()
+    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    np.testing.assert_array_equal(xr.open_zarr(run.store, group="posterior")["u"].values,
+                                  xr.open_zarr(whole.store, group="posterior")["u"].values)

@@ -309,6 +309,7 @@ def test_ranks_resumed_at_different_sampling_steps_finish_the_pooled_run(ebm, tm
     np.testing.assert_allclose(xr.open_zarr(run.store, group="posterior")["z"].values, single.latents, atol=0.05)
 
 
+@pytest.mark.parametrize("backend", ["torch", "jax"])
 @pytest.mark.parametrize("sampler, chains, options, expected", [
     ("mala", 64, {}, ("mass matrix",)),
     ("mala", 8, {}, ()),  # one matrix per chain
@@ -318,18 +319,33 @@ def test_ranks_resumed_at_different_sampling_steps_finish_the_pooled_run(ebm, tm
     ("isir", 64, {}, ()),
     ("ex2mcmc", 8, {"per_chain_step_size": False}, ("shared step size",)),
 ])
-def test_what_a_ranks_warmup_all_reduces(sampler, chains, options, expected):
-    """The collectives the resume check looks for, read from the sampler and its state: they are
-    the ones :mod:`ppl_ebm.kernels.cross_chain_torch` all-reduces under torchrun."""
-    import torch
-
-    from ppl_ebm.drivers import run_torch
+def test_what_a_processs_warmup_reduces_over_all_processes(backend, sampler, chains, options, expected):
+    """The collectives both backends' resume checks look for, read from the sampler and its state:
+    they are the ones :mod:`ppl_ebm.kernels.cross_chain_torch` all-reduces under torchrun and the
+    means over the chains axis that JAX's warmup takes across processes."""
+    from ppl_ebm.drivers.distributed import warmup_collectives
     from ppl_ebm.kernels.registry import get_sampler
-    from ppl_ebm.kernels.samplers_torch import langevin_params
 
     spec = get_sampler(sampler)
-    resolved = spec.validate(options, "torch")
-    kernel, params = spec.build("torch", resolved), langevin_params(resolved, 100)
-    problem = run_torch.TorchProblem(lambda z: 0.5 * (z * z).sum(-1))
-    chain = run_torch.init_chain(kernel, params, problem, torch.zeros(chains, 2), torch.Generator().manual_seed(0))
-    assert run_torch._Advance(kernel, params, problem)._warmup_collectives(chain) == expected
+    resolved = spec.validate(options, backend)
+    kernel = spec.build(backend, resolved)
+    if backend == "torch":
+        import torch
+
+        from ppl_ebm.drivers import run_torch
+        from ppl_ebm.kernels.samplers_torch import langevin_params
+
+        problem = run_torch.TorchProblem(lambda z: 0.5 * (z * z).sum(-1))
+        chain = run_torch.init_chain(kernel, langevin_params(resolved, 100), problem, torch.zeros(chains, 2),
+                                     torch.Generator().manual_seed(0))
+    else:
+        import jax
+        import jax.numpy as jnp
+
+        from ppl_ebm.drivers import run_jax
+        from ppl_ebm.kernels.samplers_jax import langevin_params
+
+        problem = run_jax.JaxProblem(None, lambda weights: lambda z: 0.5 * (z * z).sum(-1))
+        chain = run_jax.init_chain(kernel, langevin_params(resolved, 100), problem, jnp.zeros((chains, 2)),
+                                   jax.random.key(0))
+    assert warmup_collectives(kernel, chain.state.mass, chains) == expected

@@ -14,7 +14,11 @@ from collections.abc import Callable
 
 from ppl_ebm.drivers.zarr_store import ChainBlock, chain_blocks
 
-__all__ = ["process_block", "process_count"]
+__all__ = ["WARMUP_COLLECTIVES", "check_resumed_steps", "process_block", "process_count", "warmup_collectives"]
+
+# What a warmup step may reduce over every process's chains, in the resume check's words: a
+# pooled mass matrix's moments and a shared step size's mean acceptance.
+WARMUP_COLLECTIVES = ("mass matrix", "shared step size")
 
 
 def _torch_group() -> tuple[int, int] | None:
@@ -53,3 +57,32 @@ def process_block(num_chains: int, backend: str) -> tuple[ChainBlock, Callable[[
     from jax.experimental import multihost_utils
 
     return ChainBlock(start, stop, index, count), lambda: multihost_utils.sync_global_devices("ppl_ebm store")
+
+
+def warmup_collectives(sampler, mass, num_chains: int) -> tuple[str, ...]:
+    """What ``sampler``'s warmup reduces over all processes' chains (:data:`WARMUP_COLLECTIVES`),
+    either backend: the mass matrix when the run pools it (the sampler's ``pooled_mass`` of the
+    run's chain count; ``mass`` None: no matrix), the shared step size when MALA steps adapt one
+    (``per_chain_step_size=False``; ULA has no adaptation, i-SIR alone no MALA step). Sampling
+    reduces nothing across processes in either backend."""
+    names = ["mass matrix"] if mass is not None and sampler.pooled_mass(num_chains) else []
+    isir_alone = getattr(sampler, "mala_steps", 0) is None  # ISIRSampler without MALA steps
+    if not isir_alone and getattr(sampler, "step_size_adaptation", None) is not None \
+            and not getattr(sampler, "per_chain_step_size", True):
+        names.append("shared step size")
+    return tuple(names)
+
+
+def check_resumed_steps(steps: list[int], num_warmup: int, collectives, unit: str = "process") -> None:
+    """Refuse a resume whose processes' checkpoints (``steps`` in process order, gathered by every
+    process) differ while warmup is unfinished on one of them and warmup reduces ``collectives``
+    over all processes: the process behind would pair its sums with other steps' of the one ahead,
+    then wait forever for sums that one never sends. Every process raises the same error.
+    ``unit``: what the launcher calls a process (torchrun: "rank")."""
+    plural = {"process": "processes", "rank": "ranks"}[unit]
+    if len(set(steps)) > 1 and min(steps) < num_warmup and collectives:
+        raise ValueError(
+            f"The {plural}' checkpoints are at different steps {steps} ({unit} order) and warmup "
+            f"({num_warmup} steps) is unfinished on some: its {' and '.join(collectives)} pools all "
+            f"{plural}' chains, so this run cannot resume. Start it again into a new output (or delete the "
+            "store).")

@@ -21,6 +21,7 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS
 
 from ppl_ebm.drivers import sharding_jax
+from ppl_ebm.drivers.distributed import check_resumed_steps, warmup_collectives
 from ppl_ebm.drivers.loop import run_chunks
 from ppl_ebm.kernels.ppl_options import check_ppl_options
 from ppl_ebm.kernels.langevin_jax import Proposal, batched_value_and_grad
@@ -167,23 +168,22 @@ class _Advance:
 
     def check_resumed(self, chain: ChainState, done: int, num_warmup: int) -> None:
         """Across processes, refuse checkpoints at different steps while warmup is unfinished on
-        one of them *and* warmup pools a mass matrix over all chains (>= 32 chains): its estimate
-        is a collective, so the process behind would wait forever for the one ahead. Every process
-        gathers the same steps, so all of them raise and none hangs. Per-chain adaptation (step
-        sizes; the mass matrices of fewer chains) and sampling chunks need no collective: processes
-        resumed at different steps there catch up on their own."""
+        one of them *and* warmup reduces over all processes' chains (:func:`~ppl_ebm.drivers.
+        distributed.check_resumed_steps`; what it reduces: :func:`~ppl_ebm.drivers.distributed.
+        warmup_collectives`, a pooled mass matrix or a shared step size). Every process gathers the
+        same steps, so all of them raise and none hangs. Per-chain adaptation and sampling chunks
+        need no collective (the shared step's mean acceptance is taken in warmup only:
+        ``samplers_jax._warmup_adapt``): processes resumed at different steps there catch up."""
         if jax.process_count() == 1:
             return
-        if chain.state.mass is None or not self.sampler.pooled_mass(chain.state.langevin.position.shape[0]):
-            return  # no mass matrix, or one per chain: no collective in warmup
+        # The same on every process (one sampler, one chain count), so every process gathers or none.
+        collectives = warmup_collectives(self.sampler, chain.state.mass, chain.state.langevin.position.shape[0])
+        if not collectives:
+            return
         from jax.experimental import multihost_utils
 
         steps = [int(s) for s in np.asarray(multihost_utils.process_allgather(np.array([done]))).reshape(-1)]
-        if len(set(steps)) > 1 and min(steps) < num_warmup:
-            raise ValueError(
-                f"The processes' checkpoints are at different steps {steps} (process order) and warmup "
-                f"({num_warmup} steps) is unfinished on some: its mass matrix pools all processes' chains, so "
-                "this run cannot resume. Start it again into a new output (or delete the store).")
+        check_resumed_steps(steps, num_warmup, collectives)
 
     def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
         """The state's leaves as numpy arrays (typed PRNG keys as their key data); across

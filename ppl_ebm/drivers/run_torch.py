@@ -19,6 +19,7 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
+from ppl_ebm.drivers.distributed import WARMUP_COLLECTIVES, check_resumed_steps, warmup_collectives
 from ppl_ebm.drivers.loop import warn_capped, run_chunks
 from ppl_ebm.kernels import cross_chain_torch
 from ppl_ebm.kernels.ppl_options import check_ppl_options
@@ -47,11 +48,6 @@ class TorchProblem(NamedTuple):
     potential: Callable[[torch.Tensor], torch.Tensor]
     proposal: Proposal | None = None
 
-
-
-# What a warmup step may all-reduce across ranks (kernels/cross_chain_torch.py), in the
-# resume check's words.
-_WARMUP_COLLECTIVES = ("mass matrix", "shared step size")
 
 
 class _Advance:
@@ -122,12 +118,11 @@ class _Advance:
 
     def check_resumed(self, chain: ChainState, done: int, num_warmup: int) -> None:
         """Across torchrun ranks, refuse checkpoints at different steps while warmup is unfinished on
-        one of them *and* warmup all-reduces over all ranks' chains: a pooled mass matrix's moments
-        (>= 32 chains) or a shared step size's mean acceptance (``per_chain_step_size=False``). The
-        rank behind would pair its sums with other steps' of the rank ahead, then wait forever for
-        sums that rank never sends. Every rank gathers the same steps, so all of them raise and
-        none hangs. Per-chain adaptation and sampling chunks need no collective: ranks resumed at
-        different steps there catch up on their own."""
+        one of them *and* warmup all-reduces over all ranks' chains (:func:`~ppl_ebm.drivers.
+        distributed.check_resumed_steps`; what it all-reduces: :func:`~ppl_ebm.drivers.distributed.
+        warmup_collectives`, the kernels' calls in :mod:`~ppl_ebm.kernels.cross_chain_torch`).
+        Every rank gathers the same steps, so all of them raise and none hangs. Per-chain adaptation
+        and sampling chunks need no collective: ranks resumed at different steps there catch up."""
         import torch.distributed as dist
 
         if not cross_chain_torch.distributed():
@@ -135,32 +130,13 @@ class _Advance:
         # Gathered from every rank, not decided here alone: a rank that skipped the gather would
         # leave the others waiting in it. A tensor on the chains' device, as the kernels'
         # all-reduces (NCCL gathers CUDA tensors only).
-        mine = self._warmup_collectives(chain)
-        row = torch.tensor([done, *(name in mine for name in _WARMUP_COLLECTIVES)], dtype=torch.int64,
+        mine = warmup_collectives(self.sampler, chain.state.mass, chain.state.langevin.position.shape[0])
+        row = torch.tensor([done, *(name in mine for name in WARMUP_COLLECTIVES)], dtype=torch.int64,
                            device=chain.state.langevin.position.device)
         gathered = [torch.empty_like(row) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, row)
-        steps = [int(rank[0]) for rank in gathered]
-        collectives = [name for i, name in enumerate(_WARMUP_COLLECTIVES, 1) if any(rank[i] for rank in gathered)]
-        if len(set(steps)) > 1 and min(steps) < num_warmup and collectives:
-            raise ValueError(
-                f"The ranks' checkpoints are at different steps {steps} (rank order) and warmup "
-                f"({num_warmup} steps) is unfinished on some: its {' and '.join(collectives)} pools all ranks' "
-                "chains, so this run cannot resume. Start it again into a new output (or delete the store).")
-
-    def _warmup_collectives(self, chain: ChainState) -> tuple[str, ...]:
-        """What this rank's warmup all-reduces (:mod:`~ppl_ebm.kernels.cross_chain_torch`): the
-        mass matrix when the run pools it (the sampler's ``pooled_mass``, from the run's chain
-        count: what the kernel hands ``pooled_welford_update``), the shared step size when MALA
-        steps adapt one (ULA has no adaptation, i-SIR alone no MALA step)."""
-        mass, sampler = chain.state.mass, self.sampler
-        pooled = mass is not None and sampler.pooled_mass(chain.state.langevin.position.shape[0])
-        names = ["mass matrix"] if pooled else []
-        isir_alone = getattr(sampler, "mala_steps", 0) is None  # ISIRSampler without MALA steps
-        if not isir_alone and getattr(sampler, "step_size_adaptation", None) is not None \
-                and not getattr(sampler, "per_chain_step_size", True):
-            names.append("shared step size")
-        return tuple(names)
+        collectives = [name for i, name in enumerate(WARMUP_COLLECTIVES, 1) if any(rank[i] for rank in gathered)]
+        check_resumed_steps([int(rank[0]) for rank in gathered], num_warmup, collectives, unit="rank")
 
     def logging(self, chain: ChainState) -> dict[str, str]:
         return {"step": f"{float(chain.state.step_size.mean()):.2e}",

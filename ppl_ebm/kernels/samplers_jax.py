@@ -248,22 +248,26 @@ def _warmup_adapt(
     adaptation does not see, such as an independence step) and the next step is its
     ``log_step_size``; at the last warmup step the step becomes ``final`` (the dual-averaging
     average, as NumPyro and Stan end warmup). Afterwards both carry over. ``adaptation`` None:
-    a fixed step. The iteration is traced, so ``jnp.where`` selects (mirrors the torch ``if``).
+    a fixed step. The iteration is traced, so a ``lax.cond`` and ``jnp.where`` select (mirror the
+    torch ``if``).
     """
     if adaptation is None:
         return state.adaptation, state.step_size
     last_warmup = state.iteration == params.num_warmup - 1
     if acceptance is None:
         return state.adaptation, jnp.where(last_warmup, jnp.exp(adaptation.final(state.adaptation)), state.step_size)
-    updated = adaptation.update(state.adaptation, acceptance)
     warming = state.iteration < params.num_warmup
-    adaptation_state = jax.tree.map(lambda new, old: jnp.where(warming, new, old), updated, state.adaptation)
+    # A branch, not a select: a shared step's update takes the mean acceptance over all chains, a
+    # collective across processes, which sampling must not make (processes resumed at different
+    # sampling steps would pair it with other steps' or wait forever; the torch kernel's ``if``).
+    updated = jax.lax.cond(warming, lambda: adaptation.update(state.adaptation, acceptance),
+                           lambda: state.adaptation)
     step_size = jnp.where(
         warming,
         jnp.exp(jnp.where(last_warmup, adaptation.final(updated), updated.log_step_size)),
         state.step_size,
     )
-    return adaptation_state, step_size
+    return updated, step_size
 
 
 def _preconditioner(state: SamplerState):
