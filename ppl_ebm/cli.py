@@ -55,6 +55,10 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--trace-samplers", action="store_true",
                         help="image models: also the FD every 10 steps along MALA's, i-SIR's and Ex2MCMC's draws "
                         "(after their warmup, the first half of --steps): FID against steps as in ex2mcmc")
+    parser.add_argument("--ex2mcmc-protocol", action="store_true",
+                        help="image models: MALA, i-SIR and Ex2MCMC in the ex2mcmc paper's setting (--steps counts its "
+                        "steps: 3 MALA steps, or i-SIR then 3 MALA steps; step from 0.01 adapted to acceptance 0.67 "
+                        "in the first tenth, no mass matrix)")
     parser.add_argument("--sweep-chains", type=int, default=None, help="chains of the sweep (default 1000; images 250)")
     parser.add_argument("--data-root", type=Path, default=None,
                         help="image models of MNIST / Fashion-MNIST / CIFAR-10: the folder holding the data set")

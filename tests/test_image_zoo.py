@@ -157,3 +157,27 @@ def test_train_cli_on_a_users_mnist_folder_at_toy_size(tmp_path, monkeypatch, on
     assert generate_images(model.generator, 32, 2).shape == (2, 1, 32, 32)
     # No mnist classifier in the zoo: the card says how to make one instead of inventing scores.
     assert "ppl-ebm train-classifier --dataset mnist" in (model.directory / "MODEL_CARD.md").read_text()
+
+
+def test_compare_ex2mcmc_protocol_counts_the_papers_steps(tmp_path, one_torch_thread):
+    # --ex2mcmc-protocol: --steps counts the ex2mcmc paper's steps (3 MALA steps; i-SIR then 3 MALA
+    # steps; one i-SIR step), a tenth of them warmup, and the trace is in those steps.
+    output = tmp_path / "compare"
+    methods = ["mala/torch", "isir/torch", "ex2mcmc/torch"]
+    assert main(["compare", "--model", "digits-dcgan", "--methods", *methods, "--num-samples", "8", "--steps", "20",
+                 "--ex2mcmc-protocol", "--trace-samplers", "--output", str(output), "--no-progress"]) == 0
+    result = json.loads((output / "metrics.json").read_text())
+    rows = result["methods"]
+    # Gradients a chain: the start's, then MALA's 3 a step; Ex2MCMC's i-SIR steps take the gradient
+    # at the kept particle too: 60 MALA + 19 i-SIR (its warmup is one step short, below) + 1.
+    assert rows["mala/torch"]["grad_evals"] == 8 * (3 * 20 + 1)
+    assert rows["ex2mcmc/torch"]["grad_evals"] == 8 * (3 * 20 + 19 + 1)
+    assert rows["isir/torch"]["grad_evals"] == 0
+    # Warmup 2 paper steps (a tenth), then a point every 10: the last is the row's own sample.
+    for method in methods:
+        assert result["traces"][method]["step"] == [0, 10, 20], method
+        assert result["traces"][method]["fd"][-1] == pytest.approx(rows[method]["fd"])
+    # The paper's target acceptance 0.67 from step 0.01: MALA's adapted step moved away from 0.01.
+    assert rows["mala/torch"]["step_size"] != pytest.approx(0.01)
+    assert result["config"]["ex2mcmc_protocol"] is True
+    assert "ex2mcmc paper's (`--ex2mcmc-protocol`)" in (output / "report.md").read_text()

@@ -22,6 +22,13 @@ figures are in ``metrics.json`` and the report, so a bad step shows as a worse F
   same ``langevin_steps`` steps split as MALA's. With ``trace_samplers`` (``--trace-samplers``) the
   FD every ``trace_every`` steps of these exact samplers' draws is kept too, beside their starts'
   (the ex2mcmc paper's FID against steps; warmup states are not kept, so not traced).
+  ``ex2mcmc_protocol`` (``--ex2mcmc-protocol``) runs these three in the ex2mcmc paper's own setting
+  instead (its DCGAN configs): ``langevin_steps`` counts the paper's steps, one of which is 3 MALA
+  steps for MALA and one i-SIR step then 3 MALA steps for Ex2MCMC (so both take the same gradients
+  and Ex2MCMC's global moves come on top), one i-SIR step for i-SIR; the step starts at 0.01 and
+  adapts towards acceptance 0.67, with no mass matrix. The paper adapts the step along the whole
+  run; ours adapts in the first tenth of the steps (warmup) and then keeps it, so that the draws
+  come from one fixed kernel.
 - ``drs``, ``mh_gan``, ``dot``: the latent-space baselines of :mod:`ppl_ebm.baselines`, as the toy
   compare runs them (:func:`ppl_ebm.studies.compare.run_baseline`).
 
@@ -68,6 +75,10 @@ _NOISE_SEEDS = 10
 # The DDLS sample of the nearest-train-images figure: the first of these that ran.
 _FIGURE_METHODS = ("mala/jax", "mala/torch", "ula/jax", "ula/torch", "ula-paper/jax", "ula-paper/torch")
 PAPER_ULA = {"step_size": 0.01, "noise_scale": 0.1, "decay_rate": 0.1, "decay_every": 200}
+# The ex2mcmc paper's DCGAN settings (its configs mala.yml, ex2mcmc.yml, isir.yml, mmc_dcgan.yml): our
+# sampler steps per paper step, and the MALA options of both samplers.
+EX2MCMC_STEPS_PER_STEP = {"mala": 3, "ex2mcmc": 4, "isir": 1}
+EX2MCMC_PAPER_MALA = {"step_size": 0.01, "target_accept_prob": 0.67, "mass_matrix": "none"}
 IMAGE_SWEEP_STEPS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 
 
@@ -85,6 +96,8 @@ class ImageCompareConfig:
     # the ex2mcmc paper's FID-against-steps curve. Their first half of the steps is warmup, whose
     # states are not kept, so such a trace has step 0 (the starts) and then the draws.
     trace_samplers: bool = False
+    # MALA, i-SIR and Ex2MCMC in the ex2mcmc paper's setting (the module's docstring).
+    ex2mcmc_protocol: bool = False
     ula_step_size: float | None = None
     sweep_steps: tuple[float, ...] = IMAGE_SWEEP_STEPS
     sweep_chains: int = 250
@@ -179,8 +192,22 @@ def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, s
     if sampler == "ula":
         return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.langevin_steps, step_size=ula_step,
                       thinning=config.langevin_steps, **common)
-    warmup = config.langevin_steps // 2  # MALA, i-SIR, Ex2MCMC
+    warmup = sampler_warmup(config)  # MALA, i-SIR, Ex2MCMC
+    if config.ex2mcmc_protocol:
+        per = EX2MCMC_STEPS_PER_STEP[sampler]
+        options = {} if sampler == "isir" else EX2MCMC_PAPER_MALA
+        # thinning = per: one draw a paper step. Our Ex2MCMC cycle is 3 MALA steps then i-SIR (cycle.py:
+        # the other kernel at (j + 1) % 4 == 0); one step less of warmup makes every kept draw the state
+        # after i-SIR then 3 MALA steps, the paper's step and the state its FID is computed on.
+        return sample(ebm, sampler, backend, num_warmup=per * warmup - (sampler == "ex2mcmc"),
+                      num_samples=per * (config.langevin_steps - warmup), thinning=per, **common, **options)
     return sample(ebm, sampler, backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
+
+
+def sampler_warmup(config: ImageCompareConfig) -> int:
+    """Warmup of MALA, i-SIR and Ex2MCMC in ``langevin_steps``' units: half (ours), a tenth with
+    ``ex2mcmc_protocol`` (the paper adapts along the run, we in warmup only: the module's docstring)."""
+    return max(config.langevin_steps // 10, 1) if config.ex2mcmc_protocol else config.langevin_steps // 2
 
 
 def _fd_trace(features, reference: np.ndarray, starts: np.ndarray, latents: np.ndarray,
@@ -301,7 +328,7 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
                 # DDLS Fig. 5: FD of the chains' states every trace_every steps from their starts.
                 kept = {config.trace_every * (i + 1): i for i in range(result.latents.shape[1])}
             elif config.trace_samplers and not method.startswith("ula/"):
-                first = config.langevin_steps // 2 + 1  # the step after which the first draw is kept
+                first = sampler_warmup(config) + 1  # the step after which the first draw is kept
                 kept = {first + i: i for i in range(result.latents.shape[1]) if (first + i) % config.trace_every == 0}
             else:
                 kept = {}

@@ -157,10 +157,16 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
         for method, trace in output.traces.items():
             best = int(np.argmin(trace["fd"]))
             gap = trace["step"][2] - trace["step"][1] if len(trace["step"]) > 2 else trace["step"][-1]
-            kept = ("every" if method.startswith("ula-paper/") else "after warmup (its first half), every")
+            kept = ("every" if method.startswith("ula-paper/") else
+                    "after warmup (its first tenth), every" if output.config.ex2mcmc_protocol else
+                    "after warmup (its first half), every")
             text += (f"- `{method}`: FD {kept} {gap} steps; lowest {trace['fd'][best]:.3f} at step "
                      f"{trace['step'][best]}, {trace['fd'][-1]:.3f} at the end (step {trace['step'][-1]}; step 0: "
                      f"the generator, {trace['fd'][0]:.3f}).\n")
+        if output.config.ex2mcmc_protocol:
+            text += ("\nSteps of MALA, i-SIR and Ex2MCMC are the ex2mcmc paper's (`--ex2mcmc-protocol`): one is 3 MALA "
+                     "steps (MALA), i-SIR then 3 MALA steps (Ex2MCMC), one i-SIR step (i-SIR); the step from 0.01 "
+                     "adapted to acceptance 0.67 in warmup, no mass matrix.\n")
         text += "\n![trace](trace.png)\n"
     text += _figure_sections(output.figures, folder, paths)
     paths["report"].write_text(text)
