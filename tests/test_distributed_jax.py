@@ -1,5 +1,5 @@
-"""Two JAX processes (``jax.distributed``, CPU collectives through gloo) started by the README's
-``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit;
+"""Two and four JAX processes (``jax.distributed``, CPU collectives through gloo) started by the
+README's ``ppl-ebm sample`` command write one Zarr store holding the single process's draws, bit for bit;
 a run one of whose processes is killed mid-way is resumed by the same command to the same draws."""
 
 from __future__ import annotations
@@ -54,19 +54,20 @@ def single() -> ppl_ebm.SampleResult:
                           progress_bar=False)
 
 
-class _TwoProcessRun:
+class _ProcessRun:
     """README's multi-process command for one store under ``tmp_path``, launched through the
     ``_PROCESS`` script (the command itself unless a kill is asked): run to the end, or a process
     dies at a known checkpoint, the other is stopped, and the same command runs again."""
 
-    def __init__(self, tmp_path, chains: int, warmup: int, samples: int, options: tuple[str, ...] = ()):
+    def __init__(self, tmp_path, chains: int, warmup: int, samples: int, options: tuple[str, ...] = (),
+                 processes: int = 2):
         tmp_path.mkdir(parents=True, exist_ok=True)
         (tmp_path / "model.py").write_text(MODEL)
         (tmp_path / "process.py").write_text(_PROCESS)
-        self.folder, self.store = tmp_path, tmp_path / "run.zarr"
+        self.folder, self.store, self.processes = tmp_path, tmp_path / "run.zarr", processes
         self.arguments = ["sample", "--model", str(tmp_path / "model.py"), "--backend", "jax", "--sampler", "mala",
                           "--chains", str(chains), "--warmup", str(warmup), "--samples", str(samples),
-                          "--output", str(self.store), "--num-processes", "2", "--no-progress",
+                          "--output", str(self.store), "--num-processes", str(processes), "--no-progress",
                           *(argument for option in options for argument in ("--option", option))]
         # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
         self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
@@ -74,9 +75,9 @@ class _TwoProcessRun:
                     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
     def launch(self, session: str, kill: dict[str, str]) -> list[subprocess.Popen]:
-        """Both processes; ``kill`` (KILL_AFTER / KILL_BEFORE) is process 1's."""
+        """Every process; ``kill`` (KILL_AFTER / KILL_BEFORE) is process 1's."""
         port, processes = _free_port(), []
-        for i in range(2):
+        for i in range(self.processes):
             with (self.folder / f"{session}{i}.out").open("w") as out:
                 processes.append(subprocess.Popen(
                     [sys.executable, str(self.folder / "process.py"), *self.arguments,
@@ -113,18 +114,19 @@ class _TwoProcessRun:
             for process in processes:
                 process.kill()
                 process.wait()
-        return codes, [(self.folder / f"{session}{i}.out").read_text() for i in range(2)]
+        return codes, [(self.folder / f"{session}{i}.out").read_text() for i in range(self.processes)]
 
     def rerun(self) -> tuple[list[int], list[str]]:
         """The same command again after a kill: both exit codes and outputs."""
         return self.finish("resumed")
 
 
-def test_two_jax_processes_draw_what_one_process_draws(tmp_path, single):
-    run = _TwoProcessRun(tmp_path, chains=8, warmup=20, samples=200)
+@pytest.mark.parametrize("processes, block", [(2, "process 1 of 2: chains 4:8"), (4, "process 3 of 4: chains 6:8")])
+def test_two_and_four_jax_processes_draw_what_one_process_draws(tmp_path, single, processes, block):
+    run = _ProcessRun(tmp_path, chains=8, warmup=20, samples=200, processes=processes)
     codes, outputs = run.finish("run", timeout=300)
-    assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    assert "process 1 of 2: chains 4:8" in outputs[1]
+    assert codes == [0] * processes, "".join(output[-3000:] for output in outputs)
+    assert block in outputs[-1]
     posterior = xr.open_zarr(run.store, group="posterior")
     np.testing.assert_array_equal(posterior["u"].values, single.latents)
     # Each process wrote its block of the model's site beside the draws, after sampling.
@@ -136,7 +138,7 @@ def test_a_killed_two_process_jax_run_resumes_to_the_same_draws(tmp_path, single
     # Checkpoints at steps 20 (warmup), 120 and 220 (two chunks of 100 draws). Process 1 dies after
     # its warmup and one chunk of draws; process 0 samples on (no collective in MALA's per-chain
     # loop) to its last checkpoint.
-    run = _TwoProcessRun(tmp_path, chains=8, warmup=20, samples=200)
+    run = _ProcessRun(tmp_path, chains=8, warmup=20, samples=200)
     run.kill_process_1({"KILL_AFTER": "2"}, process_0_reaches=220)
     assert (run.steps_done(0), run.steps_done(1)) == (220, 120)
     # Process 1's first chunk of draws is stored, its second never was (NaN).
@@ -169,7 +171,7 @@ def test_a_resume_with_processes_at_different_warmup_steps_is_refused_by_every_p
     exit code 0 on sums paired with other steps' and process 1 hung."""
     # Warmup checkpoints at steps 100, 200 and 250; process 1 dies after its second warmup chunk,
     # before writing that chunk's checkpoint.
-    run = _TwoProcessRun(tmp_path, chains=chains, warmup=250, samples=20, options=options)
+    run = _ProcessRun(tmp_path, chains=chains, warmup=250, samples=20, options=options)
     run.kill_process_1({"KILL_BEFORE": "2"}, process_0_reaches=200)
     behind, ahead = run.steps_done(1), run.steps_done(0)
     assert behind == 100 and ahead >= 200
@@ -187,10 +189,10 @@ def test_a_shared_step_run_resumed_at_different_sampling_steps_draws_what_it_wou
     both processes' chains rounds differently from one process's (step 14.80202 against
     14.802027 here), and the chains' accept decisions amplify that."""
     options = ("per_chain_step_size=false",)
-    whole = _TwoProcessRun(tmp_path / "whole", chains=8, warmup=20, samples=200, options=options)
+    whole = _ProcessRun(tmp_path / "whole", chains=8, warmup=20, samples=200, options=options)
     codes, outputs = whole.finish("run", timeout=300)
     assert codes == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
-    run = _TwoProcessRun(tmp_path / "killed", chains=8, warmup=20, samples=200, options=options)
+    run = _ProcessRun(tmp_path / "killed", chains=8, warmup=20, samples=200, options=options)
     run.kill_process_1({"KILL_AFTER": "2"}, process_0_reaches=220)
     assert (run.steps_done(0), run.steps_done(1)) == (220, 120)
     codes, outputs = run.rerun()
