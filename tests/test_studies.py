@@ -88,6 +88,20 @@ def test_samplers_command_bias_part_reports_truth_tables_and_ratios(tmp_path, ca
     assert (output / "samplers_bias.png").stat().st_size > 0
 
 
+def test_bias_headline_says_even_ahead_or_behind():
+    from ppl_ebm.studies.samplers_bias import headline
+
+    def row(sampler, family, grads, ess):
+        return {"sampler": sampler, "family": family, "converged": True, "grads_to_low_bias": grads,
+                "ess_per_second": ess, "ess_per_second_no_compile": ess, "ess_per_kgrad": ess}
+
+    lines = headline([row("mala-imh", "langevin", 501.0, 10.0), row("meads", "blackjax", 501.0, 40.0)])
+    # Both unbiased at the first draw after the same warmup: a tie, not "ours ahead".
+    assert lines[0].endswith("1.00x (even)") and lines[1].endswith("0.25x (ours behind by 4.00x)")
+    lines = headline([row("mala-imh", "langevin", 250.0, 10.0), row("meads", "blackjax", 500.0, 5.0)])
+    assert lines[0].endswith("2.00x (ours ahead)") and lines[1].endswith("2.00x (ours ahead)")
+
+
 def test_study_commands_reject_bad_options(capsys):
     with pytest.raises(SystemExit):
         main(["mixing", "--steps", "25", "--every", "10"])

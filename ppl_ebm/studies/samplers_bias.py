@@ -138,7 +138,9 @@ def headline(rows: list[dict]) -> list[str]:
         ratio = best[key] / mine[key] if lower else mine[key] / best[key]
         marks = "" if mine_ok and best_ok else (" (NOT CONVERGED: " + ", ".join(
             name for name, ok in ((mine["sampler"], mine_ok), (best["sampler"], best_ok)) if not ok) + ")")
-        verdict = "ours ahead" if ratio >= 1 else f"ours behind by {1 / ratio:.2f}x"
+        # Even is said so: gradients to low bias are counted on draws, so samplers whose first draw
+        # after the same warmup is already unbiased tie there (501 for every one at warmup 500).
+        verdict = "even" if ratio == 1 else "ours ahead" if ratio > 1 else f"ours behind by {1 / ratio:.2f}x"
         lines.append(f"{title}: ours {mine['sampler']} {mine[key]:.4g} vs BlackJAX {best['sampler']} {best[key]:.4g}: "
                      f"{ratio:.2f}x ({verdict}){marks}")
     return lines
