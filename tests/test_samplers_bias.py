@@ -43,15 +43,16 @@ def test_quadrature_truth_of_the_linear_gaussian_latent_ebm():
 
 def test_quadrature_doubles_its_grid_until_the_moments_settle():
     # A narrow Gaussian (sd 0.05) on a grid of 40 points over [-5, 5] (spacing 0.26): the coarse
-    # grid misses it (E[z^2] 0.5 off). The grid doubles until E[z^2] moves less than the tolerance
-    # and then holds the closed form; capped at the start, it says it is not resolved.
+    # grid misses it (E[z^2] 0.5 off). The grid doubles until the change in E[z^2] from half the
+    # points, as a bias b2, is under 1% of the threshold, and then holds the closed form; capped at
+    # the start, it says it is not resolved.
     mean, sd = np.array([1.23, -0.71]), 0.05
     potential = lambda u: 0.5 * (((u - mean) / sd) ** 2).sum(-1)  # noqa: E731
-    refined = quadrature_truth(potential, half_width=5.0, points=40, tolerance=1e-3, max_points=4000)
-    assert refined.source.startswith("quadrature, 320x320") and "NOT resolved" not in refined.source
+    refined = quadrature_truth(potential, half_width=5.0, points=40, max_points=4000)
+    assert not refined.source.startswith("quadrature, 40x40") and "NOT resolved" not in refined.source
     np.testing.assert_allclose(refined.second, mean**2 + sd**2, rtol=1e-5)
-    capped = quadrature_truth(potential, half_width=5.0, points=40, tolerance=1e-3, max_points=40)
-    assert capped.source.startswith("quadrature, 40x40") and "NOT resolved to 0.001" in capped.source
+    capped = quadrature_truth(potential, half_width=5.0, points=40, max_points=40)
+    assert capped.source.startswith("quadrature, 40x40") and "NOT resolved to b2 0.0001" in capped.source
     assert np.max(np.abs(capped.second - (mean**2 + sd**2)) / (mean**2 + sd**2)) > 0.1
 
 
