@@ -14,11 +14,7 @@ from collections.abc import Callable
 
 from ppl_ebm.drivers.zarr_store import ChainBlock, chain_blocks
 
-__all__ = ["WARMUP_COLLECTIVES", "check_resumed_steps", "process_block", "process_count", "warmup_collectives"]
-
-# What a warmup step may reduce over every process's chains, in the resume check's words: a
-# pooled mass matrix's moments and a shared step size's mean acceptance.
-WARMUP_COLLECTIVES = ("mass matrix", "shared step size")
+__all__ = ["check_resumed_steps", "process_block", "process_count", "warmup_collectives"]
 
 
 def _torch_group() -> tuple[int, int] | None:
@@ -60,7 +56,7 @@ def process_block(num_chains: int, backend: str) -> tuple[ChainBlock, Callable[[
 
 
 def warmup_collectives(sampler, mass, num_chains: int) -> tuple[str, ...]:
-    """What ``sampler``'s warmup reduces over all processes' chains (:data:`WARMUP_COLLECTIVES`),
+    """What ``sampler``'s warmup reduces over all processes' chains, in the resume check's words,
     either backend: the mass matrix when the run pools it (the sampler's ``pooled_mass`` of the
     run's chain count; ``mass`` None: no matrix), the shared step size when MALA steps adapt one
     (``per_chain_step_size=False``; ULA has no adaptation, i-SIR alone no MALA step). Sampling

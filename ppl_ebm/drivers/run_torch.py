@@ -19,7 +19,7 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
-from ppl_ebm.drivers.distributed import WARMUP_COLLECTIVES, check_resumed_steps, warmup_collectives
+from ppl_ebm.drivers.distributed import check_resumed_steps, warmup_collectives
 from ppl_ebm.drivers.loop import warn_capped, run_chunks
 from ppl_ebm.kernels import cross_chain_torch
 from ppl_ebm.kernels.ppl_options import check_ppl_options
@@ -127,15 +127,15 @@ class _Advance:
 
         if not cross_chain_torch.distributed():
             return
-        # Gathered from every rank, not decided here alone: a rank that skipped the gather would
-        # leave the others waiting in it. A tensor on the chains' device, as the kernels'
-        # all-reduces (NCCL gathers CUDA tensors only).
-        mine = warmup_collectives(self.sampler, chain.state.mass, chain.state.langevin.position.shape[0])
-        row = torch.tensor([done, *(name in mine for name in WARMUP_COLLECTIVES)], dtype=torch.int64,
-                           device=chain.state.langevin.position.device)
+        # The same on every rank (one sampler; the run's chain count, which mass_init requires under
+        # torchrun), so every rank gathers or none does, as in run_jax. The steps go as a tensor on
+        # the chains' device, as the kernels' all-reduces (NCCL gathers CUDA tensors only).
+        collectives = warmup_collectives(self.sampler, chain.state.mass, chain.state.langevin.position.shape[0])
+        if not collectives:
+            return
+        row = torch.tensor([done], dtype=torch.int64, device=chain.state.langevin.position.device)
         gathered = [torch.empty_like(row) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, row)
-        collectives = [name for i, name in enumerate(WARMUP_COLLECTIVES, 1) if any(rank[i] for rank in gathered)]
         check_resumed_steps([int(rank[0]) for rank in gathered], num_warmup, collectives, unit="rank")
 
     def logging(self, chain: ChainState) -> dict[str, str]:

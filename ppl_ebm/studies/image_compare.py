@@ -192,7 +192,7 @@ def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, s
     if sampler == "ula":
         return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.langevin_steps, step_size=ula_step,
                       thinning=config.langevin_steps, **common)
-    warmup = sampler_warmup(config)  # MALA, i-SIR, Ex2MCMC
+    warmup = _sampler_warmup(config)  # MALA, i-SIR, Ex2MCMC
     if config.ex2mcmc_protocol:
         per = EX2MCMC_STEPS_PER_STEP[sampler]
         options = {} if sampler == "isir" else EX2MCMC_PAPER_MALA
@@ -204,7 +204,7 @@ def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, s
     return sample(ebm, sampler, backend, num_warmup=warmup, num_samples=config.langevin_steps - warmup, **common)
 
 
-def sampler_warmup(config: ImageCompareConfig) -> int:
+def _sampler_warmup(config: ImageCompareConfig) -> int:
     """Warmup of MALA, i-SIR and Ex2MCMC in ``langevin_steps``' units: half (ours), a tenth with
     ``ex2mcmc_protocol`` (the paper adapts along the run, we in warmup only: the module's docstring)."""
     return max(config.langevin_steps // 10, 1) if config.ex2mcmc_protocol else config.langevin_steps // 2
@@ -328,7 +328,7 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
                 # DDLS Fig. 5: FD of the chains' states every trace_every steps from their starts.
                 kept = {config.trace_every * (i + 1): i for i in range(result.latents.shape[1])}
             elif config.trace_samplers and not method.startswith("ula/"):
-                first = sampler_warmup(config) + 1  # the step after which the first draw is kept
+                first = _sampler_warmup(config) + 1  # the step after which the first draw is kept
                 kept = {first + i: i for i in range(result.latents.shape[1]) if (first + i) % config.trace_every == 0}
             else:
                 kept = {}
