@@ -51,7 +51,9 @@ _RANK = textwrap.dedent(
                                 progress_bar=False, draws_dir=f"{folder}/{name}.zarr", **options)
         if "inverse_mass_matrix" in result.stats:
             np.save(f"{folder}/{name}.mass{dist.get_rank()}.npy", result.stats["inverse_mass_matrix"])
-        print(dist.get_rank(), name, result.stats["resumed_at_iteration"], flush=True)
+        # One write a line: ranks share torchrun's stdout, and print's pieces interleave when unbuffered.
+        sys.stdout.write(f"{dist.get_rank()} {name} {result.stats['resumed_at_iteration']}\\n")
+        sys.stdout.flush()
     dist.destroy_process_group()
     """
 )
@@ -158,7 +160,8 @@ _KERNEL_RANK = textwrap.dedent(
     try:  # not told the run's chain count, a rank cannot tell whether its 20 chains pool with the others
         _kernel_mass(None, start, stop)
     except ValueError as error:
-        print(rank, "refused:", error, flush=True)
+        sys.stdout.write(f"{rank} refused: {error}\\n")  # one write: the ranks share one stdout
+        sys.stdout.flush()
     dist.destroy_process_group()
     """
 )
