@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,14 @@ def test_commands_at_toy_size_write_loadable_zoo_entries(tmp_path):
     assert ebm.critic_output == "energy" and ebm.latent_dim == 2
     card = (tmp_path / "ebm" / "MODEL_CARD.md").read_text()
     assert "latent EBM" in card
+    # The card's row is seed 0 of its repeated draws (one code path), and the card shows them.
+    config = json.loads((tmp_path / "ebm" / "config.json").read_text())
+    draws = config["emd_sample_draws"]
+    assert draws["seeds"] == [0, 1, 2, 3] and len(draws["generator"]) == len(draws["latent_ebm"]) == 4
+    assert draws["generator"][0] == config["generator_metrics"]["emd"]
+    assert draws["latent_ebm"][0] == config["latent_ebm_metrics"]["emd"]
+    assert len(set(draws["latent_ebm"])) == 4  # each seed its own draw
+    assert "W1 over 4 sample draws" in card
     assert all((tmp_path / "ebm" / f).is_file() for f in ("learning_curve.png", "samples.png", "chains.png"))
     out = run_compare(CompareConfig(model=str(tmp_path / "ebm"), methods=("generator", "ula/jax"),
                                     num_samples=100, langevin_steps=10, sweep_steps=(), ula_step_size=0.01,
@@ -211,3 +221,34 @@ def test_shipped_vae_and_latent_ebm_entries_load_by_name(name):
         assert float(tilt.std()) > 0  # a learned energy, not the base's E = 0
     else:
         assert torch.all(tilt == 0)
+
+
+def test_recorded_draws_reproduce_the_card_row_and_refuse_a_changed_entry(tmp_path):
+    """record_draws re-samples an entry: seed 0 must give its card's row again (it does for an
+    untouched entry), and an entry whose energy changed since it was scored is refused, not
+    silently re-scored."""
+    import shutil
+
+    from problems import train_toy_latent_ebm_on
+    from safetensors.torch import load_file, save_file
+
+    from ppl_ebm.cli import main
+    from ppl_ebm.zoo.latent_draws import emd_over_draws, record_draws
+
+    assert main(["train-vae", "--dataset", "swissroll", "--iterations", "50", "--width", "16", "--depth", "1",
+                 "--name", "vae", "--output", str(tmp_path), "--card-samples", "100", "--no-progress"]) == 0
+    folder = train_toy_latent_ebm_on(tmp_path / "vae", tmp_path)
+    stored = json.loads((folder / "config.json").read_text())["emd_sample_draws"]
+    again = record_draws(folder, seeds=(0, 5))
+    assert again["generator"][0] == stored["generator"][0] and again["latent_ebm"][0] == stored["latent_ebm"][0]
+    assert json.loads((folder / "config.json").read_text())["emd_sample_draws"]["seeds"] == [0, 5]
+    changed = tmp_path / "changed"
+    shutil.copytree(folder, changed)
+    weights = load_file(changed / "critic.safetensors")
+    last = sorted(k for k in weights if k.endswith("bias"))[-1]
+    weights = {k: v + 1.0 if k != last else v for k, v in weights.items()}
+    save_file(weights, changed / "critic.safetensors")
+    with pytest.raises(RuntimeError, match="no longer samples as it was scored"):
+        record_draws(changed, seeds=(0, 1))
+    with pytest.raises(ValueError, match="seeds must be at least two distinct"):
+        emd_over_draws(None, None, 2, "swissroll", 10, 1, 0.01, seeds=(3, 3))

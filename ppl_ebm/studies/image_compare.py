@@ -210,14 +210,13 @@ def _sampler_warmup(config: ImageCompareConfig) -> int:
     return max(config.langevin_steps // 10, 1) if config.ex2mcmc_protocol else config.langevin_steps // 2
 
 
-def _fd_trace(features, reference: np.ndarray, starts: np.ndarray, latents: np.ndarray,
+def _fd_trace(features, reference: np.ndarray, start_fd: float, latents: np.ndarray,
               kept: dict[int, int]) -> dict[str, list]:
-    """FD against ``reference`` at step 0 (the chains' ``starts``) and at every step of ``kept``
-    (step -> index of ``latents``' draw axis holding the state after that step)."""
-    steps = [0, *kept]
-    fds = [frechet_distance(features(starts), reference)]
-    fds += [frechet_distance(features(latents[:, index]), reference) for index in kept.values()]
-    return {"step": steps, "fd": fds}
+    """FD against ``reference`` at step 0 (``start_fd``: the chains' starts, shared by every traced
+    method) and at every step of ``kept`` (step -> index of ``latents``' draw axis holding the state
+    after that step)."""
+    fds = [start_fd] + [frechet_distance(features(latents[:, index]), reference) for index in kept.values()]
+    return {"step": [0, *kept], "fd": fds}
 
 
 def _sweep(ebm, validation: np.ndarray, classifier, config: ImageCompareConfig, log) -> dict[str, Any]:
@@ -304,6 +303,7 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
     starts = torch.randn(config.num_samples, ebm.latent_dim,
                          generator=torch.Generator().manual_seed(config.seed)).numpy()
     critic = "raw" if ddls_ebm is ebm else "calibrated"
+    start_fd = None
     for index, method in enumerate(config.methods, start=1):
         log(f"[{index}/{len(config.methods)}] {method}")
         start = time.perf_counter()
@@ -333,8 +333,10 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
             else:
                 kept = {}
             if kept:
-                traces[method] = _fd_trace(lambda z: classifier_outputs(classifier, _images(ebm, z)).features,
-                                           held_out_features, starts, result.latents, kept)
+                features = lambda z: classifier_outputs(classifier, _images(ebm, z)).features  # noqa: E731
+                if start_fd is None:  # every chain starts from the same prior draws: score them once
+                    start_fd = frechet_distance(features(starts), held_out_features)
+                traces[method] = _fd_trace(features, held_out_features, start_fd, result.latents, kept)
                 row["best_trace_step"] = traces[method]["step"][int(np.argmin(traces[method]["fd"]))]
             if method.startswith("ula-paper/"):
                 if "chains" not in figures:  # DDLS Fig. 3

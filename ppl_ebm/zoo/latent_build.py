@@ -37,6 +37,7 @@ from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig, train_latent_ebm
 from ppl_ebm.training.vae import VAEConfig, is_image_dataset, train_image_vae, train_vae
+from ppl_ebm.zoo.latent_draws import DRAWS_KEY, draws_summary, emd_over_draws, paired_samples
 from ppl_ebm.zoo.store import load_model, save_model
 
 __all__ = ["train_latent_ebm_zoo_model", "train_vae_zoo_model", "write_latent_card"]
@@ -149,13 +150,11 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     energy = _zero_energy(energy_config, seed=config.seed)
     draw = lambda n, seed: datasets.sample_dataset(dataset, n, seed)  # noqa: E731
     trained = train_latent_ebm(base_model.generator, energy, latent_dim, draw, config, progress_bar=progress_bar)
-    generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
-    energy_fn, energy_params = torch_to_jax(trained.energy, torch.zeros(2, 2))
-    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, (2,))
-    z = latent_langevin(jax.random.key(0), jax_ebm, eval_samples, config.sample_steps, config.step_size)
-    tilted = np.asarray(generator_fn(generator_params, z))
-    base_samples = baselines.generator_only(LatentEBM(base_model.generator, trained.energy, critic_output="energy"),
-                                            eval_samples, 0).samples
+    base_samples, tilted = paired_samples(base_model.generator, trained.energy, latent_dim, eval_samples, 0,
+                                          config.sample_steps, config.step_size)
+    # Seed 0 again among the draws (seconds at most): the card's row and its repeats are one code path.
+    draws = emd_over_draws(base_model.generator, trained.energy, latent_dim, dataset, eval_samples,
+                           config.sample_steps, config.step_size)
     training = {"dataset": dataset, "latent_dim": latent_dim, "base": base_model.name, **config._asdict()}
     folder = save_model(
         Path(output) / name, name, base_model.generator, trained.energy, training, "energy",
@@ -165,11 +164,14 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
                "latent_ebm_metrics": _scores(tilted, dataset, eval_samples),
                "training_seconds": trained.seconds, "best_iteration": trained.best_iteration,
                "stopped_early": trained.stopped_early, "history": trained.history, "command": _command(command),
-               "machine": _machine()},
+               "machine": _machine(), DRAWS_KEY: draws},
     )
     _plot_curve(folder / "learning_curve.png", trained.history["eval_iteration"], trained.history["held_out_score"],
                 "held-out W1 (ULA samples)")
     _plot_samples(folder / "samples.png", draw(eval_samples, 10_000), base_samples, tilted, config.sample_steps)
+    generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
+    energy_fn, energy_params = torch_to_jax(trained.energy, torch.zeros(2, 2))
+    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, (2,))
     path = latent_langevin(jax.random.key(1), jax_ebm, 16, config.sample_steps, config.step_size, every=10)
     _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), np.asarray(generator_fn(generator_params, path)))
     write_latent_card(folder)
@@ -439,6 +441,8 @@ Learning curve: `learning_curve.png`; the paper's Fig. 1 layout (data, base, lat
 |---|---|---|
 """ + "\n".join(f"| {k} | {full['generator_metrics'][k]:.4f} | {full['latent_ebm_metrics'][k]:.4f} |"
                 for k in full["latent_ebm_metrics"] if k != "eval_samples") + "\n"
+        if DRAWS_KEY in full:
+            text += "\n" + draws_summary(full[DRAWS_KEY])
     else:
         text = f"""# {name}
 
