@@ -115,7 +115,7 @@ def run_image_compare_cli(args, parser: argparse.ArgumentParser) -> int:
             num_samples=defaults.num_samples if args.num_samples is None else args.num_samples,
             langevin_steps=defaults.langevin_steps if args.steps is None else args.steps,
             paper_steps=defaults.paper_steps if args.paper_steps is None else args.paper_steps,
-            trace_samplers=args.trace_samplers, ex2mcmc_protocol=args.ex2mcmc_protocol,
+            trace_samplers=args.trace_samplers, ex2mcmc_protocol=args.ex2mcmc_protocol, hmc_chains=args.hmc_chains,
             ula_step_size=args.step_size, sweep_steps=IMAGE_SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=defaults.sweep_chains if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
             data_root=None if args.data_root is None else str(args.data_root), progress_bar=not args.no_progress,

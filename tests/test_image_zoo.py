@@ -141,7 +141,7 @@ def test_compare_cli_on_an_image_model_at_toy_size(tmp_path, one_torch_thread):
 
 def test_compare_cli_refuses_toy_methods_on_an_image_model(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main(["compare", "--model", "digits-dcgan", "--methods", "nuts/jax", "--output", str(tmp_path / "c")])
+        main(["compare", "--model", "digits-dcgan", "--methods", "hmc/jax", "--output", str(tmp_path / "c")])
     assert "for an image model; choose from" in capsys.readouterr().err
 
 
@@ -181,3 +181,35 @@ def test_compare_ex2mcmc_protocol_counts_the_papers_steps(tmp_path, one_torch_th
     assert rows["mala/torch"]["step_size"] != pytest.approx(0.01)
     assert result["config"]["ex2mcmc_protocol"] is True
     assert "ex2mcmc paper's (`--ex2mcmc-protocol`)" in (output / "report.md").read_text()
+
+
+def test_image_compare_runs_mala_imh_and_nuts_with_diagnostics(one_torch_thread):
+    """Issue 16's samplers on the digits latent EBM: MALA with independence steps (one chain an
+    image, as MALA) and NUTS (a few chains, pooled draws thinned to the images), each row with ESS
+    and R-hat; ULA keeps only final states, so its diagnostics are absent, not made up."""
+    from ppl_ebm.studies.image_compare import ImageCompareConfig, run_image_compare
+
+    config = ImageCompareConfig(model="digits-vae-latent-ebm", methods=("ula/jax", "mala-imh/jax", "nuts/jax"),
+                                num_samples=16, langevin_steps=20, ula_step_size=0.01, sweep_steps=(), hmc_chains=2,
+                                hmc_warmup=10, hmc_draws=8, trace_samplers=True, progress_bar=False).validate()
+    out = run_image_compare(config, log=lambda *_: None)
+    imh, nuts = out.metrics["mala-imh/jax"], out.metrics["nuts/jax"]
+    for row in (imh, nuts):
+        assert row["n_generated"] == 16 and np.isfinite(row["fd"])
+        assert row["ess_bulk_min"] > 0 and np.isfinite(row["rhat_max"]) and row["ess_per_second"] > 0
+    assert out.metrics["ula/jax"]["ess_bulk_min"] is None and out.metrics["ula/jax"]["rhat_max"] is None
+    # NUTS: 2 chains of 8 draws pooled are the 16 images; MALA-IMH's trace like MALA's, NUTS untraced.
+    assert nuts["grad_evals"] > 2 * 18
+    assert "mala-imh/jax" in out.traces and "nuts/jax" not in out.traces
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"methods": ("nuts/jax",), "hmc_chains": 2, "hmc_draws": 4}, "must be >= num_samples"),
+    ({"methods": ("nuts/jax",), "hmc_chains": 40, "hmc_draws": 4}, "must be <= num_samples"),
+    ({"methods": ("mala-imh/jax",), "ex2mcmc_protocol": True}, "covers mala, isir and ex2mcmc"),
+])
+def test_image_compare_refuses_nuts_and_protocol_settings_that_cannot_run(options, message):
+    from ppl_ebm.studies.image_compare import ImageCompareConfig
+
+    with pytest.raises(ValueError, match=message):
+        ImageCompareConfig(num_samples=16, **options).validate()

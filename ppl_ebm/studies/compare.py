@@ -201,7 +201,7 @@ def _generate(ebm, latents: np.ndarray) -> np.ndarray:
         return ebm.generate(z).cpu().numpy()
 
 
-def _mcmc_samples(result, num_samples: int) -> np.ndarray:
+def mcmc_samples(result, num_samples: int) -> np.ndarray:
     """Latents used for the sample metrics: final states of the first chains (DDLS), or the
     pooled draws thinned evenly when there are fewer chains than samples (NUTS/HMC)."""
     if result.num_chains >= num_samples:
@@ -230,9 +230,10 @@ def _run_mcmc(method: str, ebm, config: CompareConfig, ula_step_size: float | No
     )
 
 
-def _diagnostics(result, config: CompareConfig) -> dict[str, Any]:
+def mcmc_diagnostics(result, config) -> dict[str, Any]:
     """ESS, R-hat and rates of a run; None where its chains hold fewer than MIN_DRAWS draws (a
-    DDLS run of a few steps is scored by its final states, but ESS and R-hat need 4, as ArviZ)."""
+    DDLS run of a few steps is scored by its final states, but ESS and R-hat need 4, as ArviZ).
+    ``config`` carries ``diagnostics_max_chains`` and ``seed`` (the toy and image compare configs do)."""
     if result.num_draws < MIN_DRAWS:
         return {key: None for key in ("ess_bulk_min", "ess_tail_min", "rhat_max", "ess_per_second", "ess_per_grad")}
     summary = summarize(result, max_chains=config.diagnostics_max_chains, seed=config.seed)
@@ -353,12 +354,12 @@ def run_compare(config: CompareConfig, log=print) -> CompareOutput:
             }
             continue
         result = _run_mcmc(method, ddls_ebm, config, ula_step)
-        x = _generate(ebm, _mcmc_samples(result, config.num_samples))
+        x = _generate(ebm, mcmc_samples(result, config.num_samples))
         samples[method] = x
         traces[method] = result.latents[:4]
         results[method] = {
             **_score(x, data, dataset, config),
-            **_diagnostics(result, config),
+            **mcmc_diagnostics(result, config),
             "acceptance_mean": float(np.mean(result.stats["acceptance"])),
             "grad_evals": int(np.sum(result.stats["grad_evals"])),
             "wall_seconds": float(result.stats["wall_seconds"]),

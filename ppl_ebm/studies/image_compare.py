@@ -18,6 +18,14 @@ figures are in ``metrics.json`` and the report, so a bad step shows as a worse F
 - ``ula/<backend>``: ``langevin_steps`` constant steps at the sweep's best step.
 - ``mala/<backend>``: ``langevin_steps`` steps, the first half warmup adapting the step (dual
   averaging, per chain) and a diagonal mass matrix.
+- ``mala-imh/<backend>``: MALA with an independence step from the prior every few steps (the
+  registry's default), split as MALA's.
+- ``nuts/<backend>`` (NumPyro / Pyro): ``hmc_chains`` chains from the first prior draws,
+  ``hmc_warmup`` + ``hmc_draws`` steps, the pooled draws thinned evenly to ``num_samples`` images
+  (the toy compare's NUTS rows; a tree per image would cost thousands of gradients each).
+- Every MCMC row also has ESS (bulk and tail, the worst coordinate), R-hat and ESS per second and
+  per gradient over its kept draws (the toy compare's columns); ``-`` where a run keeps fewer than
+  4 draws a chain (``ula``: only the final state).
 - ``isir/<backend>``, ``ex2mcmc/<backend>`` (Samsonov et al. 2022): the registry's samplers, the
   same ``langevin_steps`` steps split as MALA's. With ``trace_samplers`` (``--trace-samplers``) the
   FD every ``trace_every`` steps of these exact samplers' draws is kept too, beside their starts'
@@ -54,7 +62,7 @@ from ppl_ebm.kernels.registry import BACKENDS
 from ppl_ebm.metrics.frechet import frechet_distance
 from ppl_ebm.metrics.image_scores import classifier_outputs, image_scores
 from ppl_ebm.sampling import sample
-from ppl_ebm.studies.compare import run_baseline
+from ppl_ebm.studies.compare import mcmc_diagnostics, mcmc_samples, run_baseline
 from ppl_ebm.studies.image_figures import chain_frames, nearest_train_images
 from ppl_ebm.studies.image_compare_report import saturated_fraction
 from ppl_ebm.validation import check_positive_ints
@@ -67,7 +75,7 @@ __all__ = ["DEFAULT_IMAGE_METHODS", "IMAGE_BASELINES", "IMAGE_METHODS", "ImageCo
 
 IMAGE_BASELINES = ("drs", "mh_gan", "dot")
 IMAGE_METHODS = ("generator",) + IMAGE_BASELINES + tuple(
-    f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala", "isir", "ex2mcmc"))
+    f"{s}/{b}" for b in BACKENDS for s in ("ula-paper", "ula", "mala", "mala-imh", "isir", "ex2mcmc", "nuts"))
 DEFAULT_IMAGE_METHODS = ("generator", "drs", "mh_gan", "dot", "ula-paper/jax", "ula/jax", "mala/jax", "mala/torch",
                          "isir/jax", "ex2mcmc/jax")
 # Fresh sets of generator images whose FD spread is the table's noise scale.
@@ -98,6 +106,13 @@ class ImageCompareConfig:
     trace_samplers: bool = False
     # MALA, i-SIR and Ex2MCMC in the ex2mcmc paper's setting (the module's docstring).
     ex2mcmc_protocol: bool = False
+    # NUTS: a few long chains from the first prior draws, their pooled draws thinned evenly to
+    # num_samples images (the toy compare's NUTS rows; one chain per image would be thousands of trees).
+    hmc_chains: int = 4
+    hmc_warmup: int = 200
+    hmc_draws: int = 250
+    # ESS / R-hat columns on at most this many chains (ArviZ's cost grows with chains x draws).
+    diagnostics_max_chains: int = 500
     ula_step_size: float | None = None
     sweep_steps: tuple[float, ...] = IMAGE_SWEEP_STEPS
     sweep_chains: int = 250
@@ -117,7 +132,20 @@ class ImageCompareConfig:
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)} for an image model; choose from {list(IMAGE_METHODS)}.")
         check_positive_ints(self, ("num_samples", "langevin_steps", "paper_steps", "trace_every", "sweep_chains",
-                                   "mh_gan_chain_length", "figure_chains", "inception_splits"))
+                                   "mh_gan_chain_length", "figure_chains", "inception_splits", "hmc_chains",
+                                   "hmc_warmup", "hmc_draws", "diagnostics_max_chains"))
+        nuts = [m for m in self.methods if m.startswith("nuts/")]
+        if nuts and self.hmc_chains * self.hmc_draws < self.num_samples:
+            raise ValueError(f"hmc_chains x hmc_draws ({self.hmc_chains * self.hmc_draws}) must be >= num_samples "
+                             f"({self.num_samples}) for {nuts[0]}: its images are its pooled draws. Give more "
+                             "--hmc-chains or fewer --num-samples.")
+        if nuts and self.hmc_chains > self.num_samples:
+            raise ValueError(f"hmc_chains ({self.hmc_chains}) must be <= num_samples ({self.num_samples}): NUTS "
+                             "starts from the first of the run's prior draws.")
+        outside = [m for m in self.methods if m.split("/")[0] in ("mala-imh", "nuts")]
+        if self.ex2mcmc_protocol and outside:
+            raise ValueError(f"ex2mcmc_protocol covers mala, isir and ex2mcmc (the paper's samplers); {outside} "
+                             "have no setting there: run them without --ex2mcmc-protocol.")
         if self.langevin_steps < 2:
             raise ValueError(f"langevin_steps must be >= 2 (MALA: warmup and draws), got {self.langevin_steps}.")
         if self.num_samples < 4 or self.sweep_chains < 4:
@@ -184,6 +212,10 @@ def _images(ebm, latents: np.ndarray) -> np.ndarray:
 
 def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, starts: np.ndarray):
     sampler, backend = method.split("/")
+    if sampler == "nuts":
+        return sample(ebm, "nuts", backend, num_chains=config.hmc_chains, num_warmup=config.hmc_warmup,
+                      num_samples=config.hmc_draws, seed=config.seed, progress_bar=config.progress_bar,
+                      device=config.device, initial_params=starts[: config.hmc_chains])
     common = dict(num_chains=config.num_samples, seed=config.seed, progress_bar=config.progress_bar,
                   device=config.device, initial_params=starts)
     if sampler == "ula-paper":
@@ -318,16 +350,18 @@ def run_image_compare(config: ImageCompareConfig, log=print) -> ImageCompareOutp
                    "critic": "raw" if method == "dot" or calibrated is ebm else "calibrated"}
         else:
             result = _run(method, ddls_ebm, config, ula_step, starts)
-            images = _images(ebm, result.latents[:, -1])
+            # Each chain's final state (one chain an image, DDLS Alg. 1), NUTS's pooled draws thinned.
+            images = _images(ebm, mcmc_samples(result, config.num_samples))
             row = {"wall_seconds": float(result.stats["wall_seconds"]),
                    "grad_evals": int(np.sum(result.stats["grad_evals"])),
                    "step_size": float(np.median(result.stats["step_size"])),
-                   "acceptance_mean": float(np.mean(result.stats["acceptance"])), "critic": critic}
+                   "acceptance_mean": float(np.mean(result.stats["acceptance"])), "critic": critic,
+                   **mcmc_diagnostics(result, config)}
             if method.startswith("ula-paper/"):
                 row["step_size"], row["final_step_size"] = PAPER_ULA["step_size"], row["step_size"]
                 # DDLS Fig. 5: FD of the chains' states every trace_every steps from their starts.
                 kept = {config.trace_every * (i + 1): i for i in range(result.latents.shape[1])}
-            elif config.trace_samplers and not method.startswith("ula/"):
+            elif config.trace_samplers and method.split("/")[0] in ("mala", "mala-imh", "isir", "ex2mcmc"):
                 first = _sampler_warmup(config) + 1  # the step after which the first draw is kept
                 kept = {first + i: i for i in range(result.latents.shape[1]) if (first + i) % config.trace_every == 0}
             else:
