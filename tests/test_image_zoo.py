@@ -201,6 +201,10 @@ def test_image_compare_runs_mala_imh_and_nuts_with_diagnostics(one_torch_thread)
     # NUTS: 2 chains of 8 draws pooled are the 16 images; MALA-IMH's trace like MALA's, NUTS untraced.
     assert nuts["grad_evals"] > 2 * 18
     assert "mala-imh/jax" in out.traces and "nuts/jax" not in out.traces
+    from ppl_ebm.studies.image_compare_report import format_sampling_line
+
+    assert "nuts/jax: 2 chains of 10 warmup + 8 draws" in format_sampling_line(config)
+    assert "nuts" not in format_sampling_line(ImageCompareConfig(methods=("mala/jax",)))
 
 
 @pytest.mark.parametrize("options, message", [

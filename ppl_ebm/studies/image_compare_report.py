@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure  # object API: importing this never switches the user's backend
 
-__all__ = ["format_image_table", "format_noise_line", "format_standard_line", "saturated_fraction",
-           "write_image_report"]
+__all__ = ["format_image_table", "format_noise_line", "format_sampling_line", "format_standard_line",
+           "saturated_fraction", "write_image_report"]
 
 _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
             ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
@@ -55,6 +55,19 @@ def format_standard_line(standard: dict | None) -> str:
             f"{standard['reference']} ({standard['n_reference']} images). `FD` and `score` are FID's and IS's "
             f"formulas on the digits classifier's features: on their own scale, not FID/IS.{caution} FID is biased "
             f"upwards at few images, so compare rows of one table, not with published 50,000-image FIDs.\n\n")
+
+
+def format_sampling_line(config) -> str:
+    """How a run's samples were drawn: each a chain's final state, except NUTS's pooled draws; and
+    what the ESS / R-hat columns are over (``config``: the run's ImageCompareConfig or its dict)."""
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    text = "each a chain's final state, chains from prior draws"
+    nuts = [m for m in get("methods", ()) if m.startswith("nuts/")]
+    if nuts:
+        text += (f"; {', '.join(nuts)}: {get('hmc_chains')} chains of {get('hmc_warmup')} warmup + "
+                 f"{get('hmc_draws')} draws from the first prior draws, pooled and thinned evenly")
+    return text + ("; `ESS bulk` (worst coordinate), `R-hat` (worst) and `ESS/s` over each run's kept draws "
+                   "(`-`: one kept state a chain)")
 
 
 def _cell(value, fmt: str) -> str:
@@ -119,7 +132,7 @@ def write_image_report(output, folder: Path, samples_for_pixels: dict[str, np.nd
     figure.savefig(paths["pixels"], dpi=120, bbox_inches="tight")
 
     text = (f"# ppl-ebm compare: {result['model']} ({result['dataset']})\n\n"
-            f"{result['num_samples']} samples per method (each a chain's final state, chains from prior draws), seed "
+            f"{result['num_samples']} samples per method ({format_sampling_line(output.config)}), seed "
             f"{result['seed']}, scored against the held-out split on the classifier `{result['classifier']}`: "
             f"{result['metrics']}. `saturated`: the fraction of pixels with |x| > 0.95 (seed 002's colour "
             f"over-saturation; the data row is the train images'). `data`: train images, the floor.\n\n"

@@ -158,14 +158,15 @@ safetensors, no pickle), `config.json` (architecture, training config, calibrati
 def record_image_compare_in_card(model: str | Path, output, command: str) -> None:
     """Store a ``ppl-ebm compare`` run of an image model (its table and sweep) in the model's
     config.json and card."""
-    from ppl_ebm.studies.image_compare_report import format_image_table, format_noise_line
+    from ppl_ebm.studies.image_compare_report import format_image_table, format_noise_line, format_sampling_line
     from ppl_ebm.zoo.store import model_dir
 
     folder = model_dir(model)
     config = json.loads((folder / "config.json").read_text())
     title = "Samplers" if "base_model_type" in config else "DDLS"  # a latent EBM (ppl_ebm.zoo.latent_build)
     text = (f"## {title} (`ppl-ebm compare`)\n\n```bash\n{command}\n```\n\n{output.config.num_samples} samples per "
-            f"method against the held-out images, seed {output.config.seed}; `data`: train images (the floor).\n\n"
+            f"method ({format_sampling_line(output.config)}) against the held-out images, seed {output.config.seed}; "
+            "`data`: train images (the floor).\n\n"
             f"{format_image_table(output.metrics)}\n{format_noise_line(output.metrics)}")
     sweep = output.sweep
     if sweep:
