@@ -59,13 +59,12 @@ def format_standard_line(standard: dict | None) -> str:
 
 def format_sampling_line(config) -> str:
     """How a run's samples were drawn: each a chain's final state, except NUTS's pooled draws; and
-    what the ESS / R-hat columns are over (``config``: the run's ImageCompareConfig or its dict)."""
-    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    what the ESS / R-hat columns are over (``config``: the run's ImageCompareConfig)."""
     text = "each a chain's final state, chains from prior draws"
-    nuts = [m for m in get("methods", ()) if m.startswith("nuts/")]
+    nuts = [m for m in config.methods if m.startswith("nuts/")]
     if nuts:
-        text += (f"; {', '.join(nuts)}: {get('hmc_chains')} chains of {get('hmc_warmup')} warmup + "
-                 f"{get('hmc_draws')} draws from the first prior draws, pooled and thinned evenly")
+        text += (f"; {', '.join(nuts)}: {config.hmc_chains} chains of {config.hmc_warmup} warmup + "
+                 f"{config.hmc_draws} draws from the first prior draws, pooled and thinned evenly")
     return text + ("; `ESS bulk` (worst coordinate), `R-hat` (worst) and `ESS/s` over each run's kept draws "
                    "(`-`: one kept state a chain)")
 
