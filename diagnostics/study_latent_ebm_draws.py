@@ -32,21 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from ppl_ebm.validation import check_output_dir
-from ppl_ebm.zoo.latent_draws import draws_summary, emd_over_draws, record_draws
-from ppl_ebm.zoo.store import load_model
+from ppl_ebm.zoo.latent_draws import draws_summary, entry_draws, record_draws
 
 MODELS = ("25gaussians-vae-latent-ebm", "swissroll-vae-latent-ebm", "25gaussians-flow-latent-ebm",
           "swissroll-flow-latent-ebm")
 
 
 def measure(name: str, seeds: list[int], record: bool) -> dict:
-    if record:
-        return record_draws(name, seeds)
-    model = load_model(name)
-    training = model.config["training"]
-    return emd_over_draws(model.generator, model.critic, int(training["latent_dim"]), training["dataset"],
-                          int(model.config["latent_ebm_metrics"]["eval_samples"]), int(training["sample_steps"]),
-                          float(training["step_size"]), seeds)
+    return record_draws(name, seeds) if record else entry_draws(name, seeds)[2]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -251,4 +251,4 @@ def test_recorded_draws_reproduce_the_card_row_and_refuse_a_changed_entry(tmp_pa
     with pytest.raises(RuntimeError, match="no longer samples as it was scored"):
         record_draws(changed, seeds=(0, 1))
     with pytest.raises(ValueError, match="seeds must be at least two distinct"):
-        emd_over_draws(None, None, 2, "swissroll", 10, 1, 0.01, seeds=(3, 3))
+        emd_over_draws(None, "swissroll", 10, seeds=(3, 3))

@@ -224,7 +224,7 @@ def _run(method: str, ebm, config: ImageCompareConfig, ula_step: float | None, s
     if sampler == "ula":
         return sample(ebm, "ula", backend, num_warmup=0, num_samples=config.langevin_steps, step_size=ula_step,
                       thinning=config.langevin_steps, **common)
-    warmup = _sampler_warmup(config)  # MALA, i-SIR, Ex2MCMC
+    warmup = _sampler_warmup(config)  # MALA, MALA-IMH, i-SIR, Ex2MCMC
     if config.ex2mcmc_protocol:
         per = EX2MCMC_STEPS_PER_STEP[sampler]
         options = {} if sampler == "isir" else EX2MCMC_PAPER_MALA

@@ -21,7 +21,8 @@ __all__ = ["format_image_table", "format_noise_line", "format_sampling_line", "f
 _COLUMNS = (("fd", "FD", "{:.3f}"), ("score", "score", "{:.3f}"), ("precision", "precision", "{:.3f}"),
             ("recall", "recall", "{:.3f}"), ("saturated", "saturated", "{:.3f}"), ("step_size", "step", "{:.3g}"),
             ("acceptance_mean", "accept", "{:.2f}"), ("ess_bulk_min", "ESS bulk", "{:.0f}"),
-            ("rhat_max", "R-hat", "{:.3f}"), ("ess_per_second", "ESS/s", "{:.3g}"), ("wall_seconds", "wall s", "{:.1f}"))
+            ("rhat_max", "R-hat", "{:.3f}"), ("ess_per_second", "ESS/s", "{:.3g}"),
+            ("wall_seconds", "wall s", "{:.1f}"))
 # With --inception-weights: the standard FID / IS (torch-fidelity, Inception network) beside the classifier's.
 _INCEPTION_COLUMNS = (("fid_inception", "FID (Inception)", "{:.2f}"), ("is_inception", "IS (Inception)", "{:.3f}"),
                       ("is_inception_std", "IS std", "{:.3f}"))

@@ -37,7 +37,7 @@ from ppl_ebm.nets.registry import NetworkConfig, build_network
 from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.training.latent_ebm import LatentEBMTrainingConfig, train_latent_ebm
 from ppl_ebm.training.vae import VAEConfig, is_image_dataset, train_image_vae, train_vae
-from ppl_ebm.zoo.latent_draws import DRAWS_KEY, draws_summary, emd_over_draws, paired_samples
+from ppl_ebm.zoo.latent_draws import DRAWS_KEY, PairedSampler, draws_summary, emd_over_draws
 from ppl_ebm.zoo.store import load_model, save_model
 
 __all__ = ["train_latent_ebm_zoo_model", "train_vae_zoo_model", "write_latent_card"]
@@ -126,8 +126,7 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     """Train an energy on ``base``'s generator (:func:`~ppl_ebm.training.latent_ebm.train_latent_ebm`),
     score base and latent-EBM samples (ULA as the paper samples: ``config.sample_steps`` steps of
     ``config.step_size`` from prior draws), write ``output/name`` with the learning curve and card."""
-    from ppl_ebm.training.latent_ebm import latent_langevin, _ebm
-    from ppl_ebm.nets.torch_to_jax import torch_to_jax
+    from ppl_ebm.training.latent_ebm import latent_langevin
     import jax
 
     config = config.validate()
@@ -150,11 +149,10 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     energy = _zero_energy(energy_config, seed=config.seed)
     draw = lambda n, seed: datasets.sample_dataset(dataset, n, seed)  # noqa: E731
     trained = train_latent_ebm(base_model.generator, energy, latent_dim, draw, config, progress_bar=progress_bar)
-    base_samples, tilted = paired_samples(base_model.generator, trained.energy, latent_dim, eval_samples, 0,
-                                          config.sample_steps, config.step_size)
+    sampler = PairedSampler(base_model.generator, trained.energy, latent_dim, config.sample_steps, config.step_size)
+    base_samples, tilted = sampler.draw(eval_samples, 0)
     # Seed 0 again among the draws (seconds at most): the card's row and its repeats are one code path.
-    draws = emd_over_draws(base_model.generator, trained.energy, latent_dim, dataset, eval_samples,
-                           config.sample_steps, config.step_size)
+    draws = emd_over_draws(sampler, dataset, eval_samples)
     training = {"dataset": dataset, "latent_dim": latent_dim, "base": base_model.name, **config._asdict()}
     folder = save_model(
         Path(output) / name, name, base_model.generator, trained.energy, training, "energy",
@@ -169,11 +167,8 @@ def train_latent_ebm_zoo_model(base: str | Path, name: str, output: Path,
     _plot_curve(folder / "learning_curve.png", trained.history["eval_iteration"], trained.history["held_out_score"],
                 "held-out W1 (ULA samples)")
     _plot_samples(folder / "samples.png", draw(eval_samples, 10_000), base_samples, tilted, config.sample_steps)
-    generator_fn, generator_params = torch_to_jax(base_model.generator, torch.zeros(2, latent_dim))
-    energy_fn, energy_params = torch_to_jax(trained.energy, torch.zeros(2, 2))
-    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, (2,))
-    path = latent_langevin(jax.random.key(1), jax_ebm, 16, config.sample_steps, config.step_size, every=10)
-    _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), np.asarray(generator_fn(generator_params, path)))
+    path = latent_langevin(jax.random.key(1), sampler.jax_ebm, 16, config.sample_steps, config.step_size, every=10)
+    _plot_chains(folder / "chains.png", draw(eval_samples, 10_000), sampler.generate(path))
     write_latent_card(folder)
     return folder
 

@@ -19,34 +19,48 @@ from ppl_ebm import baselines, metrics
 from ppl_ebm import data as datasets
 from ppl_ebm.targets.latent_ebm import LatentEBM
 
-__all__ = ["DRAWS_KEY", "draws_summary", "emd_over_draws", "paired_samples", "record_draws"]
+__all__ = ["DRAWS_KEY", "PairedSampler", "draws_summary", "emd_over_draws", "entry_draws", "record_draws"]
 
 DRAWS_KEY = "emd_sample_draws"  # config.json key of the draws (a card shows them when present)
 _TEST_SEED = 10_000  # the cards' test data (latent_build._scores)
 
 
-def paired_samples(generator: Any, energy: Any, latent_dim: int, num: int, seed: int, steps: int,
-                   step_size: float) -> tuple[np.ndarray, np.ndarray]:
-    """The base's prior draws (``generator_only`` with ``seed``) and the latent EBM's samples (ULA
-    as the paper samples, ``steps`` moves of ``step_size`` from p0, key ``seed``): the pair a card's
-    row scores, for ``seed = 0``."""
-    import jax
-    import torch
+class PairedSampler:
+    """The base's prior draws and the latent EBM's samples of one entry, paired by seed; its
+    networks are translated to JAX once, for every seed and for the caller's own chains
+    (``jax_ebm``, ``generate``)."""
 
-    from ppl_ebm.nets.torch_to_jax import torch_to_jax
-    from ppl_ebm.training.latent_ebm import _ebm, latent_langevin
+    def __init__(self, generator: Any, energy: Any, latent_dim: int, steps: int, step_size: float):
+        import torch
 
-    generator_fn, generator_params = torch_to_jax(generator, torch.zeros(2, latent_dim))
-    energy_fn, energy_params = torch_to_jax(energy, torch.zeros(2, 2))
-    jax_ebm = _ebm(generator_fn, generator_params, energy_fn, energy_params, latent_dim, (2,))
-    z = latent_langevin(jax.random.key(seed), jax_ebm, num, steps, step_size)
-    tilted = np.asarray(generator_fn(generator_params, z))
-    base = baselines.generator_only(LatentEBM(generator, energy, critic_output="energy"), num, seed).samples
-    return base, tilted
+        from ppl_ebm.nets.torch_to_jax import torch_to_jax
+        from ppl_ebm.training.latent_ebm import _ebm
+
+        self.generator, self.energy, self.steps, self.step_size = generator, energy, steps, step_size
+        self._generator_fn, self._generator_params = torch_to_jax(generator, torch.zeros(2, latent_dim))
+        energy_fn, energy_params = torch_to_jax(energy, torch.zeros(2, 2))
+        self.jax_ebm = _ebm(self._generator_fn, self._generator_params, energy_fn, energy_params, latent_dim, (2,))
+
+    def generate(self, z) -> np.ndarray:
+        """G(z) of latents ``z`` (any leading shape), through the translated generator."""
+        return np.asarray(self._generator_fn(self._generator_params, z))
+
+    def draw(self, num: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """``num`` of the base's prior draws (``generator_only`` with ``seed``) and of the latent
+        EBM's samples (ULA as the paper samples, ``steps`` moves of ``step_size`` from p0, key
+        ``seed``): the pair a card's row scores, for ``seed = 0``."""
+        import jax
+
+        from ppl_ebm.training.latent_ebm import latent_langevin
+
+        z = latent_langevin(jax.random.key(seed), self.jax_ebm, num, self.steps, self.step_size)
+        base = baselines.generator_only(LatentEBM(self.generator, self.energy, critic_output="energy"), num,
+                                        seed).samples
+        return base, self.generate(z)
 
 
-def emd_over_draws(generator: Any, energy: Any, latent_dim: int, dataset: str, num: int, steps: int,
-                   step_size: float, seeds: Sequence[int] = (0, 1, 2, 3)) -> dict[str, Any]:
+def emd_over_draws(sampler: PairedSampler, dataset: str, num: int,
+                   seeds: Sequence[int] = (0, 1, 2, 3)) -> dict[str, Any]:
     """Exact W1 of the base and of the latent EBM against the cards' test data (``num`` points of
     seed 10000) for each sample seed: ``{"seeds", "samples", "generator", "latent_ebm"}``."""
     seeds = [int(s) for s in seeds]
@@ -56,7 +70,7 @@ def emd_over_draws(generator: Any, energy: Any, latent_dim: int, dataset: str, n
     test = datasets.sample_dataset(dataset, num, _TEST_SEED)
     rows: dict[str, list[float]] = {"generator": [], "latent_ebm": []}
     for seed in seeds:
-        base, tilted = paired_samples(generator, energy, latent_dim, num, seed, steps, step_size)
+        base, tilted = sampler.draw(num, seed)
         rows["generator"].append(metrics.emd(base, test))
         rows["latent_ebm"].append(metrics.emd(tilted, test))
     return {"seeds": seeds, "samples": num, **rows}
@@ -79,13 +93,11 @@ def draws_summary(draws: dict[str, Any]) -> str:
             "(`python diagnostics/study_latent_ebm_draws.py --record-in-card` measures them again).\n")
 
 
-def record_draws(folder: str | Path, seeds: Sequence[int] = (0, 1, 2, 3)) -> dict[str, Any]:
-    """Measure :func:`emd_over_draws` for the toy latent-EBM folder ``folder`` (a zoo name or a
-    path), check seed 0 reproduces its card's row, store the draws in its config.json and rewrite
-    its card."""
+def entry_draws(folder: str | Path, seeds: Sequence[int] = (0, 1, 2, 3)) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """:func:`emd_over_draws` of the toy latent-EBM folder ``folder`` (a zoo name or a path), as its
+    card's row was scored: its folder, its config.json and the draws."""
     import json
 
-    from ppl_ebm.zoo.latent_build import write_latent_card
     from ppl_ebm.zoo.store import load_model, model_dir
 
     directory = model_dir(folder)
@@ -95,9 +107,20 @@ def record_draws(folder: str | Path, seeds: Sequence[int] = (0, 1, 2, 3)) -> dic
         raise ValueError(f"folder must be a toy latent-EBM zoo entry (ppl-ebm train-latent-ebm on a 2-D base); "
                          f"{directory.name!r} is not one.")
     training = full["training"]
-    draws = emd_over_draws(model.generator, model.critic, int(training["latent_dim"]), training["dataset"],
-                           int(full["latent_ebm_metrics"]["eval_samples"]), int(training["sample_steps"]),
-                           float(training["step_size"]), seeds)
+    sampler = PairedSampler(model.generator, model.critic, int(training["latent_dim"]), int(training["sample_steps"]),
+                            float(training["step_size"]))
+    return directory, full, emd_over_draws(sampler, training["dataset"],
+                                           int(full["latent_ebm_metrics"]["eval_samples"]), seeds)
+
+
+def record_draws(folder: str | Path, seeds: Sequence[int] = (0, 1, 2, 3)) -> dict[str, Any]:
+    """:func:`entry_draws`, checked that seed 0 reproduces the card's row, stored in the folder's
+    config.json, the card rewritten."""
+    import json
+
+    from ppl_ebm.zoo.latent_build import write_latent_card
+
+    directory, full, draws = entry_draws(folder, seeds)
     if 0 in draws["seeds"]:
         # Seed 0 must be the card's own row: otherwise the entry's weights or the sampling changed.
         first = draws["seeds"].index(0)
