@@ -93,12 +93,12 @@ def _validate_processes(spec: SamplerSpec, backend: str, num_chains: int, until,
     count = process_count(backend)
     if count == 1:
         return
-    # Streaming samplers only: their state is arrays, checkpointed per process block. The PPLs'
+    # Our kernels whose state is per-chain arrays, checkpointed per process block. The PPLs'
     # drivers, BlackJAX's programs and FlEx2MCMC (each process would train its own flow on its
     # own chains) have no such split.
-    if not spec.has("streaming") or until is not None or max_seconds is not None:
+    if not spec.has("processes") or until is not None or max_seconds is not None:
         raise ValueError(f"this process is one of {count} (torchrun / jax.distributed): only our kernels' fixed-length "
-                         f"runs ({sampler_names('streaming')}) split their chains over processes; got sampler="
+                         f"runs ({sampler_names('processes')}) split their chains over processes; got sampler="
                          f"{spec.name!r}, until={until!r}, max_seconds={max_seconds!r}.")
     if num_chains < count:
         raise ValueError(f"num_chains must be >= the {count} processes of the run (one block each), got {num_chains}.")

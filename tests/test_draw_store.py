@@ -19,7 +19,9 @@ RUN = dict(num_chains=6, num_warmup=150, num_samples=500, seed=3, thinning=2, pr
 # "mala-imh": MALA with independence steps, whose state holds one more running mean.
 OPTIONS = {"ula": ("ula", {"step_size": 0.05}), "mala": ("mala", {}), "mala-imh": ("mala", {"independence_every": 3}),
            # i-SIR steps between MALA steps: particles, adaptation and both running means.
-           "ex2mcmc": ("ex2mcmc", {})}
+           "ex2mcmc": ("ex2mcmc", {}),
+           # ... and a flow trained in warmup with its optimiser's moments (resumed in warmup: mid-training).
+           "flex2mcmc": ("flex2mcmc", {"flow_layers": 2, "flow_width": 8})}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def _interrupt_after(monkeypatch, checkpoints: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "jax"])
-@pytest.mark.parametrize("method", ["ula", "mala", "mala-imh", "ex2mcmc"])
+@pytest.mark.parametrize("method", ["ula", "mala", "mala-imh", "ex2mcmc", "flex2mcmc"])
 @pytest.mark.parametrize("checkpoints, resumed_at", [(1, 100), (3, 250)])  # in warmup / in sampling
 def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, backend, method, checkpoints, resumed_at):
     sampler, options = OPTIONS[method]
@@ -60,7 +62,7 @@ def test_interrupted_run_resumes_to_the_same_draws(ebm, tmp_path, monkeypatch, b
     np.testing.assert_array_equal(np.asarray(resumed.latents), memory.latents)
     np.testing.assert_array_equal(resumed.stats["step_size"], memory.stats["step_size"])
     np.testing.assert_array_equal(resumed.stats["acceptance"], memory.stats["acceptance"])
-    if "independence_every" in options or sampler == "ex2mcmc":
+    if "independence_every" in options or sampler in ("ex2mcmc", "flex2mcmc"):
         np.testing.assert_array_equal(resumed.stats["independence_acceptance"], memory.stats["independence_acceptance"])
     # A finished run is returned as it is, without sampling.
     again = ppl_ebm.sample(ebm, sampler, backend, **RUN, draws_dir=tmp_path / "run", **options)

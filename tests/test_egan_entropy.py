@@ -69,3 +69,36 @@ def test_gaussian_negative_log_likelihood_is_the_normal_density():
     expected = -np.sum(norm.logpdf(z, mean, np.exp(log_std)))
     value = float(gaussian_negative_log_likelihood(jnp.asarray(z), jnp.asarray(mean), jnp.asarray(log_std))[0])
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_variational_bound_of_eq_13_to_16_on_a_linear_gaussian_generator():
+    # Eq. 13-16 with the NLL the EGAN-Ent-VI generator loss uses: z ~ N(0, I_4), x | z ~ N(Bz, s^2 I_2),
+    # whose entropies are all closed form. The bound U(q) = E[-log q(z | x)] equals H(z | x) at the
+    # exact posterior and exceeds it by E[KL(p(z | x) || q)] otherwise, so H(z) - U(q) + H(x | z)
+    # is a lower bound on H(x), tight at the exact posterior.
+    a, b, s, n = 1.5, 0.7, 0.3, 20_000
+    B = np.array([[a, 0, 0, 0], [0, b, 0, 0]])
+    # Orthogonal columns: the posterior covariance (I + B^T B / s^2)^-1 is diagonal, as q's is.
+    post_var = 1.0 / (1.0 + np.diag(B.T @ B) / s**2)
+    h_x = gaussian_entropy(B @ B.T + s**2 * np.eye(2))
+    h_z, h_x_given_z, h_z_given_x = gaussian_entropy(np.eye(4)), gaussian_entropy(s**2 * np.eye(2)), \
+        gaussian_entropy(np.diag(post_var))
+    assert h_z - h_z_given_x + h_x_given_z == pytest.approx(h_x, abs=1e-9)  # Eq. 13
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((n, 4))
+    x = z @ B.T + s * rng.standard_normal((n, 2))
+    mean = (x @ B / s**2) * post_var
+
+    def bound(mean, log_std):
+        nll = np.asarray(gaussian_negative_log_likelihood(jnp.asarray(z), jnp.asarray(mean), jnp.asarray(log_std)),
+                         dtype=np.float64)
+        return nll.mean(), nll.std() / np.sqrt(n)
+
+    exact, se = bound(mean, np.broadcast_to(0.5 * np.log(post_var), (n, 4)))
+    assert abs(exact - h_z_given_x) < 4 * se  # Eq. 15 is tight at the posterior
+    # A q twice as wide: the bound's excess is the closed-form KL(p(z | x) || q), summed over coordinates.
+    wide, se_wide = bound(mean, np.broadcast_to(0.5 * np.log(post_var) + np.log(2.0), (n, 4)))
+    excess = 4 * (np.log(2.0) + 1 / 8 - 0.5)
+    assert abs(wide - h_z_given_x - excess) < 4 * se_wide
+    assert h_z - wide + h_x_given_z < h_x - 0.5  # a lower bound on H(x), loose by that KL

@@ -126,3 +126,29 @@ def test_every_shipped_energy_gan_loads(name):
     assert "## Reproduce" in (model.directory / "MODEL_CARD.md").read_text()
     config = EGANConfig(**model.config["training"]).validate()
     assert (model.network_config("generator"), model.network_config("critic")) == config.network_configs()
+
+
+@pytest.mark.parametrize("value, expected", [("none", None), ("2.5", 2.5)])
+def test_cli_margin_overrides_the_codes_hinge(tmp_path, value, expected):
+    from ppl_ebm.cli import main
+
+    # The biased mixture's code setting is a hinge of 10: 'none' drops it, a number replaces it.
+    code = main(["train", "--dataset", "biased2gaussians", "--loss", "egan-ent-nn", "--iterations", "4",
+                 "--batch-size", "32", "--margin", value, "--name", "m", "--output", str(tmp_path), "--no-progress"])
+    assert code == 0
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["training"]["margin"] == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--loss", "egan-ent-nn", "--margin", "wide"], "argument --margin: expected a number > 0 or 'none'"),
+    (["--loss", "egan-ent-nn", "--margin", "-1"], "argument --margin: expected a finite number > 0"),
+    (["--loss", "gan", "--margin", "10"], "the GAN baseline (--loss gan) has none"),
+    (["--loss", "nsgan", "--margin", "10"], "--margin and --critic-average-decay apply to the energy GANs"),
+])
+def test_cli_refuses_a_bad_margin(capsys, argv, message):
+    from ppl_ebm.cli import main
+
+    dataset = "25gaussians" if "nsgan" in argv else "4gaussians"
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", dataset, *argv, "--name", "x", "--output", "/nonexistent-egan"])
+    assert message in capsys.readouterr().err

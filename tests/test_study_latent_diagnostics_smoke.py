@@ -45,3 +45,26 @@ def test_egan_temperature_one_is_the_papers_p_disc_and_the_biased_energy_is_cali
     assert implied["kl"] < paper["kl"] / 10
     assert abs(implied["small_weight"] - 0.1) < 0.03 < abs(paper["small_weight"] - 0.1)
     assert np.isfinite([r["kl"] for r in result["scan"]]).all()
+
+
+def test_egan_seeds_trains_each_seed_once_and_refuses_other_settings(tmp_path):
+    study = load_script("diagnostics", "study_egan_seeds")
+    argv = ["--dataset", "biased2gaussians", "--seeds", "0", "1", "--iterations", "4", "--output", str(tmp_path)]
+    assert study.main(argv) == 0
+    rows = json.loads((tmp_path / "biased2gaussians-egan-ent-nn-seeds.json").read_text())
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert rows[0]["paper (T = 1)"]["kl"] != rows[1]["paper (T = 1)"]["kl"]  # two trainings, not one
+    assert all(0 <= r["paper (T = 1)"]["small_weight"] <= 1 for r in rows)
+    weights = tmp_path / "biased2gaussians-egan-ent-nn-seed0" / "critic.safetensors"
+    trained_at = weights.stat().st_mtime_ns
+    assert study.main(argv) == 0  # both seeds found: nothing retrained
+    assert weights.stat().st_mtime_ns == trained_at
+    with pytest.raises(SystemExit):  # a folder trained with other settings is refused, not reused
+        study.main([*argv[:-4], "--iterations", "6", "--output", str(tmp_path)])
+    seed1 = tmp_path / "biased2gaussians-egan-ent-nn-seed1"
+    assert study.main([*argv, "--record-in-card", str(seed1)]) == 0
+    card = (seed1 / "MODEL_CARD.md").read_text()
+    assert "## Across training seeds" in card and "| 1 | " in card and "## Files" in card
+    with pytest.raises(SystemExit):  # a card of a model that is not one of the seeds is refused first
+        study.main([*argv[:2], "--seeds", "0", "--iterations", "4", "--output", str(tmp_path),
+                    "--record-in-card", str(seed1)])

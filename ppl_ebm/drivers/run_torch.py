@@ -80,7 +80,8 @@ class _Advance:
         return tuple(chain.state.langevin.position.shape)
 
     def state_arrays(self, chain: ChainState) -> dict[str, np.ndarray]:
-        """The state as named numpy arrays (NamedTuples walked, the Generator's bytes kept)."""
+        """The state as named numpy arrays (NamedTuples walked, the Generator's bytes kept; a
+        module's ``state_dict`` and an optimiser's per-parameter state, as FlEx2MCMC's flow holds)."""
         arrays: dict[str, np.ndarray] = {}
 
         def walk(value, name):
@@ -93,6 +94,15 @@ class _Advance:
                 arrays[name] = value.get_state().numpy()
             elif isinstance(value, torch.Tensor):
                 arrays[name] = value.detach().cpu().numpy()
+            elif isinstance(value, torch.nn.Module):
+                for key, tensor in value.state_dict().items():
+                    arrays[f"{name}.{key}"] = tensor.detach().cpu().numpy()
+            elif isinstance(value, torch.optim.Optimizer):
+                # Its moments and step count per parameter; the param groups (the rate) are the
+                # run's settings, rebuilt by the template.
+                for index, entry in value.state_dict()["state"].items():
+                    for key, tensor in entry.items():
+                        arrays[f"{name}.state.{index}.{key}"] = torch.as_tensor(tensor).detach().cpu().numpy()
             else:
                 arrays[name] = np.asarray(value)
 
@@ -100,7 +110,8 @@ class _Advance:
         return arrays
 
     def restore_state(self, template: ChainState, arrays: dict[str, np.ndarray]) -> ChainState:
-        """Inverse of :meth:`state_arrays`, shaped, typed and placed like ``template``."""
+        """Inverse of :meth:`state_arrays`, shaped, typed and placed like ``template`` (a module
+        and its optimiser are loaded in place, so the optimiser keeps the module's parameters)."""
 
         def build(value, name):
             if value is None:
@@ -112,6 +123,18 @@ class _Advance:
                 return value
             if isinstance(value, torch.Tensor):
                 return torch.from_numpy(arrays[name].copy()).to(device=value.device, dtype=value.dtype)
+            if isinstance(value, torch.nn.Module):
+                value.load_state_dict({key: torch.from_numpy(arrays[f"{name}.{key}"].copy())
+                                       for key in value.state_dict()})
+                return value
+            if isinstance(value, torch.optim.Optimizer):
+                prefix, state = f"{name}.state.", {}
+                for key, array in arrays.items():
+                    if key.startswith(prefix):
+                        index, entry = key[len(prefix):].split(".", 1)
+                        state.setdefault(int(index), {})[entry] = torch.from_numpy(array.copy())
+                value.load_state_dict({"state": state, "param_groups": value.state_dict()["param_groups"]})
+                return value
             return type(value)(arrays[name].item())
 
         return build(template, "state")

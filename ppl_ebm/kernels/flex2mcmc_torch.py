@@ -4,7 +4,9 @@
 The flow is the package's :class:`~ppl_ebm.nets.flows.AffineAutoregressiveFlow` (Pyro's
 ``AffineAutoregressive`` transforms), trained by ``torch.optim.Adam``. Torch's optimiser owns
 its moments, so :class:`FlowState` holds the module and its optimiser (JAX's holds the weights
-and optax's state); the warmup updates them in place and nothing touches them afterwards.
+and optax's state); the warmup updates them in place and nothing touches them afterwards. A
+checkpoint writes the module's ``state_dict`` and the optimiser's moments, and a resumed run loads
+them in place (:meth:`ppl_ebm.drivers.run_torch._Advance.restore_state`).
 """
 
 from __future__ import annotations

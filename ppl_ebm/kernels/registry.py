@@ -8,6 +8,7 @@ lists sampler names. Adding a sampler is one :func:`register` call plus its kern
 Capabilities:
 
 - ``"streaming"``: draws written to disk as they come, with resumable checkpoints (``draws_dir``);
+- ``"processes"``: chains split over processes (torchrun, jax.distributed), one block each;
 - ``"until"``: ``until="converged"`` continues the same chains;
 - ``"max_seconds"``: a wall-clock budget;
 - ``"coupling"``: coupled kernels for L-lag meeting times (:mod:`ppl_ebm.kernels.coupling_jax`).
@@ -191,7 +192,7 @@ def _required_independence_every(value) -> int:
     return check_independence_every(value)
 
 
-_OURS = frozenset({"streaming", "until", "max_seconds", "coupling"})
+_OURS = frozenset({"streaming", "processes", "until", "max_seconds", "coupling"})
 _ULA_OPTIONS = (
     Option("step_size", 0.01, _positive_float("step_size"), "step size eps (DDLS Alg. 1)"),
     Option("noise_scale", None,
@@ -238,7 +239,7 @@ register(SamplerSpec(
 register(SamplerSpec("nuts", "ppl", "NUTS", "the PPL's own NUTS (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
 register(SamplerSpec("hmc", "ppl", "HMC", "the PPL's own HMC (Pyro / NumPyro)", (), frozenset({"max_seconds"})))
 # i-SIR and Ex2MCMC (Samsonov et al. 2022): kernels/isir_torch.py, isir_jax.py; no coupled kernel yet.
-_GLOBAL = frozenset({"streaming", "until", "max_seconds"})
+_GLOBAL = frozenset({"streaming", "processes", "until", "max_seconds"})
 _PARTICLES = Option("num_particles", 10, lambda n: check_int("num_particles", n, 2), "N: the state and N - 1 proposals")
 register(SamplerSpec(
     "isir", "langevin", "isir", "iterated SIR: the state and N - 1 prior draws, one kept by its weight",
@@ -249,8 +250,9 @@ register(SamplerSpec(
     "ex2mcmc", "langevin", "ex2mcmc", "Ex2MCMC: every i-SIR step followed by mala_steps MALA steps",
     (_PARTICLES, _MALA_STEPS, *_mala_options(None)[:-1]), _GLOBAL, module="isir",
 ))
-# FlEx2MCMC (kernels/flex2mcmc_*.py): Ex2MCMC proposing from a flow trained in warmup. No
-# checkpoints: torch's state holds the flow module and its optimiser, not arrays alone.
+# FlEx2MCMC (kernels/flex2mcmc_*.py): Ex2MCMC proposing from a flow trained in warmup. Its
+# checkpoints hold the flow and its optimiser; not split over processes: each would train its own
+# flow on its own chains, and the draws would not be one process's.
 register(SamplerSpec(
     "flex2mcmc", "langevin", "flex2mcmc", "FlEx2MCMC: Ex2MCMC whose i-SIR proposal is a normalizing flow trained "
     "in warmup (maximum likelihood on the chains), then frozen",
@@ -261,7 +263,7 @@ register(SamplerSpec(
      Option("flow_learning_rate", 1e-3, _positive_float("flow_learning_rate"), "Adam's learning rate"),
      Option("flow_train_steps", 5, lambda n: check_int("flow_train_steps", n, 0),
             "Adam steps per i-SIR step in warmup (0: the flow stays the prior)")),
-    frozenset({"until", "max_seconds"}), module="flex2mcmc",
+    frozenset({"streaming", "until", "max_seconds"}), module="flex2mcmc",
 ))
 # Many-chain baselines through BlackJAX (JAX only; kernels/chees_jax.py, meads_jax.py, mams_jax.py).
 register(SamplerSpec(

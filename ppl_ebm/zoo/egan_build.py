@@ -19,7 +19,7 @@ from ppl_ebm.zoo.store import save_model, save_weights
 
 __all__ = [
     "egan_model_names", "is_egan_config", "record_egan_rank_in_card", "record_egan_sampling_in_card",
-    "record_egan_table_in_card",
+    "record_egan_seeds_in_card", "record_egan_table_in_card",
     "train_egan_zoo_model", "write_egan_card",
 ]
 
@@ -171,7 +171,7 @@ Trained in JAX on the translated torch networks in {full.get('training_seconds',
     if entropy:
         text += (f"\nKozachenko-Leonenko entropy (k = 3, {entropy['points']} points): generator "
                  f"{entropy['generator']:.3f} nats, data {entropy['data']:.3f} nats.\n")
-    for key in ("egan_table_results", "egan_sampling_results", "egan_rank_results"):
+    for key in ("egan_table_results", "egan_seed_results", "egan_sampling_results", "egan_rank_results"):
         if full.get(key):
             text += "\n" + full[key].rstrip() + "\n"
     text += f"""
@@ -230,6 +230,18 @@ def record_egan_table_in_card(model: str | Path, row: dict[str, Any], command: s
         shutil.copyfile(row["figure_path"], folder / "densities.png")
         text += "\n![p_data, p_emp, p_gen, p_disc and the energy c(x) on the grid](densities.png)\n"
     config["egan_table_results"] = text
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_egan_card(folder)
+
+
+def record_egan_seeds_in_card(model: str | Path, markdown: str) -> None:
+    """Store the spread over training seeds (``diagnostics/study_egan_seeds.py``, a markdown
+    section with its command) in the model's config and card."""
+    from ppl_ebm.zoo.store import model_dir
+
+    folder = model_dir(model)
+    config = json.loads((folder / "config.json").read_text())
+    config["egan_seed_results"] = markdown
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_egan_card(folder)
 
