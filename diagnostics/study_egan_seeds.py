@@ -42,7 +42,7 @@ from study_egan_temperature import KNN_OVERSHOOT, measure  # noqa: E402
 _COLUMNS = ("paper (T = 1)", f"T = {KNN_OVERSHOOT} w")
 
 
-def _model(dataset: str, loss: str, seed: int, overrides: dict, output: Path) -> Path:
+def _model(dataset: str, loss: str, seed: int, overrides: dict, output: Path, command: str) -> Path:
     config = paper_config(dataset, loss, seed=seed, **overrides)
     folder = output / f"{dataset}-{loss}-seed{seed}"
     if (folder / "config.json").exists():
@@ -51,8 +51,7 @@ def _model(dataset: str, loss: str, seed: int, overrides: dict, output: Path) ->
                              "or remove it.")
         return folder
     print(f"training seed {seed} -> {folder}", flush=True)
-    return train_egan_zoo_model(config, folder.name, output, progress_bar=False,
-                                command="python diagnostics/study_egan_seeds.py " + " ".join(sys.argv[1:]))
+    return train_egan_zoo_model(config, folder.name, output, progress_bar=False, command=command)
 
 
 def _cell(r: dict) -> str:
@@ -111,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.record_in_card is not None:
         _check_card_model(parser, args, overrides)
     args.output.mkdir(parents=True, exist_ok=True)
+    command = "python diagnostics/study_egan_seeds.py " + " ".join(
+        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     rows = []
     for seed in args.seeds:
         try:
-            folder = _model(args.dataset, args.loss, seed, overrides, args.output)
+            folder = _model(args.dataset, args.loss, seed, overrides, args.output, command)
         except ValueError as error:
             parser.error(str(error))
         result = measure(str(folder))
@@ -122,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: KL(p_disc || p_data) T = 1 {_cell(rows[-1][_COLUMNS[0]])}, T = {KNN_OVERSHOOT} w "
               f"{_cell(rows[-1][_COLUMNS[1]])}, lowest of scan {_cell(result['best'])} at T {result['best']['T']:.3f}",
               flush=True)
-    command = "python diagnostics/study_egan_seeds.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     markdown = seeds_markdown(rows, args.dataset, args.loss, result["entropy_weight"], command)
     print("\n" + markdown)
     (args.output / f"{args.dataset}-{args.loss}-seeds.json").write_text(json.dumps(rows, indent=1))
@@ -139,11 +139,15 @@ def _check_card_model(parser, args, overrides: dict) -> None:
     from ppl_ebm.zoo.store import load_model
 
     try:
-        trained = load_model(args.record_in_card).config["training"]
+        trained = load_model(args.record_in_card).config.get("training") or {}
     except (FileNotFoundError, ValueError) as error:
         parser.error(f"--record-in-card: {error}")
+    try:
+        ours = EGANConfig(**trained)
+    except TypeError as error:  # another kind of model's training record
+        parser.error(f"--record-in-card: {args.record_in_card!r} is not an energy GAN ({error}).")
     seed = trained.get("seed")
-    if seed not in args.seeds or EGANConfig(**trained) != paper_config(args.dataset, args.loss, seed=seed, **overrides):
+    if seed not in args.seeds or ours != paper_config(args.dataset, args.loss, seed=seed, **overrides):
         parser.error(f"--record-in-card {args.record_in_card!r} must be one of the study's seeds ({args.seeds}) "
                      f"trained with its settings (dataset {args.dataset}, loss {args.loss}, {overrides}); its "
                      f"training: seed {seed}, dataset {trained.get('dataset')}, loss {trained.get('loss')}.")
