@@ -211,7 +211,6 @@ def record_egan_table_in_card(model: str | Path, row: dict[str, Any], command: s
     from ppl_ebm.zoo.store import model_dir
 
     folder = model_dir(model)
-    config = json.loads((folder / "config.json").read_text())
     columns = [f"{p}||{q}" for p, q in PAIRS]
     text = ("## KL divergences on the 100 x 100 grid (Dai et al. App. B.2, `ppl-ebm egan-table`)\n\n"
             f"```bash\n{command}\n```\n\n| source | " + " | ".join(c.replace("||", " ‖ ") for c in columns)
@@ -229,9 +228,7 @@ def record_egan_table_in_card(model: str | Path, row: dict[str, Any], command: s
         # The contours travel with the model: p_data, p_emp, p_gen, p_disc and the energy.
         shutil.copyfile(row["figure_path"], folder / "densities.png")
         text += "\n![p_data, p_emp, p_gen, p_disc and the energy c(x) on the grid](densities.png)\n"
-    config["egan_table_results"] = text
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_egan_card(folder)
+    _store_card_section(folder, "egan_table_results", text)
 
 
 def record_egan_seeds_in_card(model: str | Path, markdown: str) -> None:
@@ -239,24 +236,17 @@ def record_egan_seeds_in_card(model: str | Path, markdown: str) -> None:
     section with its command) in the model's config and card."""
     from ppl_ebm.zoo.store import model_dir
 
-    folder = model_dir(model)
-    config = json.loads((folder / "config.json").read_text())
-    config["egan_seed_results"] = markdown
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_egan_card(folder)
+    _store_card_section(model_dir(model), "egan_seed_results", markdown)
 
 
 def record_egan_sampling_in_card(model: str | Path, markdown: str, command: str) -> None:
     """Store a ``ppl-ebm egan-sample`` report (its markdown) in the model's config and card."""
     from ppl_ebm.zoo.store import model_dir
 
-    folder = model_dir(model)
-    config = json.loads((folder / "config.json").read_text())
     body = markdown.split("\n", 1)[1].replace("\n## ", "\n### ")
-    config["egan_sampling_results"] = (f"## p_disc and the latent tilt as sampling targets (`ppl-ebm egan-sample`)\n\n"
-                                       f"```bash\n{command}\n```\n{body}")
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    write_egan_card(folder)
+    _store_card_section(model_dir(model), "egan_sampling_results",
+                        f"## p_disc and the latent tilt as sampling targets (`ppl-ebm egan-sample`)\n\n"
+                        f"```bash\n{command}\n```\n{body}")
 
 
 def record_egan_rank_in_card(model: str | Path, results: dict[str, Any], figures: dict[str, Path], command: str) -> None:
@@ -267,7 +257,6 @@ def record_egan_rank_in_card(model: str | Path, results: dict[str, Any], figures
     from ppl_ebm.zoo.store import model_dir
 
     folder = model_dir(model)
-    config = json.loads((folder / "config.json").read_text())
     body = format_rank(results).split("\n", 1)[1]
     text = f"## Ranking by energy (Dai et al. Sec. 5.2, `ppl-ebm egan-rank`)\n\n```bash\n{command}\n```\n{body}\n"
     for name, caption in (("ranking.png", "per class: mean train image, the lowest- and the highest-energy held-out images"),
@@ -276,6 +265,13 @@ def record_egan_rank_in_card(model: str | Path, results: dict[str, Any], figures
         if name in figures:
             shutil.copyfile(figures[name], folder / name)
             text += f"\n![{caption}]({name})\n"
-    config["egan_rank_results"] = text
+    _store_card_section(folder, "egan_rank_results", text)
+
+
+def _store_card_section(folder: Path, key: str, text: str) -> None:
+    """Keep one recorded section (markdown) under ``key`` of the folder's config.json and rewrite
+    the card, which shows the sections in :func:`write_egan_card`'s order."""
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = text
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     write_egan_card(folder)
