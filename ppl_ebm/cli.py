@@ -75,6 +75,11 @@ def _compare_parser(subparsers) -> None:
     parser.add_argument("--chains", type=int, default=None,
                         help="chains for ULA/MALA (default: --num-samples on a zoo model, 256 on gaussian)")
     parser.add_argument("--hmc-chains", type=int, default=_HMC_CHAINS, help="chains for NUTS/HMC (default 4)")
+    parser.add_argument("--hmc-warmup", type=int, default=None,
+                        help="zoo runs: NUTS/HMC warmup per chain (default 200)")
+    parser.add_argument("--hmc-draws", type=int, default=None,
+                        help="zoo runs: NUTS/HMC draws per chain, pooled and thinned to --num-samples (default 1250; "
+                        "images 250); --hmc-chains x --hmc-draws must reach --num-samples")
     parser.add_argument("--warmup", type=int, default=300, help="gaussian runs: warmup per chain")
     parser.add_argument("--samples", type=int, default=1000, help="gaussian runs: draws per chain")
     parser.add_argument("--step-size", type=float, default=None,
@@ -280,7 +285,8 @@ def _samplers_parser(subparsers) -> None:
     parser.add_argument("--parts", nargs="+", default=["time", "bias"], choices=["time", "bias"],
                         help="time: ESS at matched wall time on --models; bias: gradients to low bias on --bias-targets")
     parser.add_argument("--bias-targets", nargs="+", default=list(b.targets),
-                        help="standard targets (gaussian, banana, funnel, mixture, rosenbrock) and 2-D zoo models")
+                        help="standard targets (gaussian, banana, funnel, mixture, rosenbrock) and zoo models (truth: "
+                        "quadrature for a 2-D latent, importance sampling from the prior for a larger one)")
     parser.add_argument("--bias-samplers", nargs="+", default=list(b.samplers), choices=list(BIAS_SAMPLERS))
     parser.add_argument("--bias-chains", type=int, default=b.chains)
     parser.add_argument("--bias-nuts-chains", type=int, default=b.nuts_chains)
@@ -289,6 +295,9 @@ def _samplers_parser(subparsers) -> None:
     parser.add_argument("--quadrature-points", type=int, default=b.quadrature_points,
                         help="grid points per axis of a zoo model's truth to start from (doubled, up to 4000, "
                         "until its own error is 1%% of the bias threshold)")
+    parser.add_argument("--importance-draws", type=int, default=b.importance_draws,
+                        help="prior draws of a larger latent's importance-sampling truth to start from (doubled, up "
+                        "to 3.2 million, the same way)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke sizes: bias part only, banana, 8 chains, 40 + 40 steps")
 
@@ -307,7 +316,8 @@ def _bias_config(args):
     return BiasStudyConfig(
         targets=tuple(args.bias_targets), samplers=tuple(args.bias_samplers), chains=args.bias_chains,
         nuts_chains=args.bias_nuts_chains, warmup=args.bias_warmup, draws=args.bias_draws,
-        quadrature_points=args.quadrature_points, seed=args.seed).validate()
+        quadrature_points=args.quadrature_points, importance_draws=args.importance_draws,
+        seed=args.seed).validate()
 
 
 def _run_samplers(args, parser) -> int:
@@ -567,13 +577,15 @@ def _run_zoo_compare(args, parser) -> int:
         model_dir(args.model or COMPARE_MODEL)
         steps = {} if args.steps is None else {"langevin_steps": args.steps}
         chain_length = {} if args.mh_gan_chain_length is None else {"mh_gan_chain_length": args.mh_gan_chain_length}
+        hmc_length = {key: value for key, value in (("hmc_warmup", args.hmc_warmup), ("hmc_draws", args.hmc_draws))
+                      if value is not None}
         config = CompareConfig(
             model=args.model or COMPARE_MODEL,
             methods=tuple(args.methods) if args.methods else DEFAULT_METHODS,
             num_samples=5000 if args.num_samples is None else args.num_samples, langevin_chains=args.chains, ula_step_size=args.step_size,
             hmc_chains=args.hmc_chains, sweep_steps=SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=1000 if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
-            raw_critic=args.raw_critic, **chain_length,
+            raw_critic=args.raw_critic, **chain_length, **hmc_length,
             w2sq_points=args.w2sq_points, w2sq_repeats=args.w2sq_repeats,
             progress_bar=not args.no_progress, device=args.device, **steps,
         ).validate()

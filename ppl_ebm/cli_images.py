@@ -116,6 +116,8 @@ def run_image_compare_cli(args, parser: argparse.ArgumentParser) -> int:
             langevin_steps=defaults.langevin_steps if args.steps is None else args.steps,
             paper_steps=defaults.paper_steps if args.paper_steps is None else args.paper_steps,
             trace_samplers=args.trace_samplers, ex2mcmc_protocol=args.ex2mcmc_protocol, hmc_chains=args.hmc_chains,
+            hmc_warmup=defaults.hmc_warmup if args.hmc_warmup is None else args.hmc_warmup,
+            hmc_draws=defaults.hmc_draws if args.hmc_draws is None else args.hmc_draws,
             ula_step_size=args.step_size, sweep_steps=IMAGE_SWEEP_STEPS if args.sweep is None else tuple(args.sweep),
             sweep_chains=defaults.sweep_chains if args.sweep_chains is None else args.sweep_chains, seed=args.seed,
             data_root=None if args.data_root is None else str(args.data_root), progress_bar=not args.no_progress,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import ppl_ebm
-from ppl_ebm.studies.bias import THRESHOLD, Truth, bias_metrics, latent_ebm_truth, quadrature_truth
+from ppl_ebm.studies.bias import (THRESHOLD, Truth, bias_metrics, importance_truth, latent_ebm_truth,
+                                   quadrature_truth)
 from ppl_ebm.targets.target_check import highest_density_check
 
 
@@ -74,3 +75,61 @@ def test_bias_metrics_see_exact_draws_low_and_shifted_draws_never():
     # E[(1.3 x)^2] = 1.69: b2 = 0.69^2 / 2 = 0.24 in every coordinate.
     assert shifted["grads_to_low_bias"] is None and shifted["b2_avg"] == pytest.approx(0.238, rel=0.1)
     assert len(row["bias_curve"]) == 50 and row["bias_curve"][-1][0] == pytest.approx(400.0)
+
+
+def test_importance_truth_of_a_32_d_linear_gaussian_latent_ebm_within_its_standard_error():
+    # A latent too large for quadrature: the truth comes from importance sampling from the prior.
+    # Each coordinate's E[z^2] must sit within 4.5 of its own reported standard errors of the
+    # closed form (32 coordinates: a false alarm has probability ~2e-4), and that error must be
+    # small enough to serve as a truth (b2 <= 1e-4). Flipping the weights' sign, or dropping the
+    # prior's part of them, puts the estimate tens of standard errors off.
+    problem = ppl_ebm.linear_gaussian_problem(latent_dim=32, data_dim=4, seed=1)
+    truth = latent_ebm_truth(problem.ebm, None, importance_draws=100_000, seed=0)
+    second, variance = _gaussian_truth(np.asarray(problem.mean), np.asarray(problem.covariance))
+    z_scores = (truth.second - second) / truth.second_se
+    assert np.max(np.abs(z_scores)) < 4.5, z_scores
+    assert np.max(truth.second_se**2 / variance) <= THRESHOLD / 100
+    # Var[z^2] only scales b2; its estimate (eighth moments) is checked loosely.
+    np.testing.assert_allclose(truth.variance, variance, rtol=0.15)
+    assert truth.source.startswith("importance sampling from the prior") and "NOT resolved" not in truth.source
+
+
+def test_importance_truth_doubles_its_draws_and_flags_a_poor_proposal():
+    # 1-D: proposals N(0, 1), weights exp(a z) make the target N(a, 1): E[z^2] = 1 + a^2. From
+    # 2,000 draws the estimate's error as b2 (~1 / ESS) is far above 1e-5, so the draws double
+    # until it is under; capped at the start, the truth says it is not resolved.
+    def proposal(shift, seed=0):
+        rng = np.random.default_rng(seed)
+
+        def propose(n):
+            z = rng.normal(size=(n, 1))
+            return z, shift * z[:, 0]
+        return propose
+
+    refined = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5)
+    assert not refined.source.startswith("importance sampling from the prior, 2,000 draws")
+    assert "NOT resolved" not in refined.source
+    assert abs(refined.second[0] - 1.25) < 4.5 * refined.second_se[0]
+    capped = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5, max_draws=2000)
+    assert "2,000 draws" in capped.source and "NOT resolved to b2 1e-05" in capped.source
+    # A target 6 prior standard deviations away: the weights' tail is heavy, k-hat says so.
+    poor = importance_truth(proposal(6.0), draws=20_000)
+    assert "NOT resolved: k-hat above 0.7" in poor.source and "20,000 draws" in poor.source
+    with pytest.raises(ValueError, match="draws must be an int >= 1000"):
+        importance_truth(proposal(0.5), draws=10)
+
+
+def test_prior_bias_is_the_start_s_b2_against_the_truth():
+    # Chains start at prior draws N(0, I): E[z^2] = 1 per coordinate, so the start's b2 is
+    # (1 - E[z^2])^2 / Var[z^2] in closed form; 100,000 draws estimate it within a few of their
+    # standard errors (sd of mean(z^2) is sqrt(2 / 1e5)).
+    from ppl_ebm.studies.samplers_bias import prior_bias
+
+    problem = ppl_ebm.linear_gaussian_problem(latent_dim=4, data_dim=3, seed=0, strength=4.0)
+    second, variance = _gaussian_truth(np.asarray(problem.mean), np.asarray(problem.covariance))
+    truth = Truth(np.asarray(problem.mean), second, variance, "closed form")
+    exact = (1 - second) ** 2 / variance
+    worst = int(np.argmax(exact))
+    tolerance = 4 * 2 * abs(1 - second[worst]) * np.sqrt(2 / 100_000) / variance[worst]
+    assert exact.max() > 10 * tolerance  # the start is far from the truth: the estimate must see it
+    assert prior_bias(problem.ebm, truth) == pytest.approx(exact.max(), abs=tolerance)

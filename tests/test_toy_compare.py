@@ -27,7 +27,10 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     methods = ["generator", "drs", "mh_gan", "dot"] + [f"{s}/{b}" for s in samplers for b in ("torch", "jax")]
     code = main([
         "compare", "--model", str(tiny_model), "--methods", *methods, "--num-samples", "200", "--chains", "200", "--steps", "20",
-        "--hmc-chains", "2", "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
+        # NUTS/HMC at 20 + 100 steps (2 x 100 = --num-samples): at the defaults, 200 + 1250, Pyro's
+        # two chains were 76 s of this test's 150.
+        "--hmc-chains", "2", "--hmc-warmup", "20", "--hmc-draws", "100",
+        "--sweep", "1e-3", "1e-2", "--sweep-chains", "100", "--output", str(output),
         "--w2sq-points", "100", "--w2sq-repeats", "3", "--no-progress",
     ])
     assert code == 0
@@ -65,6 +68,12 @@ def test_compare_rejects_bad_options(tiny_model, capsys):
     with pytest.raises(SystemExit):
         main(["compare", "--model", "no-such-model"])
     assert "No model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--model", str(tiny_model), "--num-samples", "200", "--hmc-chains", "2", "--hmc-draws", "50"])
+    assert "hmc_chains x hmc_draws (100) must be >= num_samples (200)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--model", str(tiny_model), "--hmc-warmup", "0"])
+    assert "hmc_warmup" in capsys.readouterr().err
 
 
 def test_compare_fixed_step_on_the_raw_critic(tiny_model, tmp_path):

@@ -44,6 +44,7 @@ __all__ = [
     "ess",
     "rhat",
     "mcse",
+    "pareto_khat",
 ]
 
 
@@ -219,6 +220,25 @@ def mcse(draws: Any, method: str = "mean", *, prob: float | None = None) -> np.n
     if prob is not None:
         kwargs["prob"] = prob
     return np.asarray(az.mcse(_as_dataset(arr), **kwargs)["x"].values, dtype=np.float64)
+
+
+def pareto_khat(log_weights: Any) -> float:
+    """Pareto k-hat of importance log weights (1-D, any normalisation) by ArviZ's PSIS.
+
+    Vehtari et al. (2024): a self-normalised importance estimate is reliable when k-hat is
+    below ``min(1 - 1 / log10(S), 0.7)`` for ``S`` draws; above it the weights' variance is
+    infinite or nearly so and the estimate's standard error cannot be trusted.
+    """
+    lw = np.asarray(log_weights, dtype=np.float64).reshape(-1)
+    # Degenerate weights overflow in ArviZ's smoothing weights: k-hat still comes out (large).
+    with np.errstate(over="ignore"):
+        if ARVIZ_MAJOR >= 1:
+            from arviz_stats.base import array_stats
+
+            _, khat = array_stats.psislw(lw, r_eff=1.0, axis=-1)
+        else:
+            _, khat = _arviz023().psislw(lw)
+    return float(np.asarray(khat))
 
 
 def _attr_value(value: Any) -> Any:

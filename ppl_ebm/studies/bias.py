@@ -6,9 +6,11 @@ coordinates; its curve over the draws (all chains pooled, draw by draw) against 
 evaluations per chain; the gradients after which ``b2_max`` stays below 0.01 ("low bias").
 
 Truth: the standard targets' closed forms (:mod:`ppl_ebm.targets.standard`; ``Var[x^2]`` from
-10^6 exact draws), and for a 2-D latent EBM quadrature on a grid in latent space
+10^6 exact draws); for a 2-D latent EBM quadrature on a grid in latent space
 (:func:`quadrature_truth`), a box wide enough that the target check's mode and every prior
-draw lie well inside it.
+draw lie well inside it; for a larger latent (the image GANs') self-normalised importance
+sampling from the prior (:func:`importance_truth`), which no sampler under comparison takes
+part in, with its own standard error and Pareto k-hat.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["THRESHOLD", "Truth", "bias_metrics", "latent_ebm_truth", "quadrature_truth", "standard_truth"]
+__all__ = ["MAX_KHAT", "THRESHOLD", "Truth", "bias_metrics", "importance_truth", "latent_ebm_truth", "quadrature_truth",
+           "standard_truth"]
 
 THRESHOLD = 0.01  # Robnik et al.'s "low bias"
+MAX_KHAT = 0.7  # Vehtari et al. (2024): above it an importance estimate's error is not to be trusted
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Truth:
     second: np.ndarray
     variance: np.ndarray  # Var[x^2]
     source: str
+    second_se: np.ndarray | None = None  # standard error of ``second`` where it is estimated
 
 
 def standard_truth(target, draws: int = 1_000_000) -> Truth:
@@ -91,13 +96,99 @@ def quadrature_truth(potential: Callable, half_width: float, points: int = 1000,
                  f"E[z^2] moves {resolution:.1g} relative at half the points, b2 {error_b2:.1g}{unresolved})")
 
 
-def latent_ebm_truth(ebm, check: dict, points: int = 1000) -> Truth:
-    """A 2-D latent EBM's truth by :func:`quadrature_truth`, its box from the target check:
-    1.5 x the farther of the potential's minimum and the prior draws' reach, plus 4."""
+class _WeightedSums:
+    """Running sums of ``w z^k`` and ``w^2 z^k`` over batches of log weights, kept relative to
+    the largest log weight so far (rescaled when a larger one arrives): float64 exp of raw
+    log weights over- or underflows on a sharp target."""
+
+    def __init__(self):
+        self.shift = -np.inf
+        self.first: dict[int, np.ndarray | float] = {}  # k -> sum w z^k
+        self.squared: dict[int, np.ndarray | float] = {}  # k -> sum w^2 z^k
+
+    def add(self, z: np.ndarray, log_weight: np.ndarray) -> None:
+        top = float(log_weight.max())
+        if top > self.shift:
+            for k in self.first:
+                self.first[k] = self.first[k] * np.exp(self.shift - top)
+            for k in self.squared:
+                self.squared[k] = self.squared[k] * np.exp(2 * (self.shift - top))
+            self.shift = top
+        w = np.exp(log_weight - self.shift)
+        for k in (0, 1, 2, 4):
+            self.first[k] = self.first.get(k, 0.0) + (w.sum() if k == 0 else w @ z**k)
+        for k in (0, 2, 4):
+            self.squared[k] = self.squared.get(k, 0.0) + ((w**2).sum() if k == 0 else w**2 @ z**k)
+
+    def moments(self):
+        """(E[z], E[z^2], Var[z^2], standard error of E[z^2], importance ESS)."""
+        total = self.first[0]
+        mean, second, fourth = (self.first[k] / total for k in (1, 2, 4))
+        # Delta method for a ratio estimate: Var = sum w^2 (f - mu)^2 / (sum w)^2, f = z^2.
+        spread = self.squared[4] - 2 * second * self.squared[2] + second**2 * self.squared[0]
+        return mean, second, fourth - second**2, np.sqrt(np.maximum(spread, 0.0)) / total, total**2 / self.squared[0]
+
+
+def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], draws: int = 200_000,
+                     batch: int = 20_000, tolerance: float | None = None, max_draws: int = 3_200_000) -> Truth:
+    """Moments of ``z`` by self-normalised importance sampling; ``propose(n)`` returns ``n``
+    proposals ``z`` (n, dim) and their log weights (n,) (target over proposal, any constant).
+
+    The estimate's own error, as the bias it would put in every row, is ``b2 = se(E[z^2])^2 /
+    Var[z^2]`` (delta method); while it is above ``tolerance`` (default 1% of :data:`THRESHOLD`)
+    the draws double, up to ``max_draws``. The Pareto k-hat of the log weights (ArviZ's PSIS)
+    says whether that standard error can be believed: above :data:`MAX_KHAT` the truth is marked
+    not resolved and no more draws are spent (the proposal is too poor, and more draws do not
+    lower k-hat)."""
+    from ppl_ebm.diagnostics.arviz_compat import pareto_khat
+
+    if not (isinstance(draws, int) and draws >= 1000):
+        raise ValueError(f"draws must be an int >= 1000, got {draws!r}.")
+    tolerance = THRESHOLD / 100 if tolerance is None else tolerance
+    sums, log_weights, done, goal = _WeightedSums(), [], 0, draws
+    while True:
+        while done < goal:
+            z, log_weight = propose(min(batch, goal - done))
+            z, log_weight = np.asarray(z, np.float64), np.asarray(log_weight, np.float64)
+            if not np.all(np.isfinite(log_weight)):
+                raise ValueError("a log weight is not finite: the target's potential is not finite at a prior draw.")
+            sums.add(z, log_weight)
+            log_weights.append(log_weight)
+            done += len(log_weight)
+        mean, second, variance, se, ess = sums.moments()
+        error_b2 = float(np.max(se**2 / variance))
+        khat = pareto_khat(np.concatenate(log_weights))
+        if khat > MAX_KHAT or error_b2 <= tolerance or 2 * goal > max_draws:
+            break
+        goal *= 2
+    unresolved = (f"; NOT resolved: k-hat above {MAX_KHAT}, the standard error is not to be trusted" if khat > MAX_KHAT
+                  else f"; NOT resolved to b2 {tolerance:g}: the bias column is that uncertain" if error_b2 > tolerance
+                  else "")
+    return Truth(mean, second, variance,
+                 f"importance sampling from the prior, {done:,} draws (importance ESS {ess:,.0f}, Pareto k-hat "
+                 f"{khat:.2f}; E[z^2]'s standard error as b2 {error_b2:.1g}{unresolved})", second_se=se)
+
+
+def latent_ebm_truth(ebm, check: dict | None, points: int = 1000, importance_draws: int = 200_000,
+                     seed: int = 0) -> Truth:
+    """A latent EBM's truth. 2-D: :func:`quadrature_truth`, its box from the target check (1.5 x
+    the farther of the potential's minimum and the prior draws' reach, plus 4). Larger:
+    :func:`importance_truth` with the prior as proposal (``importance_draws`` to start,
+    generator seeded by ``seed``); ``check`` is not used."""
     import torch
 
     if ebm.dim != 2:
-        raise ValueError(f"quadrature truth needs a 2-D latent, got dim {ebm.dim}.")
+        generator = torch.Generator(device=ebm.device).manual_seed(seed)
+
+        def propose(n):
+            with torch.no_grad():
+                u = ebm.prior_sample_unconstrained(n, generator)
+                log_weight = ebm.prior_potential(u) - ebm.potential(u)
+                return ebm.constrain(u).double().cpu().numpy(), log_weight.double().cpu().numpy()
+
+        return importance_truth(propose, importance_draws)
+    if check is None:
+        raise ValueError("a 2-D latent's quadrature truth needs the target check (its box), got None.")
     half_width = 1.5 * max(check["argmin_norm"], check["prior_max_norm"]) + 4.0
 
     def batched(function):
