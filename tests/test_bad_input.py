@@ -284,10 +284,12 @@ def _cli_cases(tmp_path):
         (["compare", "--seed", "abc"], "--seed"),
         (["compare", "--samplers", "gibbs"], "--samplers"),
         (["train", "--dataset", "25gaussians", "--name", "x", "--fine-tune-steps", "-1"], "--fine-tune-steps"),
+        (["compare", "--hmc-warmup", "0"], "hmc_warmup"),
+        (["samplers", "--parts", "bias", "--bias-targets", "banana", "--importance-draws", "10"], "importance_draws"),
     ]
 
 
-CLI_CASES = 13
+CLI_CASES = 15
 
 
 @pytest.mark.parametrize("case", range(CLI_CASES))

@@ -107,7 +107,7 @@ def test_importance_truth_doubles_its_draws_and_flags_a_poor_proposal():
         return propose
 
     refined = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5)
-    assert not refined.source.startswith("importance sampling from the prior, 2,000 draws")
+    assert not refined.source.startswith("importance sampling from the prior, 2,000 draws")  # default name
     assert "NOT resolved" not in refined.source
     assert abs(refined.second[0] - 1.25) < 4.5 * refined.second_se[0]
     capped = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5, max_draws=2000)

@@ -130,9 +130,11 @@ class _WeightedSums:
 
 
 def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], draws: int = 200_000,
-                     batch: int = 20_000, tolerance: float | None = None, max_draws: int = 3_200_000) -> Truth:
+                     batch: int = 20_000, tolerance: float | None = None, max_draws: int = 3_200_000,
+                     proposal: str = "the prior") -> Truth:
     """Moments of ``z`` by self-normalised importance sampling; ``propose(n)`` returns ``n``
-    proposals ``z`` (n, dim) and their log weights (n,) (target over proposal, any constant).
+    proposals ``z`` (n, dim) and their log weights (n,) (target over proposal, any constant);
+    ``proposal`` names it in the truth's ``source``.
 
     The estimate's own error, as the bias it would put in every row, is ``b2 = se(E[z^2])^2 /
     Var[z^2]`` (delta method); while it is above ``tolerance`` (default 1% of :data:`THRESHOLD`)
@@ -165,7 +167,7 @@ def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], dr
                   else f"; NOT resolved to b2 {tolerance:g}: the bias column is that uncertain" if error_b2 > tolerance
                   else "")
     return Truth(mean, second, variance,
-                 f"importance sampling from the prior, {done:,} draws (importance ESS {ess:,.0f}, Pareto k-hat "
+                 f"importance sampling from {proposal}, {done:,} draws (importance ESS {ess:,.0f}, Pareto k-hat "
                  f"{khat:.2f}; E[z^2]'s standard error as b2 {error_b2:.1g}{unresolved})", second_se=se)
 
 

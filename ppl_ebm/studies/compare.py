@@ -101,8 +101,8 @@ class CompareConfig:
         unknown = set(self.methods) - set(ALL_METHODS)
         if unknown:
             raise ValueError(f"Unknown method(s) {sorted(unknown)}; choose from {list(ALL_METHODS)}.")
-        check_positive_ints(self, ("num_samples", "langevin_steps", "hmc_chains", "hmc_warmup", "hmc_draws", "mh_gan_chain_length",
-                                   "sweep_chains", "diagnostics_max_chains", "w2sq_repeats"))
+        check_positive_ints(self, ("num_samples", "langevin_steps", "hmc_chains", "hmc_warmup", "hmc_draws",
+                                   "mh_gan_chain_length", "sweep_chains", "diagnostics_max_chains", "w2sq_repeats"))
         if self.w2sq_points is not None:
             check_positive_ints(self, ("w2sq_points",))
             if self.w2sq_points > self.num_samples:

@@ -183,7 +183,7 @@ def run_bias_study(config: BiasStudyConfig, log=print) -> dict[str, Any]:
                 f"({row['ess_per_second_no_compile']:.3g} without compile), R-hat {row['rhat_max']:.3f}, "
                 f"{row['study_seconds']:.0f} s")
             rows.append(row)
-        start = None if check is None else prior_bias(model, truth, seed=config.seed)
+        prior_b2 = None if check is None else prior_bias(model, truth, seed=config.seed)  # a latent EBM's start
         out["targets"][name] = {"truth": truth.source, "target_check": check, "setup_seconds": setup, "rows": rows,
-                                "prior_b2_max": start, "headline": headline(rows)}
+                                "prior_b2_max": prior_b2, "headline": headline(rows)}
     return out
