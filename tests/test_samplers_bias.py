@@ -106,7 +106,9 @@ def test_importance_truth_doubles_its_draws_and_flags_a_poor_proposal():
             return z, shift * z[:, 0]
         return propose
 
-    refined = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5)
+    heard = []
+    refined = importance_truth(proposal(0.5), draws=2000, tolerance=1e-5, log=heard.append)
+    assert len(heard) > 1 and heard[0].startswith("  importance truth: 2,000 draws")  # one line a round
     assert not refined.source.startswith("importance sampling from the prior, 2,000 draws")  # default name
     assert "NOT resolved" not in refined.source
     assert abs(refined.second[0] - 1.25) < 4.5 * refined.second_se[0]

@@ -131,10 +131,11 @@ class _WeightedSums:
 
 def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], draws: int = 200_000,
                      batch: int = 20_000, tolerance: float | None = None, max_draws: int = 3_200_000,
-                     proposal: str = "the prior") -> Truth:
+                     proposal: str = "the prior", log: Callable[[str], None] | None = None) -> Truth:
     """Moments of ``z`` by self-normalised importance sampling; ``propose(n)`` returns ``n``
     proposals ``z`` (n, dim) and their log weights (n,) (target over proposal, any constant);
-    ``proposal`` names it in the truth's ``source``.
+    ``proposal`` names it in the truth's ``source``; ``log`` (if given) hears each round's draws,
+    error and k-hat (3.2 million draws of an image GAN take minutes).
 
     The estimate's own error, as the bias it would put in every row, is ``b2 = se(E[z^2])^2 /
     Var[z^2]`` (delta method); while it is above ``tolerance`` (default 1% of :data:`THRESHOLD`)
@@ -160,6 +161,9 @@ def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], dr
         mean, second, variance, se, ess = sums.moments()
         error_b2 = float(np.max(se**2 / variance))
         khat = pareto_khat(np.concatenate(log_weights))
+        if log is not None:
+            log(f"  importance truth: {done:,} draws, importance ESS {ess:,.0f}, error b2 {error_b2:.1g}, "
+                f"k-hat {khat:.2f}")
         if khat > MAX_KHAT or error_b2 <= tolerance or 2 * goal > max_draws:
             break
         goal *= 2
@@ -172,11 +176,11 @@ def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], dr
 
 
 def latent_ebm_truth(ebm, check: dict | None, points: int = 1000, importance_draws: int = 200_000,
-                     seed: int = 0) -> Truth:
+                     seed: int = 0, log: Callable[[str], None] | None = None) -> Truth:
     """A latent EBM's truth. 2-D: :func:`quadrature_truth`, its box from the target check (1.5 x
     the farther of the potential's minimum and the prior draws' reach, plus 4). Larger:
     :func:`importance_truth` with the prior as proposal (``importance_draws`` to start,
-    generator seeded by ``seed``); ``check`` is not used."""
+    generator seeded by ``seed``, each round told to ``log``); ``check`` is not used."""
     import torch
 
     if ebm.dim != 2:
@@ -188,7 +192,7 @@ def latent_ebm_truth(ebm, check: dict | None, points: int = 1000, importance_dra
                 log_weight = ebm.prior_potential(u) - ebm.potential(u)
                 return ebm.constrain(u).double().cpu().numpy(), log_weight.double().cpu().numpy()
 
-        return importance_truth(propose, importance_draws)
+        return importance_truth(propose, importance_draws, log=log)
     if check is None:
         raise ValueError("a 2-D latent's quadrature truth needs the target check (its box), got None.")
     half_width = 1.5 * max(check["argmin_norm"], check["prior_max_norm"]) + 4.0

@@ -75,7 +75,8 @@ def _target(name: str, config: BiasStudyConfig, log):
     model = load_model(name)
     ebm = latent_ebm_of(model, calibrated="calibration" in model.config)
     check = checked_target(ebm, config.seed, log)
-    return ebm, latent_ebm_truth(ebm, check, config.quadrature_points, config.importance_draws, config.seed), check
+    return ebm, latent_ebm_truth(ebm, check, config.quadrature_points, config.importance_draws, config.seed,
+                                  log), check
 
 
 def prior_bias(ebm, truth, draws: int = 100_000, seed: int = 0) -> float:
