@@ -61,6 +61,11 @@ def _grid_moments(potential: Callable, half_width: float, points: int, constrain
     return moments, float(weight[rim].sum())
 
 
+def _unresolved(error_b2: float, tolerance: float) -> str:
+    """The truth's ``source`` suffix when its own error, as a bias b2, is above ``tolerance``."""
+    return "" if error_b2 <= tolerance else f"; NOT resolved to b2 {tolerance:g}: the bias column is that uncertain"
+
+
 def quadrature_truth(potential: Callable, half_width: float, points: int = 1000,
                      constrain: Callable = lambda u: u, max_rim_mass: float = 1e-6,
                      tolerance: float | None = None, max_points: int = 4000) -> Truth:
@@ -90,7 +95,7 @@ def quadrature_truth(potential: Callable, half_width: float, points: int = 1000,
         points, coarse = 2 * points, second
         (mean, second, fourth), rim = _grid_moments(potential, half_width, points, constrain)
     resolution = float(np.max(np.abs(coarse - second) / np.maximum(np.abs(second), 1e-12)))
-    unresolved = "" if error_b2 <= tolerance else f"; NOT resolved to b2 {tolerance:g}: the bias column is that uncertain"
+    unresolved = _unresolved(error_b2, tolerance)
     return Truth(mean, second, fourth - second**2,
                  f"quadrature, {points}x{points} grid over [-{half_width:g}, {half_width:g}]^2 (ring mass {rim:.1g}; "
                  f"E[z^2] moves {resolution:.1g} relative at half the points, b2 {error_b2:.1g}{unresolved})")
@@ -168,8 +173,7 @@ def importance_truth(propose: Callable[[int], tuple[np.ndarray, np.ndarray]], dr
             break
         goal *= 2
     unresolved = (f"; NOT resolved: k-hat above {MAX_KHAT}, the standard error is not to be trusted" if khat > MAX_KHAT
-                  else f"; NOT resolved to b2 {tolerance:g}: the bias column is that uncertain" if error_b2 > tolerance
-                  else "")
+                  else _unresolved(error_b2, tolerance))
     return Truth(mean, second, variance,
                  f"importance sampling from {proposal}, {done:,} draws (importance ESS {ess:,.0f}, Pareto k-hat "
                  f"{khat:.2f}; E[z^2]'s standard error as b2 {error_b2:.1g}{unresolved})", second_se=se)

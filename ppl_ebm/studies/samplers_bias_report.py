@@ -75,12 +75,12 @@ def bias_section(bias: dict, figure_name: str) -> str:
             "counts every cost. A run is *not converged* when R-hat > 1.01 or its bias never gets "
             f"under {THRESHOLD:g}; a ratio involving one says so.\n\n{TUNING}\n")
     for name, entry in bias["targets"].items():
-        start = entry.get("prior_b2_max")
-        if start is not None:  # a latent EBM: its chains start at prior draws
-            start = (f" The chains start at prior draws, whose own b2_max is {start:.2g}"
+        prior_b2, start = entry.get("prior_b2_max"), ""
+        if prior_b2 is not None:  # a latent EBM: its chains start at prior draws
+            start = (f" The chains start at prior draws, whose own b2_max is {prior_b2:.2g}"
                      + (f": under {THRESHOLD:g}, so gradients to low bias cannot tell samplers apart here "
-                        "(ESS per gradient still can)." if start < THRESHOLD else "."))
-        text += (f"\n## {name}\n\nTruth: {entry['truth']}.{start or ''}\n\n{_table(entry['rows'])}\n\n"
+                        "(ESS per gradient still can)." if prior_b2 < THRESHOLD else "."))
+        text += (f"\n## {name}\n\nTruth: {entry['truth']}.{start}\n\n{_table(entry['rows'])}\n\n"
                  "Our best vs BlackJAX's best:\n")
         text += "".join(f"\n- {line}" for line in entry["headline"]) + "\n"
     return text + f"\n![bias against gradients, ESS per gradient]({figure_name})\n"
