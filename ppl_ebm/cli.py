@@ -276,6 +276,9 @@ def _samplers_parser(subparsers) -> None:
                         help="mala-imh: every k-th step an independence step from the prior (k >= 2)")
     parser.add_argument("--no-target-check", action="store_true",
                         help="skip the search for a highest density beyond the prior (~5 s a model)")
+    parser.add_argument("--step-size-adaptation", default=d.step_size_adaptation,
+                        help="our MALA family's warmup step (both parts): 'dual_averaging' (a few hundred warmup "
+                        "steps) or 'cross_chain' (one step moved by all chains' mean acceptance; tens of steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/samplers"))
     # The second part: gradients to low bias on targets with known truth (studies/samplers_bias.py).
@@ -317,7 +320,7 @@ def _bias_config(args):
         targets=tuple(args.bias_targets), samplers=tuple(args.bias_samplers), chains=args.bias_chains,
         nuts_chains=args.bias_nuts_chains, warmup=args.bias_warmup, draws=args.bias_draws,
         quadrature_points=args.quadrature_points, importance_draws=args.importance_draws,
-        seed=args.seed).validate()
+        step_size_adaptation=args.step_size_adaptation, seed=args.seed).validate()
 
 
 def _run_samplers(args, parser) -> int:
@@ -335,7 +338,8 @@ def _run_samplers(args, parser) -> int:
             models=tuple(args.models), methods=tuple(args.methods), budget_seconds=args.budget,
             langevin_chains=args.chains, jax_hmc_chains=args.jax_hmc_chains, torch_hmc_chains=args.torch_hmc_chains,
             warmup=args.warmup, ula_step_size=args.ula_step, seed=args.seed,
-            independence_every=args.independence_every, check_target=not args.no_target_check,
+            independence_every=args.independence_every, step_size_adaptation=args.step_size_adaptation,
+            check_target=not args.no_target_check,
         ).validate()
         bias_config = _bias_config(args) if "bias" in args.parts or args.quick else None
     except (ValueError, OSError) as error:

@@ -308,7 +308,10 @@ def sample(
     sampler_options
         ULA: ``step_size`` (0.01), ``noise_scale`` (sqrt(step_size)), ``decay_rate``,
         ``decay_every``, ``noise_decay_rate``. MALA: ``step_size``, ``adapt_step_size``,
-        ``target_accept_prob``, ``per_chain_step_size``, ``mass_matrix`` (``"diag"``, the
+        ``target_accept_prob``, ``per_chain_step_size``, ``step_size_adaptation``
+        (``"dual_averaging"``, Stan's and NumPyro's, for warmups of a few hundred steps, or
+        ``"cross_chain"``: one step for all chains moved each warmup step by their mean
+        acceptance, for warmups of tens of steps with many chains), ``mass_matrix`` (``"diag"``, the
         default, ``"dense"`` or ``"none"``: an inverse mass matrix adapted in Stan's warmup
         windows, pooled over the chains when there are 32 or more, one per chain below;
         reported as ``stats["inverse_mass_matrix"]``; ULA takes it too, default ``"none"``),

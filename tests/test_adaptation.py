@@ -82,9 +82,93 @@ def test_shared_signal_feeds_every_chain_the_mean_acceptance(backend):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def _mala_acceptance(log_step, backend: str, slope_scale: float = 1.0):
+    """MALA's stationary acceptance 2 Phi(-c h^(3/2)) (Roberts & Rosenthal 1998) with c such that
+    h = 1 gives TARGET, shared by every chain (the chains' mean of a cross-chain run);
+    ``slope_scale`` steepens it (h^(3/2 x slope_scale))."""
+    x = 0.5622 * ((1.5 * slope_scale) * log_step).exp() if backend == "torch" else \
+        0.5622 * jnp.exp((1.5 * slope_scale) * log_step)
+    if backend == "torch":
+        return 2.0 * (1.0 - 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0))))
+    return 2.0 * (1.0 - jax.scipy.stats.norm.cdf(x))
+
+
+def _run_cross_chain(backend: str, start: float, iterations: int, slope_scale: float = 1.0, noise=None):
+    array = torch.tensor if backend == "torch" else jnp.asarray
+    adaptation = step_size_adaptation("cross_chain", TARGET, True)
+    state = adaptation.init(array(np.full(3, np.log(start), dtype=np.float32)))
+    for t in range(iterations):
+        acceptance = _mala_acceptance(state.log_step_size, backend, slope_scale)
+        if noise is not None:
+            acceptance = (acceptance + array(noise[t])).clip(0.0, 1.0)
+        state = adaptation.update(state, acceptance)
+    return state, adaptation.final(state)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+@pytest.mark.parametrize("start", [1e-3, 1e3])
+def test_cross_chain_reaches_the_target_within_twenty_steps(backend, start):
+    # The step with acceptance TARGET is 1 here: from 1000x off either way, 20 updates put the
+    # final step within 2% of it (acceptance within 0.01), and it is one step for every chain.
+    state, final = _run_cross_chain(backend, start, 20)
+    final = np.asarray(final)
+    np.testing.assert_allclose(np.exp(final), 1.0, rtol=0.02)
+    assert np.all(final == final[0])
+    accepted = np.asarray(_mala_acceptance(state.log_step_size_average, backend))
+    np.testing.assert_allclose(accepted, TARGET, atol=0.01)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_ten_updates_from_a_step_too_large_leave_dual_averaging_far_off_and_cross_chain_near(backend):
+    # Why the scheme exists: mala-imh's 20-step warmup makes 10 MALA updates. From a step 1000x
+    # too large, dual averaging's average (even fed the noise-free mean) still accepts < 0.1,
+    # where the cross-chain step accepts within 0.03 of TARGET.
+    array = torch.tensor if backend == "torch" else jnp.asarray
+    dual = dual_averaging_adaptation(TARGET, per_chain=False)
+    state = dual.init(array(np.full(3, np.log(1e3), dtype=np.float32)))
+    for _ in range(10):
+        state = dual.update(state, _mala_acceptance(state.log_step_size, backend))
+    assert float(np.asarray(_mala_acceptance(dual.final(state), backend))[0]) < 0.1
+    _, final = _run_cross_chain(backend, 1e3, 10)
+    np.testing.assert_allclose(np.asarray(_mala_acceptance(final, backend)), TARGET, atol=0.03)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_cross_chain_stays_stable_on_a_steeper_curve_and_averages_noise(backend):
+    # Three times MALA's slope (inside the gain's stable range) converges; a mean acceptance
+    # with 1000 chains' noise (sd 0.5 / sqrt(1000)) leaves the final step within 5%.
+    _, final = _run_cross_chain(backend, 1e2, 30, slope_scale=3.0)
+    np.testing.assert_allclose(np.exp(np.asarray(final)), 1.0, rtol=0.02)
+    noise = np.random.default_rng(0).normal(0.0, 0.5 / math.sqrt(1000), size=(30, 3)).astype(np.float32)
+    _, final = _run_cross_chain(backend, 1e-2, 30, noise=noise.mean(1, keepdims=True).repeat(3, 1))
+    np.testing.assert_allclose(np.exp(np.asarray(final)), 1.0, rtol=0.05)
+
+
+def test_cross_chain_torch_and_jax_give_the_same_numbers():
+    for a, b in zip(_run_cross_chain("torch", 1e-2, 25), _run_cross_chain("jax", 1e-2, 25)):
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_cross_chain_option_builds_a_shared_step_sampler(backend):
+    from ppl_ebm.kernels.registry import get_sampler
+
+    for name in ("mala", "mala-imh", "ex2mcmc"):
+        spec = get_sampler(name)
+        sampler = spec.build(backend, spec.validate({"step_size_adaptation": "cross_chain"}))
+        sampler = sampler.local() if name == "ex2mcmc" else sampler  # its MALA steps
+        assert (sampler.step_size_adaptation, sampler.per_chain_step_size) == ("cross_chain", False), name
+    with pytest.raises(ValueError, match="step_size_adaptation must be one of .*'cross_chain'.*got 'adam'"):
+        get_sampler("mala").validate({"step_size_adaptation": "adam"})
+    with pytest.raises(TypeError, match="step_size_adaptation must be one of"):
+        get_sampler("mala").validate({"step_size_adaptation": 1})
+
+
 def test_adaptation_by_name():
     assert step_size_adaptation(None, TARGET, True) is None
     assert step_size_adaptation("dual_averaging", TARGET, True) is not None
+    assert step_size_adaptation("cross_chain", TARGET, True) is not None
     with pytest.raises(ValueError, match="step-size adaptation must be None or one of"):
         step_size_adaptation("chees", TARGET, True)
 
@@ -145,3 +229,19 @@ def test_python_cond_runs_only_the_branch_taken():
     for i in range(4):
         kernel(i)
     assert calls == ["base", "other", "base", "other"]
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_step_rescale_keeps_the_sum_of_cubed_effective_steps(backend):
+    # From the identity to the variances (4, 1, 0.25): the effective steps step x m_i / sigma_i^2
+    # go from step x (1/4, 1, 4) to new step x (1, 1, 1); equal sums of cubes give the factor.
+    from ppl_ebm.kernels.adaptation.mass_matrix import step_rescale
+
+    array = torch.tensor if backend == "torch" else jnp.asarray
+    variances = np.array([[4.0, 1.0, 0.25]], dtype=np.float32)
+    want = np.cbrt(np.mean(np.array([0.25, 1.0, 4.0]) ** 3))
+    factor = step_rescale(array(np.ones_like(variances)), array(variances), array(np.ones_like(variances)))
+    np.testing.assert_allclose(np.asarray(factor), [want], rtol=1e-6)
+    eye = np.eye(3, dtype=np.float32)
+    dense = step_rescale(array(eye[None]), array(np.diag(variances[0])[None]), array(eye))
+    np.testing.assert_allclose(np.asarray(dense), [want], rtol=1e-6)

@@ -286,10 +286,11 @@ def _cli_cases(tmp_path):
         (["train", "--dataset", "25gaussians", "--name", "x", "--fine-tune-steps", "-1"], "--fine-tune-steps"),
         (["compare", "--hmc-warmup", "0"], "hmc_warmup"),
         (["samplers", "--parts", "bias", "--bias-targets", "banana", "--importance-draws", "10"], "importance_draws"),
+        (["samplers", "--parts", "bias", "--step-size-adaptation", "adam"], "step_size_adaptation"),
     ]
 
 
-CLI_CASES = 15
+CLI_CASES = 16
 
 
 @pytest.mark.parametrize("case", range(CLI_CASES))

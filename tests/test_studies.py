@@ -66,9 +66,11 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
 
 
 def test_samplers_command_bias_part_reports_truth_tables_and_ratios(tmp_path, capsys):
-    # The quick path: banana (closed-form truth), our MALA against BlackJAX's MEADS, 8 chains.
+    # The quick path: banana (closed-form truth), our MALA against BlackJAX's MEADS, 8 chains; our
+    # MALA with the cross-chain step (the flag reaches the rows and the report's tuning line).
     output = tmp_path / "samplers"
-    code = main(["samplers", "--quick", "--bias-samplers", "mala", "meads", "--output", str(output)])
+    code = main(["samplers", "--quick", "--bias-samplers", "mala", "meads", "--step-size-adaptation", "cross_chain",
+                 "--output", str(output)])
     assert code == 0
     study = json.loads((output / "samplers.json").read_text())
     assert study["models"] == {}  # --quick runs the bias part only

@@ -42,6 +42,7 @@ from ppl_ebm.kernels import cycle
 from ppl_ebm.kernels.langevin_jax import (
     LangevinInfo, LangevinState, PotentialAndGrad, Proposal, is_finite, standard_normal_proposal,
 )
+from ppl_ebm.kernels.registry import step_adaptation
 from ppl_ebm.kernels.samplers_jax import LangevinParams, LangevinSampler, SamplerState, _warmup_adapt
 
 __all__ = ["ISIRSampler", "build", "draw", "isir_init", "isir_step", "potential_only"]
@@ -233,7 +234,6 @@ def build(kernel: str, options: dict) -> ISIRSampler:
     if kernel == "isir":
         return ISIRSampler("isir", options["num_particles"])
     return ISIRSampler(
-        kernel, options["num_particles"], options["mala_steps"],
-        "dual_averaging" if options.get("adapt_step_size", True) else None,
-        bool(options.get("per_chain_step_size", True)), options.get("mass_matrix", "none"),
+        kernel, options["num_particles"], options["mala_steps"], *step_adaptation(options),
+        options.get("mass_matrix", "none"),
     )

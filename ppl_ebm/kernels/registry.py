@@ -23,11 +23,13 @@ from typing import Any
 
 from ppl_ebm.kernels.adaptation.mass_matrix import MASS_MATRICES
 from ppl_ebm.kernels.adaptation.step_schedule import StepSchedule
+from ppl_ebm.kernels.adaptation.step_size import ADAPTATIONS
 from ppl_ebm.kernels.cycle import check_independence_every
 from ppl_ebm.validation import ArgumentTypeError, check_bool, check_int, check_real
 
 __all__ = [
-    "BACKENDS", "Option", "SamplerSpec", "coupled_kernels", "get_sampler", "langevin_param_values", "register", "sampler_names",
+    "BACKENDS", "Option", "SamplerSpec", "check_step_size_adaptation", "coupled_kernels", "get_sampler",
+    "langevin_param_values", "our_step_adaptation", "register", "sampler_names", "step_adaptation",
 ]
 
 BACKENDS = ("torch", "jax")
@@ -101,10 +103,7 @@ class SamplerSpec:
         # The adaptation is chosen by name (the sampler is a hashable key of compiled programs);
         # the option adapt_step_size=False (and ULA, which has no such option) is a fixed step.
         return LangevinSampler(
-            self.kernel,
-            options.get("independence_every"),
-            "dual_averaging" if options.get("adapt_step_size", False) else None,
-            bool(options.get("per_chain_step_size", True)),
+            self.kernel, options.get("independence_every"), *step_adaptation(options, adapt_by_default=False),
             options.get("mass_matrix", "none"),
         )
 
@@ -136,6 +135,23 @@ def get_sampler(name: str) -> SamplerSpec:
     if not isinstance(name, str) or name not in _SAMPLERS:
         raise ValueError(f"sampler must be one of {sampler_names()}, got {name!r}.")
     return _SAMPLERS[name]
+
+
+def step_adaptation(options: Mapping[str, Any], adapt_by_default: bool = True) -> tuple[str | None, bool]:
+    """``(step_size_adaptation, per_chain_step_size)`` of a sampler with MALA steps from its validated
+    options: the scheme's name (None: ``adapt_step_size=False``, a fixed step) and whether each
+    chain keeps its own step. The cross-chain scheme always shares one step, so a run split over
+    processes reduces its acceptance across them (``per_chain_step_size`` is set False for it)."""
+    if not options.get("adapt_step_size", adapt_by_default):
+        return None, bool(options.get("per_chain_step_size", True))
+    name = options.get("step_size_adaptation", "dual_averaging")
+    return name, bool(options.get("per_chain_step_size", True)) and name != "cross_chain"
+
+
+def our_step_adaptation(spec: "SamplerSpec", name: str) -> dict[str, str]:
+    """``{"step_size_adaptation": name}`` for a sampler that takes the option (our MALA family),
+    else nothing: how the studies set one scheme for all of ours and leave the baselines alone."""
+    return {"step_size_adaptation": name} if any(o.name == "step_size_adaptation" for o in spec.options) else {}
 
 
 def langevin_param_values(options: Mapping[str, Any], num_warmup: int) -> tuple:
@@ -186,6 +202,16 @@ def _mass_matrix(value) -> str:
     return value
 
 
+def check_step_size_adaptation(value) -> str:
+    """``value`` if it names a step-size adaptation scheme; a clear error otherwise."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(
+            f"step_size_adaptation must be one of {sorted(ADAPTATIONS)}, got {value!r} ({type(value).__name__}).")
+    if value not in ADAPTATIONS:
+        raise ValueError(f"step_size_adaptation must be one of {sorted(ADAPTATIONS)}, got {value!r}.")
+    return value
+
+
 def _required_independence_every(value) -> int:
     if value is None:
         raise ValueError("independence_every must be an int >= 2 for mala-imh (use 'mala' for plain MALA).")
@@ -215,6 +241,9 @@ def _mala_options(independence_every: Option) -> tuple[Option, ...]:
         Option("adapt_step_size", True, _boolean("adapt_step_size"), "dual averaging in warmup"),
         Option("target_accept_prob", 0.574, _probability, "0.574: Roberts & Rosenthal 1998"),
         Option("per_chain_step_size", True, _boolean("per_chain_step_size"), "one adapted step per chain"),
+        Option("step_size_adaptation", "dual_averaging", check_step_size_adaptation,
+               "'dual_averaging' (Stan, NumPyro; a few hundred warmup steps) or 'cross_chain' (one step for all "
+               "chains moved by their mean acceptance: tens of warmup steps, many chains)"),
         # Diagonal by default, as NumPyro's and Stan's NUTS: one step cannot serve coordinates
         # whose scales differ (a warmup under 20 steps adapts nothing, so short runs are as before).
         Option("mass_matrix", "diag", _mass_matrix,

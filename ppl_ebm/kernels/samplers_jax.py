@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from ppl_ebm.kernels import cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import (
-    MassState, WelfordState, pooled, regularised_covariance, welford_init, welford_update, window_flags,
+    MassState, WelfordState, pooled, regularised_covariance, step_rescale, welford_init, welford_update, window_flags,
 )
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_jax import (
@@ -191,10 +191,20 @@ class LangevinSampler(NamedTuple):
             identity = jnp.ones_like(welford.mean) if diagonal else jnp.eye(welford.mean.shape[-1], dtype=welford.mean.dtype)
             mass = MassState(preconditioner(regularised_covariance(welford, identity)),
                              WelfordState(welford.count * 0.0, jnp.zeros_like(welford.mean), jnp.zeros_like(welford.m2)))
-            return _restart_step_size(self.adaptation(params), current._replace(mass=mass))
+            return _restart_step_size(self.adaptation(params), current._replace(mass=mass),
+                                      self._rescale(current.mass, mass, identity))
 
         state = jax.lax.cond(collecting, collect, lambda current: current, state)
         return jax.lax.cond(closing, close, lambda current: current, state)
+
+    def _rescale(self, old: MassState, new: MassState, identity):
+        """The step's factor when the inverse mass matrix changes from ``old`` to ``new``
+        (:func:`~ppl_ebm.kernels.adaptation.mass_matrix.step_rescale`) for the cross-chain
+        scheme, whose short warmups have no steps to re-find it; None (the step carries over, as
+        before) for dual averaging, which has the steps and whose runs stay as they were."""
+        if self.step_size_adaptation != "cross_chain":
+            return None
+        return step_rescale(old.preconditioner.inverse_mass, new.preconditioner.inverse_mass, identity)
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
@@ -275,13 +285,15 @@ def _preconditioner(state: SamplerState):
     return None if state.mass is None else state.mass.preconditioner
 
 
-def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState) -> SamplerState:
-    """A new inverse mass matrix changes what a step means: restart the dual averaging from the
-    step it averaged so far (as Stan restarts it at each window's end); ULA and a fixed step
-    keep theirs."""
+def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState,
+                       factor: jax.Array | None = None) -> SamplerState:
+    """A new inverse mass matrix changes what a step means: restart the adaptation from the step
+    it averaged so far (as Stan restarts it at each window's end), times ``factor`` (the
+    cross-chain scheme's :meth:`LangevinSampler._rescale`); ULA and a fixed step keep theirs."""
     if adaptation is None:
         return state
     step_size = jnp.exp(adaptation.final(state.adaptation))
+    step_size = step_size if factor is None else step_size * factor
     return state._replace(step_size=step_size, adaptation=adaptation.init(jnp.log(step_size)))
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ppl_ebm.kernels import cross_chain_torch, cycle
 from ppl_ebm.kernels.adaptation.mass_matrix import (
-    MassState, WelfordState, pooled, regularised_covariance, welford_init, window_flags,
+    MassState, WelfordState, pooled, regularised_covariance, step_rescale, welford_init, window_flags,
 )
 from ppl_ebm.kernels.adaptation.step_size import StepSizeAdaptation, step_size_adaptation
 from ppl_ebm.kernels.langevin_torch import (
@@ -171,7 +171,14 @@ class LangevinSampler(NamedTuple):
             welford.mean.shape[-1], dtype=welford.mean.dtype, device=welford.mean.device)
         mass = MassState(preconditioner(regularised_covariance(welford, identity)),
                          WelfordState(welford.count * 0.0, torch.zeros_like(welford.mean), torch.zeros_like(welford.m2)))
-        return _restart_step_size(self.adaptation(params), state._replace(mass=mass))
+        return _restart_step_size(self.adaptation(params), state._replace(mass=mass),
+                                  self._rescale(state.mass, mass, identity))
+
+    def _rescale(self, old: MassState, new: MassState, identity):
+        """See :meth:`ppl_ebm.kernels.samplers_jax.LangevinSampler._rescale`."""
+        if self.step_size_adaptation != "cross_chain":
+            return None
+        return step_rescale(old.preconditioner.inverse_mass, new.preconditioner.inverse_mass, identity)
 
     def _ula(self, rng_key, state, potential_and_grad_fn, params):
         step_size, noise_scale = _schedule(state.iteration, params)
@@ -244,11 +251,13 @@ def _preconditioner(state: SamplerState):
     return None if state.mass is None else state.mass.preconditioner
 
 
-def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState) -> SamplerState:
+def _restart_step_size(adaptation: StepSizeAdaptation | None, state: SamplerState,
+                       factor: torch.Tensor | None = None) -> SamplerState:
     """See :func:`ppl_ebm.kernels.samplers_jax._restart_step_size`."""
     if adaptation is None:
         return state
     step_size = torch.exp(adaptation.final(state.adaptation))
+    step_size = step_size if factor is None else step_size * factor
     return state._replace(step_size=step_size, adaptation=adaptation.init(torch.log(step_size)))
 
 

@@ -29,7 +29,9 @@ import numpy as np
 
 from ppl_ebm.diagnostics.summary import summarize
 from ppl_ebm.kernels.cycle import check_independence_every
-from ppl_ebm.kernels.registry import BACKENDS, get_sampler, sampler_names
+from ppl_ebm.kernels.registry import (
+    BACKENDS, check_step_size_adaptation, get_sampler, our_step_adaptation, sampler_names,
+)
 from ppl_ebm.sampling import sample
 from ppl_ebm.targets.target_check import checked_target
 from ppl_ebm.validation import check_positive_ints
@@ -61,6 +63,8 @@ class SamplerStudyConfig:
     # mala-imh: every k-th step an independence step; 2 beat 4 on both NS-GAN targets
     # (ESS/s 4,375 vs 1,880 and 1,694 vs 1,171, torch, 10 s budget).
     independence_every: int = 2
+    # Our MALA family's warmup step adaptation (the registry's step_size_adaptation option).
+    step_size_adaptation: str = "dual_averaging"
     check_target: bool = True
     max_draws: int = 20_000
     seed: int = 0
@@ -75,6 +79,7 @@ class SamplerStudyConfig:
         if self.independence_every is None:
             raise ValueError("independence_every must be an int >= 2 for the mala-imh methods, got None.")
         check_independence_every(self.independence_every)
+        check_step_size_adaptation(self.step_size_adaptation)
         if not (isinstance(self.warmup, int) and self.warmup >= 0):
             raise ValueError(f"warmup must be an int >= 0, got {self.warmup!r}.")
         return self
@@ -89,6 +94,7 @@ def _settings(method: str, config: SamplerStudyConfig) -> tuple[str, str, int, d
         options = {"step_size": config.ula_step_size} if spec.kernel == "ula" else {}
         if spec.validate({}).get("independence_every") is not None:  # mala-imh: the study's cycle length
             options["independence_every"] = config.independence_every
+        options.update(our_step_adaptation(spec, config.step_size_adaptation))
         return sampler, backend, config.langevin_chains, options
     if spec.family == "blackjax":  # many-chain baselines: as many chains as ours, BlackJAX's own tuning
         return sampler, backend, config.langevin_chains, {}

@@ -12,7 +12,8 @@ bias stays under 0.01; ratios are taken between our best and BlackJAX's best con
 and where either side has none converged the line says so and compares unconverged runs.
 
 Tuning, each as its authors recommend: our MALA family with per-chain dual averaging to 0.574
-and the diagonal mass matrix from cross-chain statistics (our defaults); NumPyro's NUTS with
+and the diagonal mass matrix from cross-chain statistics (our defaults; ``step_size_adaptation=
+"cross_chain"`` for warmups of tens of steps); NumPyro's NUTS with
 its defaults (0.8, diagonal mass in Stan's windows; chains vectorised); ChEES as BlackJAX
 ships it (0.651 harmonic-mean acceptance, Adam 0.5); MEADS with its defaults (4 folds);
 MAMS with BlackJAX's adjusted-MCLMC tuner at the authors' settings (0.9, fractions 0.1).
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ppl_ebm.diagnostics.summary import summarize
-from ppl_ebm.kernels.registry import get_sampler, sampler_names
+from ppl_ebm.kernels.registry import check_step_size_adaptation, get_sampler, our_step_adaptation, sampler_names
 from ppl_ebm.sampling import sample
 from ppl_ebm.studies.bias import THRESHOLD, bias_metrics, latent_ebm_truth, standard_truth
 from ppl_ebm.targets.standard import STANDARD_TARGETS, standard_target
@@ -51,6 +52,7 @@ class BiasStudyConfig:
     draws: int = 300
     quadrature_points: int = 500  # the first grid; doubled until its own error is 1% of the bias threshold
     importance_draws: int = 200_000  # a larger latent's first prior draws; doubled the same way
+    step_size_adaptation: str = "dual_averaging"  # our MALA family's (the registry's option)
     seed: int = 0
 
     def validate(self) -> "BiasStudyConfig":
@@ -58,6 +60,7 @@ class BiasStudyConfig:
         if unknown:
             raise ValueError(f"Unknown sampler(s) {sorted(unknown)} for the bias study; choose from {list(BIAS_SAMPLERS)}.")
         check_positive_ints(self, ("chains", "nuts_chains", "warmup", "draws", "quadrature_points", "importance_draws"))
+        check_step_size_adaptation(self.step_size_adaptation)
         if self.importance_draws < 1000:
             raise ValueError(f"importance_draws must be >= 1000 (its standard error and k-hat need them), got "
                              f"{self.importance_draws!r}.")
@@ -107,10 +110,12 @@ def warm_target(model, chains: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def run_row(model, truth, sampler: str, chains: int, warmup: int, draws: int, seed: int) -> dict[str, Any]:
-    """One sampler on one target: the bias metrics, ESS per gradient and per second."""
+def run_row(model, truth, sampler: str, chains: int, warmup: int, draws: int, seed: int,
+            step_size_adaptation: str = "dual_averaging") -> dict[str, Any]:
+    """One sampler on one target: the bias metrics, ESS per gradient and per second.
+    ``step_size_adaptation``: our MALA family's scheme (the baselines keep their own tuning)."""
     result = sample(model, sampler, "jax", num_chains=chains, num_warmup=warmup, num_samples=draws, seed=seed,
-                    progress_bar=False)
+                    progress_bar=False, **our_step_adaptation(get_sampler(sampler), step_size_adaptation))
     stats = result.stats
     summary = summarize(result, max_chains=None, engine="fast")
     row = bias_metrics(np.asarray(result.latents), truth, float(np.mean(stats["grad_evals"])), warmup, draws)
@@ -176,7 +181,8 @@ def run_bias_study(config: BiasStudyConfig, log=print) -> dict[str, Any]:
         for sampler in config.samplers:
             chains = config.nuts_chains if sampler == "nuts" else config.chains
             start = time.perf_counter()
-            row = run_row(model, truth, sampler, chains, config.warmup, config.draws, config.seed)
+            row = run_row(model, truth, sampler, chains, config.warmup, config.draws, config.seed,
+                          config.step_size_adaptation)
             row["study_seconds"] = time.perf_counter() - start
             to = "never" if row["grads_to_low_bias"] is None else f"{row['grads_to_low_bias']:.0f}"
             log(f"  {sampler}: grads to low bias {to} (of {row['grads_per_chain']:.0f}), b2_max {row['b2_max']:.2g}, "

@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 __all__ = [
     "CROSS_CHAIN_MIN_CHAINS", "MASS_MATRICES", "MassState", "WelfordState", "pooled", "regularised_covariance",
     "welford_merge",
-    "reported_inverse_mass", "welford_init", "welford_update", "window_flags",
+    "reported_inverse_mass", "step_rescale", "welford_init", "welford_update", "window_flags",
 ]
 
 MASS_MATRICES = ("none", "diag", "dense")
@@ -114,6 +114,25 @@ def regularised_covariance(state: WelfordState, identity: Any) -> Any:
     count = state.count
     covariance = state.m2 / (count - 1.0)
     return covariance * (count / (count + 5.0)) + identity * (1e-3 * 5.0 / (count + 5.0))
+
+
+def step_rescale(old_inverse_mass: Any, new_inverse_mass: Any, identity: Any) -> Any:
+    """The factor, one per group of chains (shape ``(groups,)``), that keeps MALA's acceptance
+    when the inverse mass matrix changes from ``old`` to ``new``; ``identity`` is the window's
+    (ones shaped as a diagonal matrix, or the ``(dim, dim)`` identity whose product picks a dense
+    matrix's diagonal).
+
+    MALA's acceptance on a Gaussian falls with ``sum_i h_i^3``, ``h_i = step m_i / sigma_i^2``
+    the effective step of coordinate ``i`` (Roberts & Rosenthal 2001, inhomogeneous scales).
+    The new matrix estimates ``sigma_i^2``, so keeping that sum gives ``new step = old step x
+    mean_i((m_old,i / m_new,i)^3)^(1/3)``: the old step was held down by the smallest scale, the
+    new one is not. Stan re-runs its step-size heuristic after each window instead; a warmup of
+    tens of steps has no steps to spare for that (a 20-step warmup closes its window 2 steps
+    before the end). Arithmetic only, for both backends."""
+    dense = old_inverse_mass.ndim != identity.ndim
+    old = (old_inverse_mass * identity).sum(-1) if dense else old_inverse_mass
+    new = (new_inverse_mass * identity).sum(-1) if dense else new_inverse_mass
+    return ((old / new) ** 3).mean(-1) ** (1.0 / 3.0)
 
 
 def window_flags(done: Any, num_warmup: Any) -> tuple[Any, Any]:
