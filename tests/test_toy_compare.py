@@ -21,10 +21,14 @@ def tiny_model(tmp_path_factory):
                            fine_tune=FineTuneConfig(steps=20, batch_size=64, pool_size=10_000))
 
 
-def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
+def test_compare_every_kind_of_method_at_toy_size(tiny_model, tmp_path, capsys):
     output = tmp_path / "out"
-    samplers = ("ula", "mala", "nuts", "hmc", "mala-imh")
-    methods = ["generator", "drs", "mh_gan", "dot"] + [f"{s}/{b}" for s in samplers for b in ("torch", "jax")]
+    # Every baseline and every sampler, each on one backend but MALA on both (the rows' plumbing is
+    # the same for every sampler/backend; each pair is tested against closed forms elsewhere).
+    # Every pair ran 150 s of the CI's time; the four dropped (ula/torch, nuts/torch, hmc/jax,
+    # mala-imh/jax) were 40% of it.
+    sampler_runs = ("ula/jax", "mala/torch", "mala/jax", "nuts/jax", "hmc/torch", "mala-imh/torch")
+    methods = ["generator", "drs", "mh_gan", "dot", *sampler_runs]
     code = main([
         "compare", "--model", str(tiny_model), "--methods", *methods, "--num-samples", "200", "--chains", "200", "--steps", "20",
         # NUTS/HMC at 20 + 100 steps (2 x 100 = --num-samples): at the defaults, 200 + 1250, Pyro's
@@ -36,7 +40,7 @@ def test_compare_every_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert code == 0
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["dataset"] == "25gaussians" and metrics["num_samples"] == 200
-    expected = {"data", "generator", "drs", "mh_gan", "dot"} | {f"{s}/{b}" for s in samplers for b in ("torch", "jax")}
+    expected = {"data", "generator", "drs", "mh_gan", "dot", *sampler_runs}
     assert set(metrics["methods"]) == expected
     for name, row in metrics["methods"].items():
         for key in ("emd", "modes_recovered", "high_quality_fraction", "ess_bulk_min", "rhat_max",
