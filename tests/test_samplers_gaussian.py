@@ -103,7 +103,8 @@ def test_mala_adapted_acceptance_near_target(runs, backend):
 @pytest.mark.parametrize("backend", ["torch", "jax"])
 def test_cross_chain_step_after_a_twenty_step_warmup(problem, backend):
     # mala-imh's 20-step warmup makes 10 MALA updates; the cross-chain scheme lands every chain's
-    # one step near 0.574 from a start 100x too small, and the draws keep the closed form.
+    # one step near 0.574 from a start ~1000x too small (1e-3; it ends near 1.7), and the draws keep
+    # the closed form.
     result = ppl_ebm.sample(problem.ebm, "mala-imh", backend, num_chains=512, num_warmup=20, num_samples=200,
                             seed=5, progress_bar=False, step_size=1e-3, step_size_adaptation="cross_chain")
     steps = result.stats["step_size"]

@@ -40,7 +40,8 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
     # 2 cores); its own test below runs it at --quick size.
     output = tmp_path / "samplers"
     # One of each kind (Pyro NUTS, NumPyro NUTS, our MALA on torch, MALA with independence steps on
-    # JAX); HMC and ULA rows take the same path (the compare test runs them).
+    # JAX); every method runs the same path once its settings are chosen (the next test checks
+    # those of the kinds left out here: HMC's leapfrog count, ULA's step).
     code = main(["samplers", "--models", "swissroll-nsgan", "--methods", "pyro-nuts-1", "nuts/jax",
                  "mala/torch", "mala-imh/jax", "--budget", "0.3", "--chains", "16", "--jax-hmc-chains", "4",
                  "--torch-hmc-chains", "2", "--warmup", "10", "--parts", "time", "--output", str(output)])
@@ -65,6 +66,21 @@ def test_samplers_command_writes_its_report(tmp_path, capsys):
     report = (output / "samplers.md").read_text()
     assert "R-hat < 1.01 reached by" in report and "Target check: potential minimum" in report
     assert "ESS/s (sampling)" in capsys.readouterr().out
+
+
+def test_samplers_time_part_settings_of_each_method_kind():
+    from ppl_ebm.studies.samplers import SamplerStudyConfig, _settings
+
+    config = SamplerStudyConfig(step_size_adaptation="cross_chain").validate()
+    assert _settings("pyro-nuts-1", config) == ("nuts", "torch", 1, {})
+    assert _settings("hmc/jax", config) == ("hmc", "jax", config.jax_hmc_chains,
+                                            {"num_steps": 16, "trajectory_length": None})
+    assert _settings("hmc/torch", config) == ("hmc", "torch", config.torch_hmc_chains,
+                                              {"num_steps": 16, "step_size": 0.05})
+    assert _settings("ula/jax", config) == ("ula", "jax", config.langevin_chains, {"step_size": config.ula_step_size})
+    assert _settings("mala-imh/torch", config) == ("mala-imh", "torch", config.langevin_chains, {
+        "independence_every": config.independence_every, "step_size_adaptation": "cross_chain"})
+    assert _settings("meads/jax", config) == ("meads", "jax", config.langevin_chains, {})  # its authors' tuning
 
 
 def test_samplers_command_bias_part_reports_truth_tables_and_ratios(tmp_path, capsys):

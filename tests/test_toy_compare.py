@@ -25,8 +25,8 @@ def test_compare_every_kind_of_method_at_toy_size(tiny_model, tmp_path, capsys):
     output = tmp_path / "out"
     # Every baseline and every sampler, each on one backend but MALA on both (the rows' plumbing is
     # the same for every sampler/backend; each pair is tested against closed forms elsewhere).
-    # Every pair ran 150 s of the CI's time; the four dropped (ula/torch, nuts/torch, hmc/jax,
-    # mala-imh/jax) were 40% of it.
+    # Every pair on both backends made this the suite's slowest test (122 s); dropped: ula/torch,
+    # nuts/torch, hmc/jax, mala-imh/jax.
     sampler_runs = ("ula/jax", "mala/torch", "mala/jax", "nuts/jax", "hmc/torch", "mala-imh/torch")
     methods = ["generator", "drs", "mh_gan", "dot", *sampler_runs]
     code = main([
