@@ -238,7 +238,7 @@ _ULA_OPTIONS = (
 def _mala_options(independence_every: Option) -> tuple[Option, ...]:
     return (
         Option("step_size", 0.01, _positive_float("step_size"), "initial step size"),
-        Option("adapt_step_size", True, _boolean("adapt_step_size"), "dual averaging in warmup"),
+        Option("adapt_step_size", True, _boolean("adapt_step_size"), "adapt the step in warmup (step_size_adaptation)"),
         Option("target_accept_prob", 0.574, _probability, "0.574: Roberts & Rosenthal 1998"),
         Option("per_chain_step_size", True, _boolean("per_chain_step_size"), "one adapted step per chain"),
         Option("step_size_adaptation", "dual_averaging", check_step_size_adaptation,
