@@ -194,22 +194,20 @@ def _steps_or_none(name: str) -> Callable[[Any], int | None]:
     return lambda value: None if value is None else check_int(name, value, 1)
 
 
-def _mass_matrix(value) -> str:
-    if not isinstance(value, str):
-        raise ArgumentTypeError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r} ({type(value).__name__}).")
-    if value not in MASS_MATRICES:
-        raise ValueError(f"mass_matrix must be one of {MASS_MATRICES}, got {value!r}.")
-    return value
+def _one_of(name: str, choices) -> Callable[[Any], str]:
+    """A check that a value is one of the strings ``choices``: a wrong type is refused as such."""
+    def check(value) -> str:
+        if not isinstance(value, str):
+            raise ArgumentTypeError(f"{name} must be one of {choices}, got {value!r} ({type(value).__name__}).")
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {choices}, got {value!r}.")
+        return value
+    return check
 
 
-def check_step_size_adaptation(value) -> str:
-    """``value`` if it names a step-size adaptation scheme; a clear error otherwise."""
-    if not isinstance(value, str):
-        raise ArgumentTypeError(
-            f"step_size_adaptation must be one of {sorted(ADAPTATIONS)}, got {value!r} ({type(value).__name__}).")
-    if value not in ADAPTATIONS:
-        raise ValueError(f"step_size_adaptation must be one of {sorted(ADAPTATIONS)}, got {value!r}.")
-    return value
+_mass_matrix = _one_of("mass_matrix", MASS_MATRICES)
+#: ``value`` if it names a step-size adaptation scheme; a clear error otherwise (the studies use it too).
+check_step_size_adaptation = _one_of("step_size_adaptation", sorted(ADAPTATIONS))
 
 
 def _required_independence_every(value) -> int:

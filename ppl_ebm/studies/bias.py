@@ -37,6 +37,10 @@ class Truth:
     source: str
     second_se: np.ndarray | None = None  # standard error of ``second`` where it is estimated
 
+    def b2(self, second: np.ndarray) -> np.ndarray:
+        """The standardised squared bias of estimates ``second`` of E[x^2] (last axis: coordinates)."""
+        return (second - self.second) ** 2 / self.variance
+
 
 def standard_truth(target, draws: int = 1_000_000) -> Truth:
     """A standard target's truth: ``E[x^2]`` in closed form, ``Var[x^2]`` from exact draws."""
@@ -216,7 +220,7 @@ def bias_curve(latents: np.ndarray, truth: Truth) -> np.ndarray:
     """``b2_max`` of the draws up to each draw, all chains pooled; ``latents`` (chain, draw, dim)."""
     running = np.cumsum((latents.astype(np.float64) ** 2).mean(axis=0), axis=0)
     running /= np.arange(1, latents.shape[1] + 1)[:, None]
-    return ((running - truth.second) ** 2 / truth.variance).max(axis=1)
+    return truth.b2(running).max(axis=1)
 
 
 def bias_metrics(latents: np.ndarray, truth: Truth, grads_per_chain: float, warmup: int, draws: int) -> dict:
@@ -225,7 +229,7 @@ def bias_metrics(latents: np.ndarray, truth: Truth, grads_per_chain: float, warm
 
     Gradients are spread evenly over the steps (warmup included): exact for MALA and MEADS, an
     average for samplers with varying trajectories (NUTS, ChEES, MAMS)."""
-    b2 = ((latents.astype(np.float64) ** 2).mean(axis=(0, 1)) - truth.second) ** 2 / truth.variance
+    b2 = truth.b2((latents.astype(np.float64) ** 2).mean(axis=(0, 1)))
     curve = bias_curve(latents, truth)
     warmup_share = warmup / (warmup + draws)
     spent = lambda index: grads_per_chain * (warmup_share + (1 - warmup_share) * (index + 1) / len(curve))  # noqa: E731

@@ -90,7 +90,7 @@ def prior_bias(ebm, truth, draws: int = 100_000, seed: int = 0) -> float:
 
     with torch.no_grad():
         z = ebm.prior_sample(draws, torch.Generator(device=ebm.device).manual_seed(seed)).double().cpu().numpy()
-    return float(np.max(((z**2).mean(axis=0) - truth.second) ** 2 / truth.variance))
+    return float(np.max(truth.b2((z**2).mean(axis=0))))
 
 
 def warm_target(model, chains: int, seed: int) -> float:
