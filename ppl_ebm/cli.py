@@ -1,7 +1,7 @@
 """The ``ppl-ebm`` command.
 
 ``ppl-ebm compare`` (the main job) runs DDLS's synthetic experiment on a zoo model (default:
-the shipped 25-Gaussians WGAN-GP): generator only, DRS, MH-GAN, DOT and DDLS with every
+the shipped 25-Gaussians NS-GAN, ``25gaussians-nsgan``): generator only, DRS, MH-GAN, DOT and DDLS with every
 sampler x backend, scored by exact W1, the papers' W2^2 "EMD" and DDLS Table 1's mode metrics, with ESS figures for
 the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
 ``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
@@ -794,38 +794,65 @@ def _run_report(args, parser) -> int:
     return 0
 
 
+def _classifier_parser(subparsers) -> None:
+    from ppl_ebm.cli_images import classifier_parser
+
+    classifier_parser(subparsers)
+
+
+def _latent_parsers(subparsers) -> None:
+    from ppl_ebm.cli_latent import latent_parsers
+
+    latent_parsers(subparsers)
+
+
+# Each command -> the function adding its parser (some add several). Building a parser imports
+# what its defaults come from (torch, POT, the studies: seconds), so a run builds only its own
+# command's; help, no command or an unknown one builds all, to list them.
+_PARSERS = {
+    "compare": _compare_parser, "train": _train_parser, "calibrate": _calibrate_parser, "mixing": _mixing_parser,
+    "samplers": _samplers_parser, "sample": _sample_parser, "report": _report_parser,
+    "egan-table": _egan_table_parser, "egan-sample": _egan_sample_parser, "egan-rank": _egan_rank_parser,
+    "train-classifier": _classifier_parser, "train-vae": _latent_parsers, "train-flow": _latent_parsers,
+    "train-latent-ebm": _latent_parsers, "train-pixel-ebm": _latent_parsers,
+}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command named on the line (its first word, as the top-level parser has no options
+    but -h), or None."""
+    return argv[0] if argv and argv[0] in _PARSERS else None
+
+
+def _runner(command: str):
+    if command == "train-classifier":
+        from ppl_ebm.cli_images import run_train_classifier
+
+        return run_train_classifier
+    if command in ("train-vae", "train-flow", "train-latent-ebm", "train-pixel-ebm"):
+        from ppl_ebm import cli_latent
+
+        return getattr(cli_latent, "run_" + command.replace("-", "_"))
+    return {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing,
+            "samplers": _run_samplers, "sample": _run_sample, "report": _run_report, "egan-table": _run_egan_table,
+            "egan-sample": _run_egan_sample, "egan-rank": _run_egan_rank}[command]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ppl-ebm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command")
-    _compare_parser(subparsers)
-    _train_parser(subparsers)
-    _calibrate_parser(subparsers)
-    _mixing_parser(subparsers)
-    _samplers_parser(subparsers)
-    _sample_parser(subparsers)
-    _report_parser(subparsers)
-    _egan_table_parser(subparsers)
-    _egan_sample_parser(subparsers)
-    _egan_rank_parser(subparsers)
-    from ppl_ebm.cli_images import classifier_parser, run_train_classifier
-
-    classifier_parser(subparsers)
-    from ppl_ebm.cli_latent import (latent_parsers, run_train_flow, run_train_latent_ebm, run_train_pixel_ebm,
-                                   run_train_vae)
-
-    latent_parsers(subparsers)
+    command = _command_of(list(sys.argv[1:] if argv is None else argv))
+    builders = [_PARSERS[command]] if command is not None else list(dict.fromkeys(_PARSERS.values()))
+    for build in builders:
+        build(subparsers)
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing, "samplers": _run_samplers,
-              "sample": _run_sample, "report": _run_report, "train-classifier": run_train_classifier,
-              "egan-table": _run_egan_table, "egan-sample": _run_egan_sample, "egan-rank": _run_egan_rank,
-              "train-vae": run_train_vae, "train-flow": run_train_flow,
-              "train-latent-ebm": run_train_latent_ebm, "train-pixel-ebm": run_train_pixel_ebm}[args.command]
+    runner = _runner(args.command)
     code = runner(args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code

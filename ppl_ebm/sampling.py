@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ppl_ebm.drivers.convergence import check_convergence_settings, continue_until_converged
 from ppl_ebm.kernels.registry import BACKENDS, SamplerSpec, get_sampler, sampler_names
 from ppl_ebm.result import SampleResult
-from ppl_ebm.targets.latent_ebm import LatentEBM
 from ppl_ebm.targets.protocol import Target, has_standard_normal_prior
 from ppl_ebm.validation import ArgumentTypeError, check_bool, check_finite_rows, check_int, check_output_dir, check_seed
+
+if TYPE_CHECKING:  # torch loads only when a torch target is used (see _is_torch_ebm)
+    from ppl_ebm.targets.latent_ebm import LatentEBM
 
 __all__ = ["BACKENDS", "SAMPLERS", "sample"]
 
@@ -58,7 +61,7 @@ def _validate(target, spec: SamplerSpec, backend, num_chains, num_warmup, num_sa
 
     if isinstance(target, LatentEBMJax) and backend != "jax":
         raise ValueError("A LatentEBMJax can only be sampled with backend='jax'.")
-    if not isinstance(target, (LatentEBM, LatentEBMJax)) and not callable(target):
+    if not (_is_torch_ebm(target) or isinstance(target, LatentEBMJax)) and not callable(target):
         raise TypeError(
             "target must be a ppl_ebm.LatentEBM, a LatentEBMJax, or a model callable "
             f"(Pyro for backend='torch', NumPyro for 'jax'); got {type(target).__name__}."
@@ -123,6 +126,13 @@ class _Prepared:
         self.latent = hasattr(target, "generate")
 
 
+def _is_torch_ebm(target) -> bool:
+    """Whether ``target`` is a torch :class:`~ppl_ebm.LatentEBM`, without importing torch: if its
+    module was never imported, no such object exists (a JAX run then never loads torch)."""
+    module = sys.modules.get("ppl_ebm.targets.latent_ebm")
+    return module is not None and isinstance(target, module.LatentEBM)
+
+
 def _potential_of(target):
     """A pytree target's batched potential in u: module level, so compiled programs are shared."""
     return target.potential
@@ -136,7 +146,7 @@ def _torch_target(target, num_chains, seed, initial_params, model_args, model_kw
     from ppl_ebm.ppl import pyro_potential
 
     rng = torch.Generator().manual_seed(seed)
-    if not isinstance(target, LatentEBM):
+    if not _is_torch_ebm(target):
         target = pyro_potential.batched_potential_from_model(target, model_args, model_kwargs)
     position = None if initial_params is not None else target.initial_positions(num_chains, rng)
     return _Prepared(target, position, TorchProblem(target.potential, prior_proposal_torch(target)))
@@ -151,7 +161,7 @@ def _jax_target(target, num_chains, seed, initial_params, model_args, model_kwar
     from ppl_ebm.targets.latent_ebm_jax import LatentEBMJax
 
     key = jax.random.fold_in(jax.random.key(seed), 1)
-    if isinstance(target, LatentEBM):
+    if _is_torch_ebm(target):
         target = target.to_jax()
     if isinstance(target, LatentEBMJax):
         # A pytree: its weights are an argument of the compiled program, shared across calls.
@@ -347,7 +357,7 @@ def sample(
     check_bool("progress_bar", progress_bar)
     if until is not None:
         check_convergence_settings(target_rhat, target_ess, max_samples, num_samples, thinning, return_generated)
-    if return_generated and not isinstance(target, LatentEBM) and not hasattr(target, "generate"):
+    if return_generated and not _is_torch_ebm(target) and not hasattr(target, "generate"):
         raise ValueError("return_generated=True needs a latent EBM target.")
     if not isinstance(model_args, (tuple, list)):
         raise ArgumentTypeError(f"model_args must be a tuple of the model's positional arguments, got "
@@ -436,7 +446,7 @@ def _place(placement: ExitStack, device: str | None, target, backend: str) -> No
 
     if backend == "torch":
         resolved = devices.torch_device(device)
-        if isinstance(target, LatentEBM):
+        if _is_torch_ebm(target):
             target.to(resolved)
         elif resolved.type != "cpu":
             raise ValueError("device= moves a latent EBM's networks; a Pyro model's tensors stay where the "
@@ -468,7 +478,7 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
     from ppl_ebm.drivers.zarr_store import ZarrDrawStore
 
     # The draws are z itself only for a latent EBM under N(0, I); otherwise the unconstrained u.
-    latent = isinstance(target, LatentEBM) or hasattr(target, "generate")
+    latent = _is_torch_ebm(target) or hasattr(target, "generate")
     variable = "z" if latent and has_standard_normal_prior(target) else "u"
     attributes = {
         "inference_library": "ppl_ebm", "sampler": sampler, "backend": backend, "seed": seed,

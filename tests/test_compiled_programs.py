@@ -123,3 +123,16 @@ def test_a_torch_target_reuses_its_program_with_the_weights_it_has_now():
     assert reused.stats["compile_seconds"] == 0.0
     np.testing.assert_array_equal(reused.latents, _fresh(torch_ebm, "mala").latents)
     assert not np.array_equal(reused.latents, first.latents)
+
+
+def test_a_warmup_chunk_as_long_as_the_first_sampling_chunk_runs_its_program(ebm_jax):
+    # 20 warmup steps then 20 draws: one chunk program (the draws' one, its positions dropped in
+    # warmup), not two. The chains move the same whichever program ran the warmup: a run of 100
+    # draws (whose warmup runs the no-draws program) starts with the same 20 draws.
+    run = dict(num_chains=16, num_warmup=20, seed=1, progress_bar=False)
+    run_jax._PROGRAMS.clear()
+    short = ppl_ebm.sample(ebm_jax, "mala", "jax", num_samples=20, **run)
+    assert len(run_jax._PROGRAMS) == 1
+    longer = ppl_ebm.sample(ebm_jax, "mala", "jax", num_samples=100, **run)
+    assert len(run_jax._PROGRAMS) == 3  # its warmup's (20 steps, no draws) and its draws' (100)
+    np.testing.assert_array_equal(short.latents, longer.latents[:, :20])

@@ -69,10 +69,9 @@ class _ProcessRun:
                           "--chains", str(chains), "--warmup", str(warmup), "--samples", str(samples),
                           "--output", str(self.store), "--num-processes", str(processes), "--no-progress",
                           *(argument for option in options for argument in ("--option", option))]
-        # The resumed processes reuse the killed ones' compiled programs (JAX's compilation cache).
-        self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1",
-                    "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-cache"),
-                    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+        # The resumed processes reuse the killed ones' compiled programs through the session's JAX
+        # compilation cache (conftest.py).
+        self.env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
 
     def launch(self, session: str, kill: dict[str, str]) -> list[subprocess.Popen]:
         """Every process; ``kill`` (KILL_AFTER / KILL_BEFORE) is process 1's."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import sys
 import types
 from collections.abc import Mapping
 from typing import Any
@@ -77,10 +78,8 @@ class _Walker:
             self.put("<seen>")
             return
         self.seen.add(id(value))
-        try:
-            import torch
-        except ImportError:  # pragma: no cover - torch is a dependency
-            torch = None
+        # A torch object exists only if torch was imported: a JAX run's fingerprint never loads it.
+        torch = sys.modules.get("torch")
         if torch is not None and isinstance(value, torch.nn.Module):
             self.module(value, depth)
         elif torch is not None and isinstance(value, torch.Tensor):

@@ -35,6 +35,8 @@ class Advance(Protocol):
     description: str
     compile_seconds: float
     sampler: Any  # the pure kernel (its optional evaluations(iteration) counts the stats' evaluations)
+    #: True where each chunk shape is a program compiled apart (JAX): see ``run_chunks``'s warmup.
+    compiles: bool
 
     def __call__(self, chain: Any, num_draws: int, thinning: int, collect: bool) -> tuple[Any, np.ndarray | None]:
         """``num_draws`` x ``thinning`` steps; the kept positions ``(draws, chains, dim)`` if ``collect``."""
@@ -88,6 +90,10 @@ def run_chunks(
     advance.check_resumed(chain, done, num_warmup)
     resumed_at = done
     per_chunk = chunk_draws(thinning, num_chains, dim)
+    # A compiling backend runs a warmup chunk as long as the first sampling chunk with that
+    # chunk's program, its positions dropped: one program to compile instead of two (the same
+    # steps; the kept positions take a sampling chunk's memory, which the run holds anyway).
+    shared_length = min(per_chunk, num_draws) if advance.compiles and thinning == 1 else None
     compile_before = advance.compile_seconds
     warmup_end = start if done >= num_warmup else None
     warmup_compile = 0.0
@@ -97,7 +103,7 @@ def run_chunks(
         bar.update(done - first)
         while done < num_warmup:
             steps = min(CHUNK_STEPS - done % CHUNK_STEPS, num_warmup - done)
-            chain, _ = advance(chain, steps, 1, False)
+            chain, _ = advance(chain, steps, 1, steps == shared_length)
             done += steps
             if sink.resumable:
                 sink.checkpoint(advance.state_arrays(chain), progress_record(

@@ -75,6 +75,8 @@ def _is_pytree(value) -> bool:
 class _Advance:
     """Compiles ``num_draws`` draws of ``thinning`` steps each, once per shape and structure."""
 
+    compiles = True  # run_chunks gives warmup the sampling chunk's program where the lengths agree
+
     def __init__(self, sampler: LangevinSampler, params: LangevinParams, problem: JaxProblem):
         self.sampler, self.params, self.problem = sampler, params, problem
         self.shared = _is_pytree(problem.weights)

@@ -54,6 +54,7 @@ class _Advance:
     """Steps in a Python loop; the kept positions go to one preallocated buffer per chunk."""
 
     compile_seconds = 0.0
+    compiles = False  # nothing to share: warmup keeps no positions
 
     def __init__(self, sampler: LangevinSampler, params: LangevinParams, problem: TorchProblem):
         self.sampler, self.params, self.proposal = sampler, params, problem.proposal
