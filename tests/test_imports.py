@@ -185,3 +185,25 @@ def test_importing_the_package_keeps_the_matplotlib_backend():
     done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1].lower() == backend
+
+
+def test_a_jax_run_of_the_command_never_loads_torch_or_pot(tmp_path):
+    """``ppl-ebm sample --backend jax`` on a NumPyro model, in a fresh interpreter, runs without
+    importing torch or POT (seconds of start-up in every process of a multi-process run): the
+    package's torch classes load on first use and the command builds its own parser only."""
+    (tmp_path / "model.py").write_text(
+        "import numpyro, numpyro.distributions as dist\n\n"
+        "def model():\n"
+        "    numpyro.sample('x', dist.Normal(0.0, 1.0))\n")
+    code = (
+        "import sys\n"
+        "from ppl_ebm import cli\n"
+        f"code = cli.main(['sample', '--model', {str(tmp_path / 'model.py')!r}, '--backend', 'jax', '--chains', '2', "
+        f"'--warmup', '5', '--samples', '5', '--output', {str(tmp_path / 'run.zarr')!r}, '--no-progress'])\n"
+        "print(code, sorted(name for name in ('torch', 'ot', 'pyro') if name in sys.modules))\n"
+    )
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout[-3000:]
