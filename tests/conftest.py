@@ -30,8 +30,6 @@ def pytest_configure(config):
     tiny ones NumPyro's model set-up compiles op by op, which every fresh process repeats. Set on
     the controller before the workers start, so they inherit it; a fresh folder each session (no
     stale programs), removed at the end; a user's own setting is left alone."""
-    if hasattr(config.option, "loadscopereorder"):
-        config.option.loadscopereorder = False  # xdist queues files in SLOWEST_FIRST's order (below)
     if os.environ.get(_CACHE_VARIABLE) or hasattr(config, "workerinput"):
         return
     folder = tempfile.mkdtemp(prefix="ppl-ebm-tests-jax-cache-")
@@ -45,23 +43,3 @@ def pytest_unconfigure(config):
     folder = getattr(config, "_ppl_ebm_jax_cache", None)
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-# Two workers take whole files from one queue (`-n 2 --dist loadfile`) and the run ends when the
-# later one does. xdist queues files with the most tests first, which put the slow files of few
-# tests (multi-process runs, study commands) last, one worker running them while the other idled.
-# The slowest files first (worker-seconds of a full run, largest first; measured before the cuts
-# written in DEVELOPERS.md), then the rest as collected, leave the many short files to even the
-# two out. A stale list costs time only, never a result.
-SLOWEST_FIRST = (
-    "test_samplers_gaussian.py", "test_distributed_jax.py", "test_compiled_programs.py", "test_draw_store.py",
-    "test_distributed_torch.py", "test_latent_ebm_training.py", "test_independence_moves.py", "test_studies.py",
-    "test_preconditioning.py", "test_flex2mcmc.py", "test_zarr_store.py", "test_study_latent_diagnostics_smoke.py",
-    "test_priors.py", "test_toy_compare.py", "test_coupling.py", "test_ppl_drivers.py", "test_image_zoo.py",
-    "test_flow_training.py", "test_egan_training.py", "test_examples.py", "test_until_converged.py",
-)
-
-
-def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: within a file, as written
