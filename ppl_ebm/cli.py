@@ -806,54 +806,47 @@ def _latent_parsers(subparsers) -> None:
     latent_parsers(subparsers)
 
 
-# Each command -> the function adding its parser (some add several). Building a parser imports
-# what its defaults come from (torch, POT, the studies: seconds), so a run builds only its own
-# command's; help, no command or an unknown one builds all, to list them.
-_PARSERS = {
-    "compare": _compare_parser, "train": _train_parser, "calibrate": _calibrate_parser, "mixing": _mixing_parser,
-    "samplers": _samplers_parser, "sample": _sample_parser, "report": _report_parser,
-    "egan-table": _egan_table_parser, "egan-sample": _egan_sample_parser, "egan-rank": _egan_rank_parser,
-    "train-classifier": _classifier_parser, "train-vae": _latent_parsers, "train-flow": _latent_parsers,
-    "train-latent-ebm": _latent_parsers, "train-pixel-ebm": _latent_parsers,
+def _elsewhere(module: str, name: str):
+    """A runner defined in another CLI module, imported when the command runs."""
+    def run(args, parser) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(args, parser)
+    return run
+
+
+# Each command -> (the function adding its parser, some add several; its runner). Building a
+# parser imports what its defaults come from (torch, POT, the studies: seconds), so a run builds
+# only its own command's; help, no command or an unknown one builds all, to list them.
+_COMMANDS = {
+    "compare": (_compare_parser, _run_compare), "train": (_train_parser, _run_train),
+    "calibrate": (_calibrate_parser, _run_calibrate), "mixing": (_mixing_parser, _run_mixing),
+    "samplers": (_samplers_parser, _run_samplers), "sample": (_sample_parser, _run_sample),
+    "report": (_report_parser, _run_report), "egan-table": (_egan_table_parser, _run_egan_table),
+    "egan-sample": (_egan_sample_parser, _run_egan_sample), "egan-rank": (_egan_rank_parser, _run_egan_rank),
+    "train-classifier": (_classifier_parser, _elsewhere("ppl_ebm.cli_images", "run_train_classifier")),
+    **{command: (_latent_parsers, _elsewhere("ppl_ebm.cli_latent", "run_" + command.replace("-", "_")))
+       for command in ("train-vae", "train-flow", "train-latent-ebm", "train-pixel-ebm")},
 }
-
-
-def _command_of(argv: list[str]) -> str | None:
-    """The command named on the line (its first word, as the top-level parser has no options
-    but -h), or None."""
-    return argv[0] if argv and argv[0] in _PARSERS else None
-
-
-def _runner(command: str):
-    if command == "train-classifier":
-        from ppl_ebm.cli_images import run_train_classifier
-
-        return run_train_classifier
-    if command in ("train-vae", "train-flow", "train-latent-ebm", "train-pixel-ebm"):
-        from ppl_ebm import cli_latent
-
-        return getattr(cli_latent, "run_" + command.replace("-", "_"))
-    return {"compare": _run_compare, "train": _run_train, "calibrate": _run_calibrate, "mixing": _run_mixing,
-            "samplers": _run_samplers, "sample": _run_sample, "report": _run_report, "egan-table": _run_egan_table,
-            "egan-sample": _run_egan_sample, "egan-rank": _run_egan_rank}[command]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ppl-ebm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command")
-    command = _command_of(list(sys.argv[1:] if argv is None else argv))
-    builders = [_PARSERS[command]] if command is not None else list(dict.fromkeys(_PARSERS.values()))
+    words = list(sys.argv[1:] if argv is None else argv)
+    # The command is the first word: the top-level parser has no option but -h.
+    named = [words[0]] if words and words[0] in _COMMANDS else list(_COMMANDS)
+    builders = dict.fromkeys(_COMMANDS[command][0] for command in named)
     for build in builders:
         build(subparsers)
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in model cards
+    args.argv = words  # recorded in model cards
     if args.command is None:
         parser.print_help()
         return 2
     start = time.perf_counter()
-    runner = _runner(args.command)
-    code = runner(args, subparsers.choices[args.command])
+    code = _COMMANDS[args.command][1](args, subparsers.choices[args.command])
     print(f"Done in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return code
 
