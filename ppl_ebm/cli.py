@@ -168,6 +168,11 @@ def _fine_tune_arguments(parser) -> None:
                         help=f"BCE fine-tuning steps of the critic (default {defaults.steps}; 0: logistic head only)")
     parser.add_argument("--fine-tune-lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--fine-tune-batch", type=int, default=defaults.batch_size)
+    parser.add_argument("--proposal-scale", type=float, default=defaults.proposal_scale,
+                        help="latent std of the fine-tuning's generated batches, importance-weighted back to the "
+                             f"prior (default {defaults.proposal_scale:g}: the prior, DDLS 5.2); e.g. 2 teaches the "
+                             "critic a low logit off the data, so the DDLS target stays inside the prior's reach "
+                             "(the target check of `compare` says whether it did)")
 
 
 def _fine_tune_config(args, parser):
@@ -179,7 +184,8 @@ def _fine_tune_config(args, parser):
         return None
     try:
         return FineTuneConfig(steps=args.fine_tune_steps, learning_rate=args.fine_tune_lr,
-                              batch_size=args.fine_tune_batch, seed=args.seed).validate()
+                              batch_size=args.fine_tune_batch, seed=args.seed,
+                              proposal_scale=args.proposal_scale).validate()
     except ValueError as error:
         parser.error(str(error))
 
@@ -572,7 +578,7 @@ def _run_egan_rank(args, parser) -> int:
 
 
 def _run_zoo_compare(args, parser) -> int:
-    from ppl_ebm.studies.compare_report import format_compare_table, write_report
+    from ppl_ebm.studies.compare_report import format_compare_table, format_paired_ratios, write_report
     from ppl_ebm.studies.compare import COMPARE_MODEL, DEFAULT_METHODS, SWEEP_STEPS, CompareConfig, run_compare
     from ppl_ebm.zoo.store import model_dir
 
@@ -597,6 +603,9 @@ def _run_zoo_compare(args, parser) -> int:
         parser.error(str(error))
     output = run_compare(config, log=lambda message: print(message, file=sys.stderr, flush=True))
     print(format_compare_table(output.metrics))
+    paired = format_paired_ratios(output.metrics)
+    if paired:
+        print("\n" + paired)
     if output.sweep:
         sweep = output.sweep
         print("\nW1 vs ULA step: " + ", ".join(f"{s:g}: {e:.4f}" for s, e in zip(sweep["step_sizes"], sweep["emd"])))

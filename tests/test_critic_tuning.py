@@ -56,6 +56,24 @@ def test_fine_tuning_recovers_the_log_ratio():
     assert tuned.critic.state_dict().keys() == critic.state_dict().keys()
 
 
+def test_wide_proposal_keeps_the_log_ratio_and_reaches_the_tail():
+    """Generated batches from N(0, 2.5^2), weighted back to the prior, have the same minimiser
+    2 x. Without the weights it would be 2 x - log(q_g / p_g): 0.76 nats off at x = 1, which the
+    0.3-nat tolerance catches. In the tail (x in [-5, -3], 2-4 std below p_g's mean) the logit must
+    not lie above the log ratio: that is what keeps a DDLS target inside the prior's reach."""
+    config = FineTuneConfig(steps=1500, learning_rate=3e-3, batch_size=512, pool_size=100_000, proposal_scale=2.5)
+    tuned = fine_tune_critic(_shift_generator(), _offset_critic(), _real, latent_dim=1, config=config,
+                             progress_bar=False)
+    bulk = torch.linspace(-1.5, 1.5, 31).reshape(-1, 1)
+    tail = torch.linspace(-5.0, -3.0, 21).reshape(-1, 1)
+    with torch.no_grad():
+        bulk_logit = tuned.critic(bulk).reshape(-1).numpy()
+        tail_logit = tuned.critic(tail).reshape(-1).numpy()
+    np.testing.assert_allclose(bulk_logit, 2.0 * bulk.reshape(-1).numpy(), atol=0.3, rtol=0.0)
+    assert np.all(tail_logit <= 2.0 * tail.reshape(-1).numpy() + 0.5), tail_logit
+    assert tuned.config.proposal_scale == 2.5
+
+
 def test_fine_tuning_accepts_an_array_of_real_samples():
     config = FineTuneConfig(steps=200, learning_rate=3e-3, batch_size=256)
     tuned = fine_tune_critic(_shift_generator(), _offset_critic(), _real(20_000, 1), latent_dim=1, config=config,
@@ -68,6 +86,7 @@ def test_fine_tuning_accepts_an_array_of_real_samples():
     [
         ({"config": FineTuneConfig(steps=0)}, "steps must be a positive int"),
         ({"config": FineTuneConfig(learning_rate=-1.0)}, "learning_rate must be > 0"),
+        ({"config": FineTuneConfig(proposal_scale=0.5)}, "proposal_scale must be a number in"),
         ({"real": np.zeros((10, 3), np.float32)}, "generator makes"),
         ({"real": np.zeros(5, np.float32)}, "array shaped"),
         ({"latent_dim": 0}, "latent_dim must be a positive int"),

@@ -61,14 +61,19 @@ def test_calibrate_command_fine_tunes_in_place(tiny_zoo, tmp_path, capsys):
     shutil.copytree(tiny_zoo / "tiny-nsgan", folder)
     assert zoo.load_model(folder).calibrated_critic is None
     assert main(["calibrate", "--model", str(folder), "--fine-tune-steps", "20", "--fine-tune-batch", "64",
-                 "--no-progress"]) == 0
+                 "--proposal-scale", "2", "--no-progress"]) == 0
     model = zoo.load_model(folder)
     assert model.calibrated_critic is not None and model.config["calibration"]["fine_tune"]["steps"] == 20
+    assert model.config["calibration"]["fine_tune"]["proposal_scale"] == 2.0
+    assert "N(0, 2^2 I) and each term weighted" in (folder / "MODEL_CARD.md").read_text()
     # The GAN's own critic is kept as it was; the fine-tuned one is a separate file.
     torch.testing.assert_close(model.critic.state_dict(), zoo.load_model(tiny_zoo / "tiny-nsgan").critic.state_dict())
     assert "fine-tuned critic" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["calibrate", "--model", str(folder), "--fine-tune-steps", "-1"])
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--model", str(folder), "--proposal-scale", "0.5"])
+    assert "proposal_scale must be a number in [1, 10]" in capsys.readouterr().err
 
 
 def test_same_seed_same_training(tmp_path):

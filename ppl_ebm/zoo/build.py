@@ -240,8 +240,14 @@ def calibration_card_section(full: dict[str, Any], default_n: int) -> str:
             f"The critic fine-tuned by BCE against the frozen generator (`critic_calibrated.safetensors`): "
             f"{tune['steps']} Adam steps, lr {tune['learning_rate']}, batch {tune['batch_size']} real + "
             f"{tune['batch_size']} generated, seed {tune['seed']}, {tune['seconds']:.0f} s, final BCE "
-            f"{tune['final_bce']:.4f} (chance 1.3863). Then a logistic head "
+            f"{tune['final_bce']:.4f} (chance 1.3863). "
         )
+        scale = tune.get("proposal_scale", 1.0)
+        if scale != 1.0:
+            text += (f"The generated batches' latents were drawn from N(0, {scale:g}^2 I) and each term weighted "
+                     f"by p0(z) / q(z), so the minimiser is the same log ratio but the critic also met points "
+                     f"G(z) far from the data and learned a low logit there (the BCE above is the weighted one). ")
+        text += "Then a logistic head "
     else:
         text += "A logistic head "
     n_real = int(calibration.get("n_fit_real", calibration.get("n_real", default_n)))
