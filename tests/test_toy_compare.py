@@ -49,6 +49,8 @@ def test_compare_every_kind_of_method_at_toy_size(tiny_model, tmp_path, capsys):
         assert row["emd"] > 0
         # The papers' figure beside ours (W2^2 at 100 points here, mean and spread over 3 repeats).
         assert row["w2sq_100_mean"] > 0 and row["w2sq_100_std"] > 0
+        assert len(row["w2sq_100_values"]) == 3
+        assert sum(row["w2sq_100_values"]) / 3 == pytest.approx(row["w2sq_100_mean"], rel=1e-12)
     assert metrics["methods"]["mala/jax"]["ess_bulk_min"] > 0
     assert metrics["methods"]["generator"]["ess_bulk_min"] is None
     assert len(metrics["sweep"]["emd"]) == 2
@@ -63,6 +65,22 @@ def test_compare_every_kind_of_method_at_toy_size(tiny_model, tmp_path, capsys):
     assert "EMD as DOT/DDLS/ex2mcmc compute it" in metrics["w2sq_100"]
     printed = capsys.readouterr().out
     assert "mala/jax" in printed and "W2^2@100" in printed and "W1" in printed
+    assert "Against the generator (W2^2@100: paired over the 3 repeats' shared data draws)" in printed
+    assert "Against the generator" in (output / "report.md").read_text()
+
+
+def test_paired_ratios_against_the_generator():
+    from ppl_ebm.studies.compare_report import format_paired_ratios
+
+    rows = {"data": {"emd": 0.5, "w2sq_9_values": [0.5, 0.5, 0.5]},
+            "generator": {"emd": 2.0, "w2sq_9_values": [1.0, 2.0, 3.0]},
+            "ula/jax": {"emd": 1.0, "w2sq_9_values": [0.5, 1.0, 1.5]}}
+    text = format_paired_ratios(rows)
+    # Differences -0.5, -1, -1.5: mean -1, sample std 0.5, standard error 0.5 / sqrt(3) = 0.2887.
+    assert "ula/jax: W1 0.50x, W2^2 0.50x (difference -1.0000 +- 0.2887)" in text
+    assert "data: W1 0.25x, W2^2 0.25x (difference -1.5000 +- 0.5774)" in text
+    assert format_paired_ratios({"generator": {"emd": 1.0, "w2sq_9_mean": 1.0}}) == ""
+    assert "\n- ula/jax: W1 0.50x" in format_paired_ratios(rows, markdown=True)
 
 
 def test_compare_rejects_bad_options(tiny_model, capsys):

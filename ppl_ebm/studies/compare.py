@@ -180,6 +180,8 @@ def _score(samples: np.ndarray, data: np.ndarray, dataset: str, config: CompareC
                                   config.w2sq_num_points, config.w2sq_repeats, seed=config.seed)
     scores[f"w2sq_{config.w2sq_num_points}_mean"] = paper.mean
     scores[f"w2sq_{config.w2sq_num_points}_std"] = paper.std
+    # Per repeat, so that two methods can be compared pair by pair (the repeats' data draws are shared).
+    scores[f"w2sq_{config.w2sq_num_points}_values"] = list(paper.values)
     try:
         centers, std = datasets.mode_centers(dataset), datasets.mode_std(dataset)
     except ValueError:  # no discrete modes (Swiss Roll, spirals)

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from ppl_ebm.studies.compare import PAPER_STEP_SIZE
 
-__all__ = ["format_cell", "format_compare_table", "target_check_line", "write_report"]
+__all__ = ["format_cell", "format_compare_table", "format_paired_ratios", "target_check_line", "write_report"]
 
 _COLUMNS = (
     ("emd", "W1", "{:.4f}"),
@@ -76,6 +76,32 @@ def format_compare_table(metrics: dict[str, dict], markdown: bool = False) -> st
     def line(cells):
         return "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(cells))
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)])
+
+
+def format_paired_ratios(metrics: dict[str, dict], markdown: bool = False) -> str:
+    """Each method against the generator, as DDLS Table 2's goals are stated: W1 ratio, W2^2 ratio
+    of means, and the paired W2^2 difference (method - generator, repeat by repeat on the same data
+    draws) with its standard error; "" when the rows carry no per-repeat values."""
+    generator = metrics.get("generator", {})
+    keys = sorted(key for key in generator if key.startswith("w2sq_") and key.endswith("_values"))
+    if not keys:
+        return ""
+    key = keys[0]
+    points = key[len("w2sq_"):-len("_values")]
+    base = np.asarray(generator[key], dtype=float)
+    lines = [f"Against the generator (W2^2@{points}: paired over the {len(base)} repeats' shared data draws):"]
+    if markdown:
+        lines.append("")
+    for name, values in metrics.items():
+        if name == "generator" or key not in values:
+            continue
+        mine = np.asarray(values[key], dtype=float)
+        difference = mine - base
+        se = difference.std(ddof=1) / np.sqrt(len(difference))
+        bullet = "-" if markdown else " "
+        lines.append(f"{bullet} {name}: W1 {values['emd'] / generator['emd']:.2f}x, "
+                     f"W2^2 {mine.mean() / base.mean():.2f}x (difference {difference.mean():+.4f} +- {se:.4f})")
+    return "\n".join(lines)
 
 
 def _plot_samples(samples: dict[str, np.ndarray], data: np.ndarray, path: Path, limit: int = 2000) -> None:
@@ -213,7 +239,8 @@ def write_report(output, folder: Path) -> dict[str, Path]:
         "states as samples (DDLS Alg. 1), NUTS/HMC pool their draws. DDLS uses the "
         f"{'GAN critic as trained' if config.raw_critic else _calibrated_critic(output.model_config)}"
         ", DRS and MH-GAN the calibrated critic, DOT the GAN's own critic.\n\n"
-        f"{target_check_line(output.target_check)}{format_compare_table(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
+        f"{target_check_line(output.target_check)}{format_compare_table(output.metrics, markdown=True)}\n\n"
+        f"{format_paired_ratios(output.metrics, markdown=True)}\n\n![samples](samples.png)\n"
         f"{sweep_text}\n## Traces\n\n![traces](traces.png)\n"
     )
     paths["report"].write_text(text)

@@ -336,7 +336,7 @@ training config, calibration, these metrics).
 def record_compare_in_card(folder: Path, metrics: dict[str, Any], command: str) -> None:
     """Store a ``ppl-ebm compare`` result (its ``metrics.json``) in the model's config and card,
     so that the card carries the measured DDLS figures beside the generator-only ones."""
-    from ppl_ebm.studies.compare_report import format_compare_table
+    from ppl_ebm.studies.compare_report import format_compare_table, format_paired_ratios
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
@@ -347,6 +347,9 @@ def record_compare_in_card(folder: Path, metrics: dict[str, Any], command: str) 
         f"{metrics['num_samples']} samples per method against {metrics['num_samples']} fresh data points, seed "
         f"{metrics['seed']}; {metrics['emd']}.\n\n{format_compare_table(metrics['methods'], markdown=True)}\n"
     )
+    paired = format_paired_ratios(metrics["methods"], markdown=True)
+    if paired:
+        text += f"\n{paired}\n"
     if sweep:
         text += (
             f"\nULA step chosen on validation data: {sweep['best_step_size']:g} (sweep "
