@@ -47,7 +47,7 @@ import numpy as np
 import torch
 
 from ppl_ebm.data import dataset_spec, sample_dataset
-from ppl_ebm.metrics import w2sq_repeated
+from ppl_ebm.metrics import paired_difference, w2sq_repeated
 from ppl_ebm.validation import check_output_dir
 from ppl_ebm.zoo.store import load_model
 
@@ -81,13 +81,13 @@ def measure(model_name: str, points: list[int], repeats: int, goal_ratio: float,
         generator = w2sq_repeated(generated, draw, num_points=n, repeats=repeats, seed=seed)
         goal = goal_ratio * generator.mean
         # Paired over the same data draws: the generator's excess over the floor, repeat by repeat.
-        excess = np.asarray(generator.values) - np.asarray(floor.values)
+        excess, excess_se = paired_difference(generator.values, floor.values)
         rows.append({
             "model": model_name, "points": n, "repeats": repeats,
             "floor_mean": floor.mean, "floor_std": floor.std,
             "generator_mean": generator.mean, "generator_std": generator.std,
-            "generator_minus_floor_mean": float(excess.mean()),
-            "generator_minus_floor_se": float(excess.std(ddof=1) / np.sqrt(repeats)),
+            "generator_minus_floor_mean": excess,
+            "generator_minus_floor_se": excess_se,
             "goal_ratio": goal_ratio, "goal": goal, "goal_below_floor": bool(goal < floor.mean),
         })
         if centred is not None:

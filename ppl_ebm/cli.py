@@ -803,25 +803,18 @@ def _run_report(args, parser) -> int:
     return 0
 
 
-def _classifier_parser(subparsers) -> None:
-    from ppl_ebm.cli_images import classifier_parser
-
-    classifier_parser(subparsers)
-
-
-def _latent_parsers(subparsers) -> None:
-    from ppl_ebm.cli_latent import latent_parsers
-
-    latent_parsers(subparsers)
-
-
 def _elsewhere(module: str, name: str):
-    """A runner defined in another CLI module, imported when the command runs."""
-    def run(args, parser) -> int:
+    """A function of another CLI module (a parser builder or a runner), imported when called."""
+    def call(*args):
         import importlib
 
-        return getattr(importlib.import_module(module), name)(args, parser)
-    return run
+        return getattr(importlib.import_module(module), name)(*args)
+    return call
+
+
+_classifier_parser = _elsewhere("ppl_ebm.cli_images", "classifier_parser")
+# One object for the four latent commands, whose parsers one call adds: built once.
+_latent_parsers = _elsewhere("ppl_ebm.cli_latent", "latent_parsers")
 
 
 # Each command -> (the function adding its parser, some add several; its runner). Building a

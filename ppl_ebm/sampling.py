@@ -357,7 +357,7 @@ def sample(
     check_bool("progress_bar", progress_bar)
     if until is not None:
         check_convergence_settings(target_rhat, target_ess, max_samples, num_samples, thinning, return_generated)
-    if return_generated and not _is_torch_ebm(target) and not hasattr(target, "generate"):
+    if return_generated and not hasattr(target, "generate"):
         raise ValueError("return_generated=True needs a latent EBM target.")
     if not isinstance(model_args, (tuple, list)):
         raise ArgumentTypeError(f"model_args must be a tuple of the model's positional arguments, got "
@@ -478,7 +478,7 @@ def _open_store(draws_dir, target, position, initial_params, sampler, backend, n
     from ppl_ebm.drivers.zarr_store import ZarrDrawStore
 
     # The draws are z itself only for a latent EBM under N(0, I); otherwise the unconstrained u.
-    latent = _is_torch_ebm(target) or hasattr(target, "generate")
+    latent = hasattr(target, "generate")
     variable = "z" if latent and has_standard_normal_prior(target) else "u"
     attributes = {
         "inference_library": "ppl_ebm", "sampler": sampler, "backend": backend, "seed": seed,

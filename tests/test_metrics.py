@@ -84,6 +84,16 @@ def test_w2sq_repeated_input_checks():
         mt.w2sq_repeated(cloud, lambda n, seed: cloud[:n], num_points=10, repeats=1)
 
 
+def test_paired_difference_is_the_mean_and_standard_error_of_the_differences():
+    # Differences -0.5, -1, -1.5: mean -1, sample std 0.5, standard error 0.5 / sqrt(3).
+    mean, se = mt.paired_difference([0.5, 1.0, 1.5], [1.0, 2.0, 3.0])
+    assert mean == pytest.approx(-1.0, rel=1e-12) and se == pytest.approx(0.5 / np.sqrt(3), rel=1e-12)
+    with pytest.raises(ValueError, match="two equal-length 1-d sequences of >= 2 repeats"):
+        mt.paired_difference([1.0], [2.0])
+    with pytest.raises(ValueError, match="got shapes \\(3,\\) and \\(2,\\)"):
+        mt.paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
 def test_emd_on_a_line_matches_scipy_1d():
     rng = np.random.default_rng(3)
     u = rng.normal(size=300)

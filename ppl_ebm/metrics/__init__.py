@@ -10,6 +10,7 @@ from ppl_ebm.metrics.distances import (
     PAPER_REPEATS,
     RepeatedDistance,
     emd,
+    paired_difference,
     sliced_wasserstein,
     w2sq,
     w2sq_repeated,
@@ -23,6 +24,6 @@ from ppl_ebm.metrics.precision_recall import precision_recall
 
 __all__ = [
     "PAPER_POINTS", "PAPER_REPEATS", "RepeatedDistance", "classifier_outputs", "emd", "frechet_distance",
-    "frechet_distance_from_moments", "image_scores", "inception_style_score", "mode_metrics", "precision_recall",
-    "sliced_wasserstein", "w2sq", "w2sq_repeated", "wasserstein2",
+    "frechet_distance_from_moments", "image_scores", "inception_style_score", "mode_metrics", "paired_difference",
+    "precision_recall", "sliced_wasserstein", "w2sq", "w2sq_repeated", "wasserstein2",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "PAPER_REPEATS",
     "RepeatedDistance",
     "emd",
+    "paired_difference",
     "sliced_wasserstein",
     "w2sq",
     "w2sq_repeated",
@@ -255,6 +256,18 @@ def w2sq_repeated(
         data = draw_data(num_points, _data_seed(seed, repeat))
         values.append(w2sq(chosen, data))
     return RepeatedDistance(float(np.mean(values)), float(np.std(values, ddof=1)), tuple(values))
+
+
+def paired_difference(values: Any, baseline: Any) -> tuple[float, float]:
+    """Mean and standard error of ``values - baseline`` repeat by repeat: two
+    :func:`w2sq_repeated` results with the same ``seed`` met the same data draws, so their
+    difference is paired, and where the draws move both alike, less noisy than the two spreads say."""
+    values, baseline = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
+    if values.shape != baseline.shape or values.ndim != 1 or values.size < 2:
+        raise ValueError(f"values and baseline must be two equal-length 1-d sequences of >= 2 repeats; "
+                         f"got shapes {values.shape} and {baseline.shape}")
+    difference = values - baseline
+    return float(difference.mean()), float(difference.std(ddof=1) / np.sqrt(difference.size))
 
 
 def _data_seed(seed: int, repeat: int) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 # with the format's own (Agg) canvas.
 from matplotlib.figure import Figure
 
+from ppl_ebm.metrics.distances import paired_difference
 from ppl_ebm.studies.compare import PAPER_STEP_SIZE
 
 __all__ = ["format_cell", "format_compare_table", "format_paired_ratios", "target_check_line", "write_report"]
@@ -95,12 +96,10 @@ def format_paired_ratios(metrics: dict[str, dict], markdown: bool = False) -> st
     for name, values in metrics.items():
         if name == "generator" or key not in values:
             continue
-        mine = np.asarray(values[key], dtype=float)
-        difference = mine - base
-        se = difference.std(ddof=1) / np.sqrt(len(difference))
+        difference, se = paired_difference(values[key], base)
         bullet = "-" if markdown else " "
         lines.append(f"{bullet} {name}: W1 {values['emd'] / generator['emd']:.2f}x, "
-                     f"W2^2 {mine.mean() / base.mean():.2f}x (difference {difference.mean():+.4f} +- {se:.4f})")
+                     f"W2^2 {np.mean(values[key]) / base.mean():.2f}x (difference {difference:+.4f} +- {se:.4f})")
     return "\n".join(lines)
 
 
