@@ -1,8 +1,8 @@
 """The ``ppl-ebm`` command.
 
 ``ppl-ebm compare`` (the main job) runs DDLS's synthetic experiment on a zoo model (default:
-the shipped 25-Gaussians NS-GAN, ``25gaussians-nsgan``): generator only, DRS, MH-GAN, DOT and DDLS with every
-sampler x backend, scored by exact W1, the papers' W2^2 "EMD" and DDLS Table 1's mode metrics, with ESS figures for
+the shipped WGAN-GP on the DOT-scale 25-Gaussians, ``25gaussians-gulrajani-wgan-gp``): generator only, DRS,
+MH-GAN, DOT and DDLS with ULA, MALA, i-SIR and Ex2MCMC, scored by exact W1, the papers' W2^2 "EMD" and DDLS Table 1's mode metrics, with ESS figures for
 the samplers; it prints a table and writes ``metrics.json``, ``report.md`` and figures.
 ``--model gaussian`` compares the samplers on the analytic Gaussian target instead.
 ``ppl-ebm train`` reproduces a zoo checkpoint (toy or image GAN; ``ppl-ebm train-classifier``
@@ -161,7 +161,7 @@ def _margin(text: str) -> float | str:
 
 
 def _fine_tune_arguments(parser) -> None:
-    from ppl_ebm.training.critic_tuning import FineTuneConfig
+    from ppl_ebm.training.critic_tuning import SCHEDULES, FineTuneConfig
 
     defaults = FineTuneConfig()
     parser.add_argument("--fine-tune-steps", type=int, default=defaults.steps,
@@ -173,6 +173,14 @@ def _fine_tune_arguments(parser) -> None:
                              f"prior (default {defaults.proposal_scale:g}: the prior, DDLS 5.2); e.g. 2 teaches the "
                              "critic a low logit off the data, so the DDLS target stays inside the prior's reach "
                              "(the target check of `compare` says whether it did)")
+    parser.add_argument("--extended-noise-scale", type=float, default=defaults.extended_noise_scale,
+                        help="eps of DDLS Corollary 1: calibrate the critic against the extended generator "
+                             "G(z) + eps z', z' ~ N(0, I), whose support covers data the generator misses; "
+                             "DDLS then samples (z, z'). In data units, e.g. the data's noise std "
+                             f"(default {defaults.extended_noise_scale:g}: the generator itself; toy models only)")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, default=defaults.learning_rate_schedule,
+                        help="the fine-tuning's step: constant (default), or cosine decay to 0, so that the critic "
+                             "is not one noisy Adam iterate (whose error sits in each mode's level of the ratio)")
 
 
 def _fine_tune_config(args, parser):
@@ -185,7 +193,9 @@ def _fine_tune_config(args, parser):
     try:
         return FineTuneConfig(steps=args.fine_tune_steps, learning_rate=args.fine_tune_lr,
                               batch_size=args.fine_tune_batch, seed=args.seed,
-                              proposal_scale=args.proposal_scale).validate()
+                              proposal_scale=args.proposal_scale,
+                              extended_noise_scale=args.extended_noise_scale,
+                              learning_rate_schedule=args.lr_schedule).validate()
     except ValueError as error:
         parser.error(str(error))
 

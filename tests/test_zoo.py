@@ -76,6 +76,33 @@ def test_calibrate_command_fine_tunes_in_place(tiny_zoo, tmp_path, capsys):
     assert "proposal_scale must be a number in [1, 10]" in capsys.readouterr().err
 
 
+def test_calibrating_the_extended_generator_makes_its_target(tiny_zoo, tmp_path):
+    """DDLS Corollary 1 through the zoo: a critic calibrated against G(z) + eps z' gives a
+    calibrated target over (z, z') with that eps; the GAN's own critic keeps the plain target."""
+    import shutil
+
+    folder = tmp_path / "extended"
+    shutil.copytree(tiny_zoo / "tiny-nsgan", folder)
+    assert main(["calibrate", "--model", str(folder), "--fine-tune-steps", "20", "--fine-tune-batch", "64",
+                 "--extended-noise-scale", "0.05", "--no-progress"]) == 0
+    plain, extended = zoo.load_latent_ebm(folder), zoo.load_latent_ebm(folder, calibrated=True)
+    assert plain.extended_noise_scale is None and extended.extended_noise_scale == pytest.approx(0.05)
+    assert extended.latent_dim == plain.latent_dim + 2
+    z = torch.zeros(3, extended.latent_dim)
+    z[:, plain.latent_dim:] = 1.0
+    torch.testing.assert_close(extended.generate(z), plain.generate(z[:, : plain.latent_dim]) + 0.05)
+    assert "extended generator G(z) + 0.05 z'" in (folder / "MODEL_CARD.md").read_text()
+    # compare samples (z, z') and scores G(z) + eps z'; its generator row stays G(z) alone.
+    output = tmp_path / "compare"
+    assert main(["compare", "--model", str(folder), "--methods", "generator", "isir/jax", "--num-samples", "100",
+                 "--steps", "4", "--step-size", "0.02", "--sweep", "--w2sq-points", "50", "--output", str(output),
+                 "--no-progress"]) == 0
+    methods = json.loads((output / "metrics.json").read_text())["methods"]
+    assert np.isfinite(methods["isir/jax"]["emd"]) and np.isfinite(methods["generator"]["emd"])
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--model", str(folder), "--extended-noise-scale", "-1"])
+
+
 def test_same_seed_same_training(tmp_path):
     config = TrainingConfig(dataset="swissroll", seed=3, **TINY)
     from ppl_ebm.data.toy import sample_dataset

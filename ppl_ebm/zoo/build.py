@@ -97,7 +97,10 @@ def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = Fi
     held-out split, which neither the GAN nor the fine-tuning saw."""
     loaded = load_model(model)
     latent_dim, seed = loaded.config["training"]["latent_dim"], loaded.config["training"]["seed"]
-    tuning_real, (fit_real, fit_fake), (test_real, test_fake) = _calibration_sets(loaded, eval_samples, seed, root)
+    # DDLS Corollary 1: with eps > 0 the critic is calibrated against G(z) + eps z', and the head too.
+    noise_scale = fine_tune.extended_noise_scale if fine_tune is not None else 0.0
+    tuning_real, (fit_real, fit_fake), (test_real, test_fake) = _calibration_sets(loaded, eval_samples, seed, root,
+                                                                                  noise_scale)
     head_only = fit_calibration(loaded.critic, fit_real, fit_fake, critic_output=loaded.config["critic_output"])
     head_only_report = calibration_report(head_only, test_real, test_fake)
     calibration: dict[str, Any] = {}
@@ -134,9 +137,13 @@ def calibrate_zoo_model(model: str | Path, fine_tune: FineTuneConfig | None = Fi
     return folder
 
 
-def _calibration_sets(loaded, eval_samples: int, seed: int, root: str | Path | None):
-    """The fine-tuning's real data, then (real, fake) to fit the head and (real, fake) to test it."""
+def _calibration_sets(loaded, eval_samples: int, seed: int, root: str | Path | None, noise_scale: float = 0.0):
+    """The fine-tuning's real data, then (real, fake) to fit the head and (real, fake) to test it;
+    the fakes from the extended generator G(z) + eps z' when ``noise_scale`` (eps) > 0."""
     if loaded.kind == "image":
+        if noise_scale > 0:
+            raise ValueError("extended_noise_scale (DDLS Corollary 1) is supported for toy models only; "
+                             f"{loaded.name!r} is an image model: leave it at 0.")
         from ppl_ebm.data.images import load_images
         from ppl_ebm.zoo.image_build import generate_images
 
@@ -153,7 +160,8 @@ def _calibration_sets(loaded, eval_samples: int, seed: int, root: str | Path | N
     if root is not None:
         raise ValueError(f"root applies to image models; {loaded.name!r} draws its toy data set {loaded.dataset!r}.")
     draw = lambda n, s: datasets.sample_dataset(loaded.dataset, n, s)  # noqa: E731
-    ebm = LatentEBM(loaded.generator, loaded.critic, critic_output=loaded.config["critic_output"])
+    ebm = LatentEBM(loaded.generator, loaded.critic, critic_output=loaded.config["critic_output"],
+                    extended_noise_scale=noise_scale if noise_scale > 0 else None)
     held_out = 2 * eval_samples
     fit_fake = baselines.generator_only(ebm, held_out, 30_000 + seed).samples
     test_fake = baselines.generator_only(ebm, held_out, 40_000 + seed).samples
@@ -238,7 +246,9 @@ def calibration_card_section(full: dict[str, Any], default_n: int) -> str:
     if tune:
         text += (
             f"The critic fine-tuned by BCE against the frozen generator (`critic_calibrated.safetensors`): "
-            f"{tune['steps']} Adam steps, lr {tune['learning_rate']}, batch {tune['batch_size']} real + "
+            f"{tune['steps']} Adam steps, lr {tune['learning_rate']}"
+            f"{' decayed to 0 by a cosine' if tune.get('learning_rate_schedule') == 'cosine' else ''}, "
+            f"batch {tune['batch_size']} real + "
             f"{tune['batch_size']} generated, seed {tune['seed']}, {tune['seconds']:.0f} s, final BCE "
             f"{tune['final_bce']:.4f} (chance 1.3863). "
         )
@@ -247,6 +257,12 @@ def calibration_card_section(full: dict[str, Any], default_n: int) -> str:
             text += (f"The generated batches' latents were drawn from N(0, {scale:g}^2 I) and each term weighted "
                      f"by p0(z) / q(z), so the minimiser is the same log ratio but the critic also met points "
                      f"G(z) far from the data and learned a low logit there (the BCE above is the weighted one). ")
+        noise_scale = tune.get("extended_noise_scale", 0.0)
+        if noise_scale > 0:
+            text += (f"The generated points were DDLS Corollary 1's extended generator G(z) + {noise_scale:g} z', "
+                     f"z' ~ N(0, I), here and for the head below, so the calibrated critic is the log ratio for "
+                     f"that generator and its DDLS target is over (z, z') (`load_latent_ebm(calibrated=True)` "
+                     f"builds it so). ")
         text += "Then a logistic head "
     else:
         text += "A logistic head "

@@ -255,8 +255,19 @@ def latent_ebm_of(model: ZooModel, calibrated: bool = False, **ebm_options: Any)
             critic = CalibratedCritic(model.calibrated_critic, head["weight"], head["bias"], "logit")
         else:
             critic = CalibratedCritic(critic, head["weight"], head["bias"], model.config["critic_output"])
+        # A critic calibrated against DDLS Corollary 1's extended generator G(z) + eps z' is the log
+        # ratio for that generator only: its target is over (z, z').
+        noise_scale = calibrated_noise_scale(model.config)
+        if noise_scale > 0:
+            ebm_options.setdefault("extended_noise_scale", noise_scale)
         return LatentEBM(model.generator, critic, critic_output="logit", **ebm_options)
     return LatentEBM(model.generator, critic, critic_output=model.config["critic_output"], **ebm_options)
+
+
+def calibrated_noise_scale(config: dict[str, Any]) -> float:
+    """eps of DDLS Corollary 1 the model's calibrated critic was fine-tuned with (0: none)."""
+    fine_tune = (config.get("calibration") or {}).get("fine_tune") or {}
+    return float(fine_tune.get("extended_noise_scale", 0.0))
 
 
 def _as_dict(training: Any) -> dict[str, Any] | None:
