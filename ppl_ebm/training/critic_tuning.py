@@ -42,10 +42,10 @@ critic is then the log ratio for that generator, and the DDLS target is over ``(
 iterate, and its noise is not spread evenly: on the DOT-scale 25-Gaussians (eps twice the mode
 std) it sat in the logit's level over each mode, so the target weighted the 25 modes 0.5x to 2x
 (the generator's own weights are within 5% of equal) and rejection sampling by it scored W1 three
-times the generator's. Decaying the step to 0 (``"cosine"``) averages that noise out: 0.86-1.14x
-after 3000 steps, 0.91-1.09x after 6000, and W1 0.67x the generator's. Either change alone did
-not help there (eps = 0 with the cosine, or eps > 0 with a constant step); DEVELOPERS.md has the
-figures.
+times the generator's. Decaying the step to 0 (``"cosine"``) averages that noise out: mode weights
+0.86-1.14x after 3000 steps (rejection sampling then scored W1 0.67x the generator's), 0.91-1.09x
+after 6000. Either change alone did not help there (eps = 0 with the cosine, or eps > 0 with a
+constant step); DEVELOPERS.md has the figures.
 """
 
 from __future__ import annotations
